@@ -1,0 +1,1 @@
+"""Lightning OS core: settings, the event envelope, storage and bus contracts, the runtime."""

@@ -1,0 +1,164 @@
+"""One typed settings object for every service, read from the environment and .env files.
+
+The variable names are the ones users of the original system know from its `.env.local` and
+`.env.azure` (LIGHTNING_MODE, DATABASE_URL, REDIS_URL, ...). `LIGHTNING_MODE` picks the
+providers; the two provider variables override it. `load_settings` checks the whole
+combination at once so a bad deployment fails with one message naming every problem,
+instead of the first one and then the next one on the next restart.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Mode(StrEnum):
+    EMBEDDED = "embedded"
+    LOCAL = "local"
+    AZURE = "azure"
+
+
+class StorageProvider(StrEnum):
+    SQLITE = "sqlite"
+    POSTGRES = "postgres"
+    COSMOS = "cosmos"
+
+
+class BusProvider(StrEnum):
+    MEMORY = "memory"
+    REDIS = "redis"
+    RABBITMQ = "rabbitmq"
+    SERVICEBUS = "servicebus"
+
+
+DEFAULT_PROVIDERS: dict[Mode, tuple[StorageProvider, BusProvider]] = {
+    Mode.EMBEDDED: (StorageProvider.SQLITE, BusProvider.MEMORY),
+    Mode.LOCAL: (StorageProvider.POSTGRES, BusProvider.REDIS),
+    Mode.AZURE: (StorageProvider.COSMOS, BusProvider.SERVICEBUS),
+}
+
+# Azure mode runs on managed services only: a laptop-only provider there is a misconfiguration.
+LOCAL_ONLY_PROVIDERS: frozenset[str] = frozenset({StorageProvider.SQLITE, BusProvider.MEMORY})
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class ConfigError(Exception):
+    """The settings cannot start a service; the message names every bad setting and its fix."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__(
+            "Invalid Lightning OS configuration: "
+            + "; ".join(problems)
+            + ". Fix the environment or .env file (templates: .env.local, .env.azure)."
+        )
+
+
+class Settings(BaseSettings):
+    """Everything a Lightning OS process reads from its environment."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        frozen=True,
+    )
+
+    mode: Mode = Field(default=Mode.EMBEDDED, alias="LIGHTNING_MODE")
+    storage_provider: StorageProvider | None = Field(
+        default=None, alias="LIGHTNING_STORAGE_PROVIDER"
+    )
+    event_bus_provider: BusProvider | None = Field(
+        default=None, alias="LIGHTNING_EVENT_BUS_PROVIDER"
+    )
+    service_type: str = Field(default="api", alias="SERVICE_TYPE")
+
+    sqlite_path: Path = Field(default=Path("data/lightning.db"), alias="LIGHTNING_SQLITE_PATH")
+    database_url: str | None = Field(default=None, alias="DATABASE_URL")
+    redis_url: str | None = Field(default=None, alias="REDIS_URL")
+    rabbitmq_url: str | None = Field(default=None, alias="RABBITMQ_URL")
+    cosmos_connection_string: str | None = Field(default=None, alias="COSMOS_CONNECTION_STRING")
+    cosmos_endpoint: str | None = Field(default=None, alias="COSMOS_ENDPOINT")
+    service_bus_connection_string: str | None = Field(
+        default=None, alias="SERVICE_BUS_CONNECTION_STRING"
+    )
+    service_bus_namespace: str | None = Field(default=None, alias="SERVICE_BUS_NAMESPACE")
+
+    host: str = Field(default="127.0.0.1", alias="LIGHTNING_HOST")
+    api_port: Port = Field(default=8000, alias="LIGHTNING_API_PORT")
+    ui_port: Port = Field(default=8080, alias="LIGHTNING_UI_PORT")
+    api_url: str = Field(default="http://127.0.0.1:8000", alias="LIGHTNING_API_URL")
+    dev_user: str = Field(default="dev-user", alias="LIGHTNING_DEV_USER")
+
+    @property
+    def storage(self) -> StorageProvider:
+        return self.storage_provider or DEFAULT_PROVIDERS[self.mode][0]
+
+    @property
+    def event_bus(self) -> BusProvider:
+        return self.event_bus_provider or DEFAULT_PROVIDERS[self.mode][1]
+
+    def service_types(self) -> list[str]:
+        """SERVICE_TYPE may name several services to host in one process (`invoke dev`)."""
+        return [name.strip() for name in self.service_type.split(",") if name.strip()]
+
+
+_CONNECTION_NEEDS: dict[str, tuple[tuple[str, ...], str]] = {
+    StorageProvider.POSTGRES: (("database_url",), "DATABASE_URL"),
+    StorageProvider.COSMOS: (
+        ("cosmos_connection_string", "cosmos_endpoint"),
+        "COSMOS_CONNECTION_STRING (or COSMOS_ENDPOINT with a managed identity)",
+    ),
+    BusProvider.REDIS: (("redis_url",), "REDIS_URL"),
+    BusProvider.RABBITMQ: (("rabbitmq_url",), "RABBITMQ_URL"),
+    BusProvider.SERVICEBUS: (
+        ("service_bus_connection_string", "service_bus_namespace"),
+        "SERVICE_BUS_CONNECTION_STRING (or SERVICE_BUS_NAMESPACE with a managed identity)",
+    ),
+}
+
+
+def combination_problems(settings: Settings) -> list[str]:
+    """Problems no single field can see: missing connections, local providers in azure mode."""
+    problems: list[str] = []
+    for setting, provider in (
+        ("LIGHTNING_STORAGE_PROVIDER", settings.storage),
+        ("LIGHTNING_EVENT_BUS_PROVIDER", settings.event_bus),
+    ):
+        if settings.mode is Mode.AZURE and provider in LOCAL_ONLY_PROVIDERS:
+            problems.append(
+                f"{setting}={provider} is a local-only provider and LIGHTNING_MODE=azure "
+                "refuses it; unset it to use the azure default"
+            )
+        fields, variable = _CONNECTION_NEEDS.get(provider, ((), ""))
+        if fields and not any(getattr(settings, field) for field in fields):
+            problems.append(f"{variable} is missing (needed by {setting}={provider})")
+    return problems
+
+
+def _field_problem(location: tuple[int | str, ...], message: str, value: object) -> str:
+    variable = ".".join(str(part) for part in location) or "settings"
+    if message == "Field required":
+        return f"{variable} is missing"
+    return f"{variable}={value!r} is invalid: {message}"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read and check the settings; raise ConfigError naming every problem found."""
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        raise ConfigError(
+            [_field_problem(e["loc"], e["msg"], e.get("input")) for e in error.errors()]
+        ) from None
+    problems = combination_problems(settings)
+    if problems:
+        raise ConfigError(problems)
+    return settings

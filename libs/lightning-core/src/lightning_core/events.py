@@ -1,0 +1,51 @@
+"""The one event envelope: CloudEvents 1.0 with the extensions Lightning OS needs.
+
+Every bus carries exactly this shape in exactly this JSON encoding (`to_json`/`from_json`),
+so an event published by the API on Redis reads the same as one delivered by Service Bus.
+Extension attribute names follow the CloudEvents rule (lower-case letters and digits only).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SPEC_VERSION = "1.0"
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class CloudEvent(BaseModel):
+    """A CloudEvents 1.0 event (structured mode) plus `user`, `correlationid`, `traceparent`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    id: str = Field(default_factory=_new_id, min_length=1)
+    source: str = Field(min_length=1)
+    type: str = Field(min_length=1, max_length=256)
+    specversion: Literal["1.0"] = SPEC_VERSION
+    time: datetime = Field(default_factory=_now)
+    subject: str | None = None
+    datacontenttype: str = "application/json"
+    data: dict[str, Any] = Field(default_factory=dict)
+    user: str = Field(min_length=1, description="Owner of the event (the partition key)")
+    correlationid: str | None = Field(
+        default=None, description="Shared by an event and every follow-up it causes"
+    )
+    traceparent: str | None = Field(default=None, description="W3C trace context")
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(exclude_none=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> CloudEvent:
+        return cls.model_validate_json(raw)

@@ -1,0 +1,80 @@
+"""`python -m lightning_core.runtime`: start the services named by SERVICE_TYPE.
+
+One entry point for every image and for `invoke dev`: read and check the settings, connect
+storage and bus once, run each named service in this process, and on SIGTERM or SIGINT
+let each finish its in-flight work and exit 0. Expected failures (bad settings, unknown
+service, unreachable server, busy port) print one line and exit non-zero, no traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from importlib.metadata import entry_points
+
+from lightning_core.config import ConfigError, Settings, load_settings
+from lightning_core.providers import build_bus, build_storage
+from lightning_core.service import ENTRY_POINT_GROUP, Service, ServiceContext
+
+log = logging.getLogger("lightning.runtime")
+
+EXIT_CONFIG = 2
+EXIT_UNAVAILABLE = 3
+
+
+def discover_services(names: list[str]) -> dict[str, Service]:
+    """Load the named services from installed entry points; ConfigError for unknown names."""
+    found = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    unknown = [name for name in names if name not in found]
+    if not names or unknown:
+        available = ", ".join(sorted(found)) or "none installed"
+        wanted = ", ".join(unknown) if unknown else "(empty)"
+        raise ConfigError([f"SERVICE_TYPE={wanted} is not an installed service ({available})"])
+    services: dict[str, Service] = {name: found[name].load() for name in names}
+    return services
+
+
+async def run(settings: Settings, services: dict[str, Service]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with contextlib.AsyncExitStack() as stack:
+        context = ServiceContext(settings, build_storage(settings), build_bus(settings))
+        for provider in (context.storage, context.bus):
+            await provider.connect()
+            stack.push_async_callback(provider.close)
+        tasks = [
+            asyncio.create_task(service(context, stop), name=name)
+            for name, service in services.items()
+        ]
+        log.info("started %s (%s mode)", ", ".join(services), settings.mode)
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+        stop.set()  # one service failed or all returned: take the others down too
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    log.info("stopped %s", ", ".join(services))
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        settings = load_settings()
+        services = discover_services(settings.service_types())
+        asyncio.run(run(settings, services))
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    except OSError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,13 @@
+"""Document storage: the contract in `base`, one module per provider."""
+
+from lightning_core.storage.base import (
+    Conflict,
+    Document,
+    NotFound,
+    Page,
+    PreconditionFailed,
+    Storage,
+    StorageError,
+)
+
+__all__ = ["Conflict", "Document", "NotFound", "Page", "PreconditionFailed", "Storage", "StorageError"]

@@ -1,0 +1,74 @@
+"""HTTP routes: health probes and the events resource."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query, Response, status
+
+from lightning_api.dependencies import BusDep, ContextDep, CurrentUser, StorageDep
+from lightning_api.models import EventIn, EventPage
+from lightning_core.events import CloudEvent
+from lightning_core.records import EVENTS, EventRecord, EventStatus, record_received
+
+router = APIRouter()
+
+
+@router.get("/healthz", tags=["health"])
+async def healthz() -> dict[str, str]:
+    """The process is alive."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", tags=["health"])
+async def readyz(context: ContextDep, response: Response) -> dict[str, str]:
+    """Storage and bus are reachable; 503 names the one that is not."""
+    checks: dict[str, str] = {}
+    for name, provider in (("storage", context.storage), ("bus", context.bus)):
+        try:
+            await provider.ping()
+            checks[name] = "ok"
+        except Exception as error:  # noqa: BLE001 - any failure means not ready
+            checks[name] = f"unavailable: {type(error).__name__}: {error}"
+    if any(value != "ok" for value in checks.values()):
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    return checks
+
+
+@router.post("/api/events", status_code=status.HTTP_202_ACCEPTED, tags=["events"])
+async def submit_event(
+    body: EventIn, user: CurrentUser, storage: StorageDep, bus: BusDep
+) -> EventRecord:
+    """Accept an event: store it as `received`, then publish it to the bus."""
+    event = CloudEvent(user=user, **body.model_dump())
+    record = await record_received(storage, event)
+    await bus.publish(event)
+    return record
+
+
+@router.get("/api/events", tags=["events"])
+async def list_events(
+    user: CurrentUser,
+    storage: StorageDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    status_filter: Annotated[EventStatus | None, Query(alias="status")] = None,
+    continuation: str | None = None,
+) -> EventPage:
+    """The caller's events, newest first."""
+    where = {"status": status_filter.value} if status_filter else None
+    try:
+        page = await storage.query(
+            EVENTS,
+            user,
+            where=where,
+            order_by="received_at",
+            descending=True,
+            limit=limit,
+            continuation=continuation,
+        )
+    except ValueError as error:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(error)) from None
+    return EventPage(
+        items=[EventRecord.from_document(doc) for doc in page.items],
+        continuation=page.continuation,
+    )

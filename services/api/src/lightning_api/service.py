@@ -1,0 +1,14 @@
+"""The `api` service entry point the runtime starts."""
+
+from __future__ import annotations
+
+import asyncio
+
+from lightning_api.app import create_app
+from lightning_core.http import serve_asgi
+from lightning_core.service import ServiceContext
+
+
+async def service(context: ServiceContext, stop: asyncio.Event) -> None:
+    settings = context.settings
+    await serve_asgi(create_app(context), settings.host, settings.api_port, stop)
