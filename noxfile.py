@@ -1,0 +1,63 @@
+"""Quality gates. Every session installs from uv.lock, the same lock CI and the images use.
+
+`nox -l` lists them; CI runs exactly these sessions (see .github/workflows/ci.yml).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nox
+
+nox.needs_version = ">=2025.5.1"
+nox.options.default_venv_backend = "uv"
+nox.options.sessions = ["lint", "typecheck", "tests"]
+
+ROOT = Path(__file__).parent
+PYTHON_SOURCES = ["libs", "services", "infra", "tools", "tests", "noxfile.py", "tasks.py"]
+
+
+def sync(session: nox.Session, *groups: str) -> None:
+    """Install every workspace member plus the named dependency groups, exactly as locked."""
+    session.run_install(
+        "uv",
+        "sync",
+        "--locked",
+        "--all-packages",
+        "--no-default-groups",
+        *(f"--group={group}" for group in groups),
+        env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location},
+        silent=True,
+    )
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the test suite (pass pytest arguments after --)."""
+    sync(session, "test")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Lock freshness, ruff, hadolint on every Dockerfile, actionlint on the workflows."""
+    session.run("uv", "lock", "--check", external=True)
+    sync(session, "lint")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("hadolint", *sorted(str(p) for p in ROOT.glob("docker/*.Dockerfile")))
+    session.run("actionlint", "-shellcheck=", "-pyflakes=")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over every package, the tests, noxfile.py and tasks.py."""
+    sync(session, "typecheck", "test", "lint")
+    session.run("mypy", *PYTHON_SOURCES)
+
+
+@nox.session(default=False)
+def containers(session: nox.Session) -> None:
+    """Build every local and azure bake target for real with buildah, then run each image."""
+    sync(session, "test")
+    session.run("python", "-m", "lightning_devtools.containers", *session.posargs)
