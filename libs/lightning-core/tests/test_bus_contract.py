@@ -1,0 +1,134 @@
+"""The event-bus contract, written once; every provider runs it unchanged.
+
+Add a provider by adding it to `PROVIDERS`; nothing else in this file changes.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+
+from lightning_core.bus.base import EventBus, Handler, RetryPolicy
+from lightning_core.bus.memory import MemoryBus
+from lightning_core.events import CloudEvent
+
+FAST_RETRY = RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.01)
+PROVIDERS: dict[str, Callable[[], EventBus]] = {
+    "memory": lambda: MemoryBus(retry=FAST_RETRY),
+}
+
+
+@pytest.fixture(params=sorted(PROVIDERS))
+async def event_bus(request: pytest.FixtureRequest) -> AsyncIterator[EventBus]:
+    provider = PROVIDERS[request.param]()
+    await provider.connect()
+    try:
+        yield provider
+    finally:
+        await provider.close()
+
+
+def make_event(n: int) -> CloudEvent:
+    return CloudEvent(source="test", type="test.happened", data={"n": n}, user="alice")
+
+
+class Consumer:
+    """Runs `consume` in the background and collects what the handler saw."""
+
+    def __init__(self, bus: EventBus, group: str, handler: Handler | None = None) -> None:
+        self.seen: list[CloudEvent] = []
+        self.stop = asyncio.Event()
+        self._handler = handler or self._record
+        self.task = asyncio.create_task(bus.consume(group, self._handler, stop=self.stop))
+
+    async def _record(self, event: CloudEvent) -> None:
+        self.seen.append(event)
+
+    async def wait_for(self, count: int, timeout: float = 5.0) -> None:
+        async with asyncio.timeout(timeout):
+            while len(self.seen) < count:
+                await asyncio.sleep(0.005)
+
+    async def shutdown(self) -> None:
+        self.stop.set()
+        await asyncio.wait_for(self.task, 5.0)
+
+
+async def test_events_arrive_in_order_single_and_batch(event_bus: EventBus) -> None:
+    consumer = Consumer(event_bus, "g")
+    await event_bus.publish(make_event(0))
+    await event_bus.publish_batch([make_event(n) for n in range(1, 50)])
+    await consumer.wait_for(50)
+    await consumer.shutdown()
+    assert [event.data["n"] for event in consumer.seen] == list(range(50))
+
+
+async def test_a_group_receives_events_published_before_it_started(event_bus: EventBus) -> None:
+    Consumer(event_bus, "early")  # the group exists; its consumer is not yet at work
+    await asyncio.sleep(0)
+    await event_bus.publish(make_event(1))
+    late = Consumer(event_bus, "late")
+    await late.wait_for(1)
+    await late.shutdown()
+
+
+async def test_every_group_gets_every_event(event_bus: EventBus) -> None:
+    first, second = Consumer(event_bus, "one"), Consumer(event_bus, "two")
+    await asyncio.sleep(0)
+    await event_bus.publish_batch([make_event(n) for n in range(5)])
+    await first.wait_for(5)
+    await second.wait_for(5)
+    await first.shutdown()
+    await second.shutdown()
+    assert [e.id for e in first.seen] == [e.id for e in second.seen]
+
+
+async def test_failures_retry_then_dead_letter_with_reason_and_replay(event_bus: EventBus) -> None:
+    attempts: list[str] = []
+    healed = asyncio.Event()
+
+    async def poison(event: CloudEvent) -> None:
+        attempts.append(event.id)
+        if not healed.is_set():
+            raise RuntimeError(f"cannot handle {event.data['n']}")
+
+    consumer = Consumer(event_bus, "g", poison)
+    event = make_event(13)
+    await event_bus.publish(event)
+    async with asyncio.timeout(5):
+        while not await event_bus.dead_letters("g"):
+            await asyncio.sleep(0.005)
+    [letter] = await event_bus.dead_letters("g")
+    assert letter.event == event
+    assert letter.attempts == FAST_RETRY.max_attempts == len(attempts)
+    assert letter.reason == "RuntimeError: cannot handle 13"
+
+    healed.set()
+    await event_bus.replay("g", event.id)
+    async with asyncio.timeout(5):
+        while len(attempts) <= FAST_RETRY.max_attempts:
+            await asyncio.sleep(0.005)
+    await consumer.shutdown()
+    assert await event_bus.dead_letters("g") == []
+    with pytest.raises(KeyError):
+        await event_bus.replay("g", event.id)
+
+
+async def test_stop_finishes_the_event_in_flight(event_bus: EventBus) -> None:
+    started, finished = asyncio.Event(), asyncio.Event()
+
+    async def slow(event: CloudEvent) -> None:
+        started.set()
+        await asyncio.sleep(0.2)
+        finished.set()
+
+    consumer = Consumer(event_bus, "g", slow)
+    await event_bus.publish(make_event(1))
+    await started.wait()
+    await consumer.shutdown()
+    assert finished.is_set()
+
+
+def test_backoff_doubles_and_is_capped() -> None:
+    policy = RetryPolicy(max_attempts=10, base_delay=0.1, max_delay=1.0)
+    assert [policy.delay(n) for n in (1, 2, 3, 4, 5)] == [0.1, 0.2, 0.4, 0.8, 1.0]

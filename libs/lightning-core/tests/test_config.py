@@ -1,0 +1,97 @@
+import subprocess
+import sys
+
+import pytest
+
+from lightning_core.config import BusProvider, ConfigError, Mode, StorageProvider, load_settings
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: object) -> None:
+    monkeypatch.chdir(str(tmp_path))  # no stray .env
+    for name in (
+        "LIGHTNING_MODE",
+        "LIGHTNING_STORAGE_PROVIDER",
+        "LIGHTNING_EVENT_BUS_PROVIDER",
+        "DATABASE_URL",
+        "REDIS_URL",
+        "RABBITMQ_URL",
+        "COSMOS_CONNECTION_STRING",
+        "SERVICE_BUS_CONNECTION_STRING",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_embedded_is_the_default_and_needs_no_servers() -> None:
+    settings = load_settings()
+    assert settings.mode is Mode.EMBEDDED
+    assert settings.storage is StorageProvider.SQLITE
+    assert settings.event_bus is BusProvider.MEMORY
+
+
+def test_mode_picks_providers_and_provider_variables_override(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LIGHTNING_MODE", "local")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://localhost/lightning")
+    monkeypatch.setenv("LIGHTNING_EVENT_BUS_PROVIDER", "rabbitmq")
+    monkeypatch.setenv("RABBITMQ_URL", "amqp://guest:guest@localhost/")
+    settings = load_settings()
+    assert settings.storage is StorageProvider.POSTGRES
+    assert settings.event_bus is BusProvider.RABBITMQ
+
+
+def test_every_problem_is_named_in_one_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LIGHTNING_MODE", "local")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert caught.value.problems == [
+        "DATABASE_URL is missing (needed by LIGHTNING_STORAGE_PROVIDER=postgres)",
+        "REDIS_URL is missing (needed by LIGHTNING_EVENT_BUS_PROVIDER=redis)",
+    ]
+
+
+def test_unknown_values_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LIGHTNING_MODE", "cloud")
+    monkeypatch.setenv("LIGHTNING_EVENT_BUS_PROVIDER", "kafka")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    message = str(caught.value)
+    assert "LIGHTNING_MODE='cloud' is invalid" in message
+    assert "LIGHTNING_EVENT_BUS_PROVIDER='kafka' is invalid" in message
+
+
+def test_azure_mode_refuses_local_only_providers(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LIGHTNING_MODE", "azure")
+    monkeypatch.setenv("LIGHTNING_STORAGE_PROVIDER", "sqlite")
+    monkeypatch.setenv("SERVICE_BUS_NAMESPACE", "lightning.servicebus.windows.net")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert caught.value.problems == [
+        "LIGHTNING_STORAGE_PROVIDER=sqlite is a local-only provider and LIGHTNING_MODE=azure "
+        "refuses it; unset it to use the azure default"
+    ]
+
+
+def test_azure_mode_accepts_managed_identity_endpoints(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LIGHTNING_MODE", "azure")
+    monkeypatch.setenv("COSMOS_ENDPOINT", "https://lightning.documents.azure.com")
+    monkeypatch.setenv("SERVICE_BUS_NAMESPACE", "lightning.servicebus.windows.net")
+    assert load_settings().storage is StorageProvider.COSMOS
+
+
+def test_runtime_reports_bad_settings_in_one_line_without_traceback(tmp_path: object) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "lightning_core.runtime"],
+        env={"LIGHTNING_MODE": "azure", "PATH": ""},
+        cwd=str(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: Invalid Lightning OS configuration: COSMOS_CONNECTION_STRING")
+    assert "SERVICE_BUS_CONNECTION_STRING" in line

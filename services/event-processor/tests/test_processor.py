@@ -1,0 +1,51 @@
+import asyncio
+
+from lightning_core.bus.memory import MemoryBus
+from lightning_core.events import CloudEvent
+from lightning_core.records import EVENTS, EventRecord, EventStatus, record_received
+from lightning_core.service import ServiceContext
+from lightning_core.storage.sqlite import SqliteStorage
+from lightning_processor.handler import handle
+from lightning_processor.service import service
+
+
+def make_event() -> CloudEvent:
+    return CloudEvent(source="test", type="order.created", user="alice")
+
+
+async def stored(storage: SqliteStorage, event: CloudEvent) -> EventRecord:
+    return EventRecord.from_document(await storage.get(EVENTS, event.user, event.id))
+
+
+async def test_handle_marks_the_event_processed_once(storage: SqliteStorage) -> None:
+    event = make_event()
+    await record_received(storage, event)
+    await handle(storage, event)
+    first = await stored(storage, event)
+    assert first.status is EventStatus.PROCESSED
+    await handle(storage, event)  # a redelivery
+    assert (await stored(storage, event)).processed_at == first.processed_at
+
+
+async def test_handle_records_events_published_without_a_record(storage: SqliteStorage) -> None:
+    event = make_event()
+    await handle(storage, event)
+    assert (await stored(storage, event)).status is EventStatus.PROCESSED
+
+
+async def test_service_consumes_until_stopped(
+    context: ServiceContext, storage: SqliteStorage, bus: MemoryBus
+) -> None:
+    stop = asyncio.Event()
+    running = asyncio.create_task(service(context, stop))
+    events = [make_event() for _ in range(20)]
+    for event in events:
+        await record_received(storage, event)
+    await bus.publish_batch(events)
+    async with asyncio.timeout(5):
+        while (await stored(storage, events[-1])).status is not EventStatus.PROCESSED:
+            await asyncio.sleep(0.01)
+    stop.set()
+    await asyncio.wait_for(running, 5)
+    statuses = {(await stored(storage, event)).status for event in events}
+    assert statuses == {EventStatus.PROCESSED}
