@@ -117,7 +117,7 @@ async def test_failures_retry_then_dead_letter_with_reason_and_replay(event_bus:
 async def test_stop_finishes_the_event_in_flight(event_bus: EventBus) -> None:
     started, finished = asyncio.Event(), asyncio.Event()
 
-    async def slow(event: CloudEvent) -> None:
+    async def slow(_event: CloudEvent) -> None:
         started.set()
         await asyncio.sleep(0.2)
         finished.set()

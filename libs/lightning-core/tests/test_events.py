@@ -21,7 +21,14 @@ def test_encoding_is_structured_cloudevents_without_nulls() -> None:
     raw = CloudEvent(source="api", type="ping", user="alice").to_json()
     decoded = CloudEvent.model_validate_json(raw).model_dump(exclude_none=True)
     assert decoded.keys() == {
-        "id", "source", "type", "specversion", "time", "datacontenttype", "data", "user"
+        "id",
+        "source",
+        "type",
+        "specversion",
+        "time",
+        "datacontenttype",
+        "data",
+        "user",
     }
     assert b'"specversion":"1.0"' in raw
     assert b"subject" not in raw

@@ -13,8 +13,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-SPEC_VERSION = "1.0"
-
 
 def _new_id() -> str:
     return str(uuid.uuid4())
@@ -32,7 +30,7 @@ class CloudEvent(BaseModel):
     id: str = Field(default_factory=_new_id, min_length=1)
     source: str = Field(min_length=1)
     type: str = Field(min_length=1, max_length=256)
-    specversion: Literal["1.0"] = SPEC_VERSION
+    specversion: Literal["1.0"] = "1.0"
     time: datetime = Field(default_factory=_now)
     subject: str | None = None
     datacontenttype: str = "application/json"

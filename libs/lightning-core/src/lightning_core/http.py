@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Generator
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any
 
 import uvicorn
-from uvicorn._types import ASGIApplication
+
+# Any ASGI 3 application (FastAPI, Starlette); typed loosely so core needs neither.
+AsgiApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -21,7 +24,7 @@ class _EmbeddedServer(uvicorn.Server):
         yield
 
 
-async def serve_asgi(app: ASGIApplication, host: str, port: int, stop: asyncio.Event) -> None:
+async def serve_asgi(app: AsgiApp, host: str, port: int, stop: asyncio.Event) -> None:
     server = _EmbeddedServer(
         uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="off")
     )

@@ -64,4 +64,3 @@ async def mark_processed(storage: Storage, event: CloudEvent) -> bool:
     )
     await storage.replace(EVENTS, event.user, event.id, processed.to_body(), if_match=document.etag)
     return True
-

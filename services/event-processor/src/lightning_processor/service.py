@@ -10,6 +10,4 @@ from lightning_processor.handler import CONSUMER_GROUP, handle
 
 
 async def service(context: ServiceContext, stop: asyncio.Event) -> None:
-    await context.bus.consume(
-        CONSUMER_GROUP, functools.partial(handle, context.storage), stop=stop
-    )
+    await context.bus.consume(CONSUMER_GROUP, functools.partial(handle, context.storage), stop=stop)

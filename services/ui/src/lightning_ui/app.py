@@ -13,6 +13,7 @@ from starlette.staticfiles import StaticFiles
 
 from lightning_ui.api_client import ApiClient, ApiUnavailable
 
+STATIC = Path(__file__).parent / "static"
 _templates = Environment(
     loader=PackageLoader("lightning_ui", "templates"), autoescape=select_autoescape()
 )
@@ -27,13 +28,13 @@ def create_app(api: ApiClient) -> Starlette:
         html = _templates.get_template(template).render(events=events, error=error)
         return HTMLResponse(html, status_code=503 if error else 200)
 
-    async def index(request: Request) -> HTMLResponse:
+    async def index(_request: Request) -> HTMLResponse:
         return await render("index.html")
 
-    async def events_partial(request: Request) -> HTMLResponse:
+    async def events_partial(_request: Request) -> HTMLResponse:
         return await render("_events.html")
 
-    async def healthz(request: Request) -> JSONResponse:
+    async def healthz(_request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
     return Starlette(
@@ -41,6 +42,6 @@ def create_app(api: ApiClient) -> Starlette:
             Route("/", index),
             Route("/partials/events", events_partial),
             Route("/healthz", healthz),
-            Mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static"),
+            Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ]
     )

@@ -84,7 +84,7 @@ def run_dev(console: Console | None = None) -> int:
         return EXIT_CONFIG
     process = subprocess.Popen([sys.executable, "-m", "lightning_core.runtime"], env=env)
 
-    def forward(signum: int, _frame: FrameType | None) -> None:
+    def forward(_signum: int, _frame: FrameType | None) -> None:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
 

@@ -98,9 +98,11 @@ class MemoryBus(Connectable):
         for attempt in range(1, self.retry.max_attempts + 1):
             try:
                 await handler(event)
-            except Exception as error:  # noqa: BLE001 - any handler failure means retry
+            except Exception as error:  # any handler failure: retry, then dead-letter
                 reason = f"{type(error).__name__}: {error}"
-                log.warning("group %s: event %s attempt %d failed: %s", group, event.id, attempt, reason)
+                log.warning(
+                    "group %s: event %s attempt %d failed: %s", group, event.id, attempt, reason
+                )
                 if attempt == self.retry.max_attempts:
                     self._dead.setdefault(group, []).append(
                         DeadLetter(event, group, reason, attempt, datetime.now(UTC))

@@ -10,4 +10,12 @@ from lightning_core.storage.base import (
     StorageError,
 )
 
-__all__ = ["Conflict", "Document", "NotFound", "Page", "PreconditionFailed", "Storage", "StorageError"]
+__all__ = [
+    "Conflict",
+    "Document",
+    "NotFound",
+    "Page",
+    "PreconditionFailed",
+    "Storage",
+    "StorageError",
+]
