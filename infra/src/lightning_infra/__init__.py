@@ -1,0 +1,1 @@
+"""Lightning OS on Azure: a Pulumi program that deploys the images bake built."""

@@ -1,0 +1,5 @@
+"""Entry point `pulumi up` runs (Pulumi.yaml `main`)."""
+
+from lightning_infra.program import define
+
+define()
