@@ -1,0 +1,189 @@
+"""Developer commands: `invoke --list`. CI runs the same tasks (.github/workflows/ci.yml).
+
+Each task parses its options and calls tested code in lightning_devtools. Those imports
+live inside the tasks so `invoke --list` stays fast (no python-on-whales, rich, FastAPI).
+Expected failures (no Docker engine, missing plugin, not logged in) end as one line on
+stderr with the fix and exit code 1.
+"""
+
+# Lazy imports are the point (PLC0415); invoke hands every task its Context (ARG001) and
+# maps each option to a parameter (PLR0917).
+# ruff: noqa: PLC0415, ARG001, PLR0917
+
+from __future__ import annotations
+
+import shlex
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
+
+ROOT = Path(__file__).resolve().parent
+
+
+@contextmanager
+def tool_errors() -> Iterator[None]:
+    """Turn a ToolError into `Exit(one line, code=1)`; say how to get lightning_devtools."""
+    try:
+        from lightning_devtools.errors import ToolError
+    except ModuleNotFoundError as error:
+        raise Exit(
+            f"{error.msg} for {sys.executable}. Fix: run `uv sync` and use `uv run invoke ...`",
+            code=1,
+        ) from None
+    try:
+        yield
+    except ToolError as error:
+        raise Exit(str(error), code=1) from None
+
+
+def nox(c: Context, session: str) -> None:
+    with tool_errors():
+        from lightning_devtools.cli import run_session
+
+        code = run_session(session, shlex.split(c.remainder), root=ROOT)
+    if code:
+        raise Exit(code=code)
+
+
+def _build(*, dry_run: bool, ca_cert: str | None, **fields: Any) -> None:
+    with tool_errors():
+        from lightning_devtools.buildx import BuildRequest, build
+        from lightning_devtools.cli import console
+
+        request = BuildRequest(ca_cert=Path(ca_cert) if ca_cert else None, **fields)
+        build(request, root=ROOT, dry_run=dry_run, console=console())
+
+
+BUILD_HELP = {
+    "mode": "local or azure: the bake group to build",
+    "push": "push the images (needs a registry login)",
+    "load": "load the images into the local image store",
+    "dry-run": "print the resolved bake plan and command; Docker not needed",
+    "tag": "image tag (bake variable TAG)",
+    "registry": "registry prefix, e.g. myacr.azurecr.io (bake variable REGISTRY)",
+    "ca-cert": "PEM bundle of a TLS-intercepting proxy, passed as build secret `ca`",
+}
+
+
+@task(help=BUILD_HELP)
+def build(
+    c: Context,
+    mode: str = "local",
+    push: bool = False,
+    load: bool = False,
+    dry_run: bool = False,
+    tag: str | None = None,
+    registry: str | None = None,
+    ca_cert: str | None = None,
+) -> None:
+    """Build every image of a mode with `docker buildx bake` (docker/docker-bake.hcl)."""
+    _build(
+        dry_run=dry_run,
+        ca_cert=ca_cert,
+        mode=mode,
+        push=push,
+        load=load,
+        tag=tag,
+        registry=registry,
+    )
+
+
+@task(help={key: value for key, value in BUILD_HELP.items() if key not in ("push", "load")})
+def push(
+    c: Context,
+    mode: str = "azure",
+    dry_run: bool = False,
+    tag: str | None = None,
+    registry: str | None = None,
+    ca_cert: str | None = None,
+) -> None:
+    """Build and push a mode's images (log in first: `az acr login --name <acr>`)."""
+    _build(dry_run=dry_run, ca_cert=ca_cert, mode=mode, push=True, tag=tag, registry=registry)
+
+
+@task(
+    name="compose-up",
+    help={
+        "build": "rebuild images before starting",
+        "timeout": "seconds to wait for every service to be healthy",
+    },
+)
+def compose_up(c: Context, build: bool = False, timeout: int = 180) -> None:
+    """Start the local stack (docker/compose.yaml), wait until healthy, print the URLs."""
+    with tool_errors():
+        from lightning_devtools import compose
+        from lightning_devtools.cli import console
+
+        compose.up(root=ROOT, build=build, timeout=timeout, console=console())
+
+
+@task(name="compose-down", help={"volumes": "also delete the named volumes (database data)"})
+def compose_down(c: Context, volumes: bool = False) -> None:
+    """Stop and remove the local stack."""
+    with tool_errors():
+        from lightning_devtools import compose
+
+        compose.down(root=ROOT, volumes=volumes)
+
+
+@task(
+    iterable=["service"],
+    help={
+        "service": "only this service (repeatable)",
+        "follow": "keep streaming",
+        "tail": "lines per service",
+    },
+)
+def logs(c: Context, service: list[str], follow: bool = False, tail: str | None = None) -> None:
+    """Show the local stack's logs."""
+    with tool_errors():
+        from lightning_devtools import compose
+
+        compose.logs(root=ROOT, services=service, follow=follow, tail=tail)
+
+
+@task
+def lint(c: Context) -> None:
+    """nox -s lint: uv lock --check, ruff, hadolint, actionlint."""
+    nox(c, "lint")
+
+
+@task
+def typecheck(c: Context) -> None:
+    """nox -s typecheck: mypy --strict."""
+    nox(c, "typecheck")
+
+
+@task
+def test(c: Context) -> None:
+    """nox -s tests; pytest arguments go after --, e.g. `invoke test -- -k bus`."""
+    nox(c, "tests")
+
+
+@task
+def doctor(c: Context) -> None:
+    """Report which tools are present, which are missing and how to get them."""
+    with tool_errors():
+        from lightning_devtools.cli import console
+        from lightning_devtools.doctor import doctor as run_doctor
+
+        code = run_doctor(console())
+    if code:
+        raise Exit(code=code)
+
+
+@task
+def dev(c: Context) -> None:
+    """Run API, processor and UI embedded (SQLite, in-process bus); Ctrl-C stops."""
+    with tool_errors():
+        from lightning_devtools.dev import run_dev
+
+        code = run_dev()
+    if code:
+        raise Exit(code=code)

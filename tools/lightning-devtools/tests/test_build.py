@@ -1,0 +1,294 @@
+"""`invoke build` / `push` logic: preflight checks against fake docker CLIs, bake arguments,
+registry logins, and a real python-on-whales bake call against a recording fake docker."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from lightning_devtools import docker
+from lightning_devtools.buildx import (
+    BuildRequest,
+    bake_arguments,
+    build,
+    require_pushable,
+    shell_command,
+)
+from lightning_devtools.errors import ToolError
+
+ROOT = Path(__file__).resolve().parents[3]
+
+# A stand-in for the docker CLI: answers from FAKE_* variables and logs each call with the
+# working directory and the bake variables it received through the environment.
+FAKE_DOCKER = r"""#!/bin/sh
+[ -n "$FAKE_DOCKER_LOG" ] && printf '%s|%s|REGISTRY=%s TAG=%s PUSH=%s\n' \
+    "$PWD" "$*" "$REGISTRY" "$TAG" "$PUSH" >> "$FAKE_DOCKER_LOG"
+case "$1" in
+--version) echo "Docker version 28.2.2, build fake" ;;
+info)
+  [ "$FAKE_ENGINE" = up ] && { echo 28.2.2; exit 0; }
+  echo "Cannot connect to the Docker daemon at unix:///var/run/docker.sock." >&2; exit 1 ;;
+buildx)
+  [ -z "$FAKE_BUILDX" ] && { echo "docker: unknown command: docker buildx" >&2; exit 1; }
+  case "$2" in
+  version) echo "github.com/docker/buildx v$FAKE_BUILDX 0000000" ;;
+  bake) case " $* " in *" --print "*) echo '{"group": {}, "target": {}}' ;; esac ;;
+  esac ;;
+image) echo "Error: No such image: $3" >&2; exit 1 ;;
+*) echo "fake docker: unexpected $*" >&2; exit 2 ;;
+esac
+"""
+
+
+def write_executable(path: Path, text: str) -> Path:
+    path.write_text(text)
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return path
+
+
+@pytest.fixture
+def fake_bin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty PATH directory (so `docker` is missing) and an isolated Docker config."""
+    directory = tmp_path / "bin"
+    directory.mkdir()
+    monkeypatch.setenv("PATH", str(directory))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
+    for name in ("FAKE_ENGINE", "FAKE_BUILDX", "FAKE_DOCKER_LOG", "REGISTRY", "TAG", "PUSH"):
+        monkeypatch.delenv(name, raising=False)
+    return directory
+
+
+@pytest.fixture
+def fake_docker(fake_bin: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A docker CLI with a running engine and buildx 0.17.1; tests switch parts off."""
+    write_executable(fake_bin / "docker", FAKE_DOCKER)
+    monkeypatch.setenv("FAKE_ENGINE", "up")
+    monkeypatch.setenv("FAKE_BUILDX", "0.17.1")
+    return fake_bin
+
+
+@pytest.mark.usefixtures("fake_bin")
+def test_docker_missing_says_install_docker() -> None:
+    with pytest.raises(ToolError, match=r"Docker CLI is missing \(`docker` not found on PATH\)"):
+        docker.require_build_tools()
+
+
+@pytest.mark.usefixtures("fake_docker")
+def test_engine_down_names_the_socket_and_the_buildah_route(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FAKE_ENGINE", "down")
+    with pytest.raises(ToolError) as caught:
+        docker.require_build_tools()
+    assert "Docker engine is not reachable (Cannot connect to the Docker daemon" in str(
+        caught.value
+    )
+    assert "nox -s containers" in caught.value.fix
+
+
+@pytest.mark.usefixtures("fake_docker")
+def test_buildx_missing_says_install_the_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FAKE_BUILDX")
+    with pytest.raises(ToolError) as caught:
+        docker.require_build_tools()
+    assert caught.value.what == (
+        "docker buildx 0.17.0+ is required (docker: unknown command: docker buildx)"
+    )
+    assert "docker-buildx-plugin" in caught.value.fix
+
+
+@pytest.mark.usefixtures("fake_docker")
+def test_old_buildx_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_BUILDX", "0.10.4")
+    with pytest.raises(ToolError, match=r"version 0\.10\.4 is older than 0\.17\.0"):
+        docker.require_build_tools()
+
+
+@pytest.mark.usefixtures("fake_docker")
+def test_all_present_passes() -> None:
+    docker.require_build_tools()
+    assert docker.buildx() == docker.Probe(ok=True, detail="0.17.1")
+    assert docker.docker_engine() == docker.Probe(ok=True, detail="server 28.2.2")
+
+
+def test_probe_timeout_is_reported_not_raised(fake_bin: Path) -> None:
+    write_executable(fake_bin / "docker", "#!/bin/sh\nexec /bin/sleep 5\n")
+    probe = docker.run_quietly(["docker", "info"], timeout=0.2)
+    assert probe == docker.Probe(ok=False, detail="`docker info` did not answer within 0.2s")
+
+
+@pytest.mark.parametrize(
+    ("text", "version"),
+    [
+        ("github.com/docker/buildx v0.17.1 257815a", (0, 17, 1)),
+        ("2.26.1-desktop.1", (2, 26, 1)),
+        ("v2.29", (2, 29, 0)),
+        ("nonsense", None),
+    ],
+)
+def test_parse_version(text: str, version: tuple[int, int, int] | None) -> None:
+    assert docker.parse_version(text) == version
+
+
+@pytest.mark.parametrize(
+    ("image", "registry"),
+    [
+        ("myacr.azurecr.io/lightning-api:1-azure", "myacr.azurecr.io"),
+        ("localhost:5000/lightning-api:dev", "localhost:5000"),
+        ("localhost/lightning-api:dev", "localhost"),
+        ("lightning/api:dev", "docker.io"),
+        ("python:3.13-slim", "docker.io"),
+    ],
+)
+def test_registry_of(image: str, registry: str) -> None:
+    assert docker.registry_of(image) == registry
+
+
+@pytest.mark.usefixtures("fake_bin")
+def test_login_found_in_auths(tmp_path: Path) -> None:
+    config = tmp_path / "docker-config" / "config.json"
+    config.parent.mkdir()
+    config.write_text(json.dumps({"auths": {"myacr.azurecr.io": {"identitytoken": "t"}}}))
+    assert docker.registry_login("myacr.azurecr.io").ok
+    assert not docker.registry_login("other.azurecr.io").ok
+    docker.require_registry_login(["myacr.azurecr.io/lightning-api:1-azure"])
+
+
+def test_login_asks_the_credential_helper(fake_bin: Path, tmp_path: Path) -> None:
+    config = tmp_path / "docker-config" / "config.json"
+    config.parent.mkdir()
+    config.write_text(json.dumps({"credsStore": "fake"}))
+    # The helper protocol: `get` reads the server URL on stdin, exits non-zero without creds.
+    write_executable(
+        fake_bin / "docker-credential-fake",
+        '#!/bin/sh\nread server\n[ "$server" = myacr.azurecr.io ] && echo "{}" && exit 0\n'
+        'echo "credentials not found in native keychain"\nexit 1\n',
+    )
+    assert docker.registry_login("myacr.azurecr.io").ok
+    missing = docker.registry_login("other.azurecr.io")
+    assert missing == docker.Probe(
+        ok=False,
+        detail="docker-credential-fake has none (credentials not found in native keychain)",
+    )
+
+
+@pytest.mark.usefixtures("fake_bin")
+def test_not_logged_in_to_acr_says_az_acr_login() -> None:
+    with pytest.raises(ToolError) as caught:
+        docker.require_registry_login(["myacr.azurecr.io/lightning-ui:abc-azure"])
+    assert caught.value.what.startswith(
+        "Not logged in to registry myacr.azurecr.io (no credentials"
+    )
+    assert caught.value.fix == "run `az acr login --name myacr`"
+
+
+@pytest.mark.usefixtures("fake_bin")
+def test_local_registries_need_no_login() -> None:
+    docker.require_registry_login(["localhost:5000/lightning-api:dev"])
+
+
+def test_localhost_images_cannot_be_pushed() -> None:
+    with pytest.raises(ToolError, match=r"--registry <name>\.azurecr\.io"):
+        require_pushable(["localhost/lightning-api:dev-azure"])
+
+
+def test_unknown_mode_lists_the_modes() -> None:
+    with pytest.raises(ToolError, match=r"Unknown build mode 'prod'\. Fix: use --mode local or"):
+        bake_arguments(BuildRequest(mode="prod"))
+
+
+def test_bake_arguments_match_python_on_whales_signature(tmp_path: Path) -> None:
+    cert = tmp_path / "ca.pem"
+    cert.write_text("-----BEGIN CERTIFICATE-----\n")
+    request = BuildRequest(mode="azure", push=True, tag="abc", registry="r.io", ca_cert=cert)
+    arguments = bake_arguments(request)
+    assert arguments == {
+        "targets": ["azure"],
+        "files": ["docker/docker-bake.hcl"],
+        "push": True,
+        "load": False,
+        "set": {"*.secrets": f"id=ca,src={cert}"},
+        "variables": {
+            "REGISTRY": "r.io",
+            "TAG": "abc",
+            "PUSH": "true",
+            "BUILDX_BAKE_ENTITLEMENTS_FS": "0",
+        },
+    }
+    assert shell_command(arguments) == (
+        "BUILDX_BAKE_ENTITLEMENTS_FS=0 PUSH=true REGISTRY=r.io TAG=abc docker buildx bake "
+        f"-f docker/docker-bake.hcl --push --set '*.secrets=id=ca,src={cert}' azure"
+    )
+
+
+def test_missing_ca_cert_is_a_tool_error(tmp_path: Path) -> None:
+    with pytest.raises(ToolError, match="does not exist"):
+        bake_arguments(BuildRequest(mode="local", ca_cert=tmp_path / "nope.pem"))
+
+
+def recording_console() -> Console:
+    return Console(record=True, width=200, force_terminal=False)
+
+
+@pytest.mark.usefixtures("fake_bin")
+def test_dry_run_prints_the_plan_without_docker() -> None:
+    console = recording_console()
+    plan = build(BuildRequest(mode="local", tag="t1"), root=ROOT, dry_run=True, console=console)
+    text = console.export_text()
+    assert [target.name for target in plan.targets] == [
+        "api-local",
+        "event-processor-local",
+        "ui-local",
+    ]
+    assert "docker/api.Dockerfile" in text
+    assert "localhost/lightning-api:t1-local" in text
+    assert "TAG=t1 docker buildx bake -f docker/docker-bake.hcl local" in text
+
+
+@pytest.mark.usefixtures("fake_docker")
+def test_build_runs_bake_through_python_on_whales_from_the_repo_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "docker.log"
+    monkeypatch.setenv("FAKE_DOCKER_LOG", str(log))
+    console = recording_console()
+    build(BuildRequest(mode="azure", tag="abc"), root=ROOT, dry_run=False, console=console)
+    bakes = [line for line in log.read_text().splitlines() if "|buildx bake" in line]
+    assert bakes == [
+        f"{ROOT}|buildx bake --file docker/docker-bake.hcl azure|REGISTRY= TAG=abc PUSH=",
+        f"{ROOT}|buildx bake --file docker/docker-bake.hcl --print azure|REGISTRY= TAG=abc PUSH=",
+    ]
+    assert "not in the local image store" in console.export_text()
+
+
+@pytest.mark.usefixtures("fake_docker")
+def test_push_checks_the_login_before_building(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "docker.log"
+    monkeypatch.setenv("FAKE_DOCKER_LOG", str(log))
+    request = BuildRequest(mode="azure", push=True, registry="myacr.azurecr.io")
+    with pytest.raises(ToolError, match=r"Not logged in to registry myacr\.azurecr\.io"):
+        build(request, root=ROOT, dry_run=False, console=recording_console())
+    assert "bake" not in log.read_text()
+
+
+@pytest.mark.usefixtures("fake_docker")
+def test_push_bakes_with_push_and_attestations_when_logged_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "docker.log"
+    monkeypatch.setenv("FAKE_DOCKER_LOG", str(log))
+    config = tmp_path / "docker-config" / "config.json"
+    config.parent.mkdir()
+    config.write_text(json.dumps({"auths": {"myacr.azurecr.io": {"auth": "dTpw"}}}))
+    request = BuildRequest(mode="azure", push=True, registry="myacr.azurecr.io", tag="abc")
+    build(request, root=ROOT, dry_run=False, console=recording_console())
+    assert (
+        f"{ROOT}|buildx bake --push --file docker/docker-bake.hcl azure"
+        "|REGISTRY=myacr.azurecr.io TAG=abc PUSH=true"
+    ) in log.read_text().splitlines()
