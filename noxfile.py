@@ -34,7 +34,7 @@ def sync(session: nox.Session, *groups: str) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite (pass pytest arguments after --)."""
-    sync(session, "test")
+    sync(session, "test", "tools")  # tools: the tests drive invoke, nox and hatch themselves
     session.run("pytest", *session.posargs)
 
 

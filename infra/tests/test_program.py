@@ -1,5 +1,7 @@
 """The Pulumi program under mocks: no CLI, plugins or credentials (see ENVIRONMENT.md)."""
 
+import asyncio
+from collections.abc import Iterator
 from typing import Any
 
 import pulumi
@@ -17,6 +19,18 @@ class Mocks(pulumi.runtime.Mocks):
         self, _args: pulumi.runtime.MockCallArgs
     ) -> tuple[dict[Any, Any], list[tuple[str, str]] | None]:
         return {}, None
+
+
+@pytest.fixture(autouse=True)
+def pulumi_event_loop() -> Iterator[None]:
+    """Pulumi's runtime uses the thread's current loop, which earlier async tests closed."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield
+    pending = asyncio.all_tasks(loop)  # let the mocked engine finish its registrations
+    loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    loop.close()
+    asyncio.set_event_loop(None)
 
 
 @pytest.fixture
