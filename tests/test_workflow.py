@@ -1,0 +1,141 @@
+"""CI runs exactly the commands developers run: every `run:` step of ci.yml is a nox session
+from noxfile.py or an invoke task from tasks.py (or an allow-listed setup command), and
+the gates that matter are all there."""
+
+from __future__ import annotations
+
+import json
+import re
+import runpy
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nox.registry
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
+
+# Setup only: installing the locked tools, putting them on PATH, system packages, and the
+# registry login that `az` does after azure/login. Anything else must be nox or invoke.
+SETUP_COMMANDS = (
+    re.compile(r"uv sync --locked( --[\w-]+(=\S+)?| --group \w+)*"),
+    re.compile(r'echo "\$PWD/\.venv/bin" >> "\$GITHUB_PATH"'),
+    re.compile(r"sudo apt-get update( -qq)?"),
+    re.compile(r"sudo apt-get install -y( -qq)?( [\w.+-]+)+"),
+    re.compile(r'az acr login --name "\$ACR_NAME"'),
+)
+REQUIRED = {
+    ("nox", "lint"),
+    ("nox", "typecheck"),
+    ("nox", "tests"),
+    ("nox", "containers"),
+    ("invoke", "build --mode local"),
+    ("invoke", "build --mode azure"),
+    ("invoke", "push --mode azure"),
+}
+
+
+def commands(run: str) -> Iterator[str]:
+    """Each command of a `run:` script (continuation lines joined, comments dropped)."""
+    for raw in run.replace("\\\n", " ").splitlines():
+        line = raw.strip()
+        if line and not line.startswith("#"):
+            yield line
+
+
+def run_steps(workflow: dict[str, Any]) -> Iterator[tuple[str, str]]:
+    for job_name, job in workflow["jobs"].items():
+        for step in job.get("steps", []):
+            if "run" in step:
+                for command in commands(step["run"]):
+                    yield job_name, command
+
+
+@pytest.fixture(scope="module")
+def workflow() -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(WORKFLOW.read_text())
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def nox_sessions() -> set[str]:
+    runpy.run_path(str(ROOT / "noxfile.py"))  # @nox.session registers each session
+    return set(nox.registry.get())
+
+
+@pytest.fixture(scope="module")
+def invoke_tasks() -> set[str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "invoke", "--list", "--list-format", "json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    return {task["name"] for task in json.loads(done.stdout)["tasks"]}
+
+
+def classify(command: str, nox_sessions: set[str], invoke_tasks: set[str]) -> tuple[str, str]:
+    """("nox", session) / ("invoke", "task args") / ("setup", command); AssertionError if none."""
+    words = shlex.split(command)
+    if words[:2] == ["nox", "-s"] and len(words) >= 3:
+        assert words[2] in nox_sessions, f"`{command}`: no nox session {words[2]!r}"
+        return "nox", words[2]
+    if words[0] == "invoke" and len(words) >= 2:
+        assert words[1] in invoke_tasks, f"`{command}`: no invoke task {words[1]!r}"
+        return "invoke", " ".join(words[1:])
+    if any(pattern.fullmatch(command) for pattern in SETUP_COMMANDS):
+        return "setup", command
+    raise AssertionError(f"`{command}` is neither `nox -s <session>` nor `invoke <task>`")
+
+
+def test_every_run_step_is_a_session_a_task_or_setup(
+    workflow: dict[str, Any], nox_sessions: set[str], invoke_tasks: set[str]
+) -> None:
+    for job, command in run_steps(workflow):
+        try:
+            classify(command, nox_sessions, invoke_tasks)
+        except AssertionError as error:
+            raise AssertionError(f"job {job}: {error}") from None
+
+
+def test_ci_runs_every_required_gate(
+    workflow: dict[str, Any], nox_sessions: set[str], invoke_tasks: set[str]
+) -> None:
+    ran = {classify(command, nox_sessions, invoke_tasks) for _, command in run_steps(workflow)}
+    for kind, required in REQUIRED:
+        assert any(
+            found_kind == kind and (found == required or found.startswith(required + " "))
+            for found_kind, found in ran
+        ), f"CI never runs `{kind} {required}`"
+
+
+def test_checker_rejects_what_it_should() -> None:
+    sessions, tasks = {"tests"}, {"build"}
+    for bad in ("pytest -x", "nox -s bench", "invoke deploy", "curl https://x | sh"):
+        with pytest.raises(AssertionError):
+            classify(bad, sessions, tasks)
+    assert classify("invoke build --mode local", sessions, tasks) == (
+        "invoke",
+        "build --mode local",
+    )
+
+
+def test_every_action_is_pinned_by_sha_with_a_version_comment() -> None:
+    for line in WORKFLOW.read_text().splitlines():
+        if "uses:" in line:
+            assert re.search(r"uses: [\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d", line), line
+
+
+def test_every_job_has_a_timeout_and_read_only_default(workflow: dict[str, Any]) -> None:
+    assert workflow["permissions"] == {"contents": "read"}
+    assert "concurrency" in workflow
+    for name, job in workflow["jobs"].items():
+        assert "timeout-minutes" in job, name
