@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
-from collections.abc import AsyncIterator
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -12,6 +17,19 @@ from lightning_core.bus.memory import MemoryBus
 from lightning_core.config import Settings, load_settings
 from lightning_core.service import ServiceContext
 from lightning_core.storage.sqlite import SqliteStorage
+from lightning_devtools.dev import wait_until_healthy
+
+REPO = Path(__file__).resolve().parent
+ARTIFACTS = REPO / "test-artifacts"
+
+
+def require(available: bool, what: str, fix: str) -> None:
+    """Skip a test whose tool or server is missing, saying how to get it; in CI, fail."""
+    if available:
+        return
+    if os.environ.get("CI", "").lower() in ("1", "true"):
+        pytest.fail(f"{what} is missing and CI must not skip this test: {fix}")
+    pytest.skip(f"{what} is missing: {fix}")
 
 
 def free_port() -> int:
@@ -45,3 +63,37 @@ async def bus() -> AsyncIterator[MemoryBus]:
 @pytest.fixture
 def context(settings: Settings, storage: SqliteStorage, bus: MemoryBus) -> ServiceContext:
     return ServiceContext(settings, storage, bus)
+
+
+@dataclass(frozen=True)
+class RunningSystem:
+    api_url: str
+    ui_url: str
+
+
+@pytest.fixture
+def embedded_system(tmp_path: Path) -> Iterator[RunningSystem]:
+    """API, processor and UI in one runtime process (as `invoke dev` runs them)."""
+    api_port, ui_port = free_port(), free_port()
+    system = RunningSystem(f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{ui_port}")
+    env = {
+        **os.environ,
+        "LIGHTNING_MODE": "embedded",
+        "SERVICE_TYPE": "api,event-processor,ui",
+        "LIGHTNING_API_PORT": str(api_port),
+        "LIGHTNING_UI_PORT": str(ui_port),
+        "LIGHTNING_API_URL": system.api_url,
+        "LIGHTNING_SQLITE_PATH": str(tmp_path / "system.db"),
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lightning_core.runtime"], env=env, cwd=tmp_path
+    )
+    try:
+        healthy = wait_until_healthy(
+            process, [f"{system.api_url}/healthz", f"{system.ui_url}/healthz"]
+        )
+        assert healthy, "the runtime did not become healthy"
+        yield system
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
