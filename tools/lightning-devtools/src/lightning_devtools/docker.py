@@ -63,7 +63,8 @@ def run_quietly(argv: Sequence[str], *, timeout: float = PROBE_TIMEOUT, stdin: s
         return Probe(ok=False, detail=f"`{' '.join(argv)}` did not answer within {timeout:g}s")
     except OSError as error:
         return Probe(ok=False, detail=f"`{' '.join(argv)}` could not run: {error.strerror}")
-    output = done.stdout if done.returncode == 0 else (done.stderr or done.stdout)
+    # Some tools print their version on stderr (nox); errors go there too.
+    output = (done.stdout or done.stderr) if done.returncode == 0 else (done.stderr or done.stdout)
     return Probe(ok=done.returncode == 0, detail=first_line(output))
 
 
@@ -101,7 +102,8 @@ def buildx() -> Probe:
 
 
 def compose() -> Probe:
-    return _plugin(["docker", "compose", "version", "--short"], MIN_COMPOSE)
+    # No `--short`: without the plugin docker rejects it as an unknown flag, hiding the cause.
+    return _plugin(["docker", "compose", "version"], MIN_COMPOSE)
 
 
 def _plugin(argv: list[str], minimum: tuple[int, int, int]) -> Probe:
