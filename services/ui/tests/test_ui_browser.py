@@ -1,5 +1,6 @@
 """The UI in a real headless Chromium: a new event turns `processed` without a reload."""
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,7 +10,8 @@ from playwright.sync_api import Browser, expect, sync_playwright
 
 from conftest import ARTIFACTS, RunningSystem, require
 
-CHROMIUM = Path("/usr/bin/chromium")
+# Debian's chromium here; CI runners point this at the Chrome they ship.
+CHROMIUM = Path(os.environ.get("LIGHTNING_TEST_CHROMIUM", "/usr/bin/chromium"))
 # Flags that keep Chromium quiet on a closed network (see ENVIRONMENT.md).
 CHROMIUM_FLAGS = [
     "--headless",
@@ -24,7 +26,11 @@ CHROMIUM_FLAGS = [
 
 @pytest.fixture
 def browser() -> Iterator[Browser]:
-    require(CHROMIUM.exists(), "Debian's chromium", "apt-get install -y chromium")
+    require(
+        CHROMIUM.exists(),
+        f"a Chromium at {CHROMIUM}",
+        "apt-get install -y chromium, or set LIGHTNING_TEST_CHROMIUM to a Chrome binary",
+    )
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
         yield launched
