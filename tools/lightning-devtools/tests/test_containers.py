@@ -1,0 +1,80 @@
+"""The buildah/podman driver's pure parts: commands from the bake plan, one-line failures."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from lightning_devtools import containers, podman
+from lightning_devtools.bake import load_plan
+from lightning_devtools.containers import bud_command, service_of, targets_of
+
+
+def test_every_local_and_azure_target_is_built_from_the_bake_plan() -> None:
+    names = [target.name for target in targets_of(containers.GROUPS)]
+    expected = [t.name for group in ("local", "azure") for t in load_plan(group).targets]
+    assert names == expected
+    assert len(names) == 6
+
+
+def test_the_build_uses_the_base_image_this_machine_can_build() -> None:
+    for target in targets_of(["local"]):
+        assert target.args["PYTHON_IMAGE"] == podman.BASE_IMAGE
+
+
+def test_bud_command_is_the_bake_target_in_buildah_terms() -> None:
+    target = load_plan("api-azure", variables={"TAG": "t"}).targets[0]
+    command = bud_command(target, ca_bundle=Path("/ca.crt"))
+    assert command[:6] == ["buildah", "bud", "--layers", "--format", "docker", "--force-rm"]
+    assert command[command.index("--file") + 1] == str(target.dockerfile)
+    assert command[command.index("--target") + 1] == "azure"
+    assert "PYTHON_IMAGE=python:3.13-slim" in command
+    assert "io.lightning-os.mode=azure" in command
+    assert command[command.index("--tag") + 1] == "localhost/lightning-api:t-azure"
+    assert command[command.index("--secret") + 1] == "id=ca,src=/ca.crt"
+    assert command[-1] == str(target.context)
+    assert "--secret" not in bud_command(target, ca_bundle=None)
+
+
+def test_service_comes_from_the_dockerfile_name() -> None:
+    services = {service_of(target) for target in targets_of(["local"])}
+    assert services == {"api", "event-processor", "ui"}
+    assert set(containers.HTTP_PORTS) < services
+
+
+def test_missing_tools_are_one_line_with_the_install_command(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv("LIGHTNING_CONTAINERS_CACHE", str(tmp_path))
+    monkeypatch.setattr("shutil.which", lambda _tool: None)
+    assert containers.main([]) == 1
+    out, err = capsys.readouterr()
+    lines = [line for line in (out + err).splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert "buildah, podman, runc, debootstrap not found" in lines[0]
+    assert "apt-get install -y buildah podman runc debootstrap" in lines[0]
+    assert not list(tmp_path.iterdir()), "nothing is written before the tools are there"
+
+
+def test_an_unknown_group_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(containers, "run", lambda groups, _console: targets_of(groups))
+    assert containers.main(["staging"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("error: bake group 'staging' is not defined")
+
+
+def test_engine_config_points_at_private_overlay_storage(tmp_path: Path) -> None:
+    if not shutil.which("podman"):
+        pytest.skip("podman is not installed (apt-get install -y buildah podman runc debootstrap)")
+    engine = podman.setup_engine(tmp_path)
+    storage = (tmp_path / "storage.conf").read_text()
+    assert 'driver = "overlay"' in storage
+    assert f'graphroot = "{tmp_path}/storage/graph"' in storage
+    assert 'runtime = "runc"' in (tmp_path / "containers.conf").read_text()
+    assert engine.env["CONTAINERS_STORAGE_CONF"] == str(tmp_path / "storage.conf")
+    assert engine.env["CONTAINERS_CONF"] == str(tmp_path / "containers.conf")
