@@ -60,4 +60,4 @@ def typecheck(session: nox.Session) -> None:
 def containers(session: nox.Session) -> None:
     """Build every local and azure bake target for real with buildah, then run each image."""
     sync(session, "test")
-    session.run("python", "-m", "lightning_devtools.containers", *session.posargs)
+    session.run("pytest", "-m", "containers", "--capture=no", *session.posargs)
