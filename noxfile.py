@@ -14,6 +14,7 @@ nox.options.default_venv_backend = "uv"
 nox.options.sessions = ["lint", "typecheck", "tests"]
 
 ROOT = Path(__file__).parent
+TEST_GROUPS = ("test", "tools")  # tools: tests drive invoke, nox and hatch themselves
 PYTHON_SOURCES = ["libs", "services", "infra", "tools", "tests", "noxfile.py", "tasks.py"]
 
 
@@ -34,7 +35,7 @@ def sync(session: nox.Session, *groups: str) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite (pass pytest arguments after --)."""
-    sync(session, "test", "tools")  # tools: the tests drive invoke, nox and hatch themselves
+    sync(session, *TEST_GROUPS)
     session.run("pytest", *session.posargs)
 
 
@@ -59,5 +60,5 @@ def typecheck(session: nox.Session) -> None:
 @nox.session(default=False)
 def containers(session: nox.Session) -> None:
     """Build every local and azure bake target for real with buildah, then run each image."""
-    sync(session, "test")
+    sync(session, *TEST_GROUPS)
     session.run("pytest", "-m", "containers", "--capture=no", *session.posargs)
