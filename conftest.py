@@ -11,13 +11,17 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import provider_backends
 import pytest
 
+from lightning_core.bus.base import RetryPolicy
 from lightning_core.bus.memory import MemoryBus
 from lightning_core.config import Settings, load_settings
 from lightning_core.service import ServiceContext
 from lightning_core.storage.sqlite import SqliteStorage
 from lightning_devtools.dev import wait_until_healthy
+
+pytest_plugins = provider_backends.PLUGINS
 
 REPO = Path(__file__).resolve().parent
 ARTIFACTS = REPO / "test-artifacts"
@@ -37,6 +41,12 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+@pytest.fixture
+def fast_retry() -> RetryPolicy:
+    """Retries quick enough for tests; the backoff shape is the production one."""
+    return RetryPolicy(max_attempts=3, base_delay=0.001, max_delay=0.01)
 
 
 @pytest.fixture

@@ -1,29 +1,18 @@
 """The storage contract, written once; every provider runs it unchanged.
 
-Add a provider by adding it to `PROVIDERS`; nothing else in this file changes.
+Providers come from provider_backends (one module each); nothing here names one.
 """
 
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
-
 import pytest
+from provider_backends import listed
 
 from lightning_core.storage.base import Conflict, NotFound, PreconditionFailed, Storage
-from lightning_core.storage.sqlite import SqliteStorage
-
-PROVIDERS: dict[str, Callable[[Path], Storage]] = {
-    "sqlite": lambda tmp: SqliteStorage(tmp / "contract.db"),
-}
 
 
-@pytest.fixture(params=sorted(PROVIDERS))
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Storage]:
-    provider = PROVIDERS[request.param](tmp_path)
-    await provider.connect()
-    try:
-        yield provider
-    finally:
-        await provider.close()
+@pytest.fixture(params=listed("STORAGE"))
+def store(request: pytest.FixtureRequest) -> Storage:
+    storage: Storage = request.getfixturevalue(request.param)
+    return storage
 
 
 async def test_create_then_get_returns_the_body_and_an_etag(store: Storage) -> None:

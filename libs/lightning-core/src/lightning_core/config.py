@@ -90,6 +90,14 @@ class Settings(BaseSettings):
         default=None, alias="SERVICE_BUS_CONNECTION_STRING"
     )
     service_bus_namespace: str | None = Field(default=None, alias="SERVICE_BUS_NAMESPACE")
+    cosmos_database: str = Field(default="lightning", min_length=1, alias="COSMOS_DATABASE")
+    bus_namespace: str = Field(
+        default="lightning",
+        pattern=r"^[a-z][a-z0-9-]{0,39}$",
+        alias="LIGHTNING_BUS_NAMESPACE",
+        description="Prefix of every stream, exchange, queue and topic the bus creates",
+    )
+    bus_max_attempts: int = Field(default=5, ge=1, le=100, alias="LIGHTNING_BUS_MAX_ATTEMPTS")
 
     host: str = Field(default="127.0.0.1", alias="LIGHTNING_HOST")
     api_port: Port = Field(default=8000, alias="LIGHTNING_API_PORT")

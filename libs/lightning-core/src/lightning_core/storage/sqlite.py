@@ -16,6 +16,7 @@ from typing import Any
 
 import aiosqlite
 
+from lightning_core.config import Settings
 from lightning_core.lifecycle import Connectable
 from lightning_core.storage.base import (
     Conflict,
@@ -196,3 +197,7 @@ class SqliteStorage(Connectable):
         items = [Document(row[0], partition, json.loads(row[1]), row[2]) for row in rows[:limit]]
         more = len(rows) > limit
         return Page(items, _encode_offset(offset + limit) if more else None)
+
+
+def from_settings(settings: Settings) -> SqliteStorage:
+    return SqliteStorage(settings.sqlite_path)

@@ -1,0 +1,48 @@
+"""Test backends: one module per provider, found here by the contract and fault suites.
+
+A module defines pytest fixtures and lists them, so adding a provider never edits a suite:
+- `STORAGE = ["storage_<name>"]`: fixtures yielding a connected, isolated Storage (own
+  database, schema or container), cleaned up afterwards;
+- `BUSES = ["bus_<name>"]`: fixtures yielding a connected, isolated EventBus built with
+  the `fast_retry` policy (own key prefix, vhost, queue or topic names), cleaned up;
+- `FAULTY = ["faulty_<name>"]`: fixtures yielding a `Faulty` whose private server (never the
+  shared one) the fault suite kills and restarts.
+Modules are registered as pytest plugins by the repository's root conftest.py.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Literal, Protocol
+
+# Names only: pytest imports the modules itself (as plugins) so it can rewrite their asserts.
+PLUGINS = [f"{__name__}.{info.name}" for info in pkgutil.iter_modules(__path__)]
+
+
+def listed(kind: Literal["STORAGE", "BUSES", "FAULTY"]) -> list[str]:
+    """Every fixture name the backend modules list under `kind`, sorted."""
+    modules: list[ModuleType] = [importlib.import_module(name) for name in PLUGINS]
+    return sorted(name for module in modules for name in getattr(module, kind, []))
+
+
+class PrivateServer(Protocol):
+    """A server process of our own on a free port."""
+
+    def stop(self) -> None:
+        """Kill it hard (SIGKILL): clients see the connection drop mid-operation."""
+
+    def start(self) -> None:
+        """Start it again on the same port and data directory; return once it listens."""
+
+
+@dataclass
+class Faulty:
+    """A provider bound to a private server the fault suite kills and restarts."""
+
+    kind: Literal["storage", "bus"]
+    server: PrivateServer
+    make: Callable[[], object]  # a new, unconnected provider talking to that server
