@@ -15,16 +15,27 @@ nox.options.sessions = ["lint", "typecheck", "tests"]
 
 ROOT = Path(__file__).parent
 TEST_GROUPS = ("test", "tools")  # tools: tests drive invoke, nox and hatch themselves
-PYTHON_SOURCES = ["libs", "services", "infra", "tools", "tests", "noxfile.py", "tasks.py"]
+PYTHON_SOURCES = [
+    "libs",
+    "services",
+    "infra",
+    "tools",
+    "tests",
+    "conftest.py",
+    "noxfile.py",
+    "tasks.py",
+]
 
 
 def sync(session: nox.Session, *groups: str) -> None:
-    """Install every workspace member plus the named dependency groups, exactly as locked."""
+    """Install every workspace member with every provider SDK, plus the named dependency
+    groups, exactly as locked."""
     session.run_install(
         "uv",
         "sync",
         "--locked",
         "--all-packages",
+        "--all-extras",
         "--no-default-groups",
         *(f"--group={group}" for group in groups),
         env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location},
