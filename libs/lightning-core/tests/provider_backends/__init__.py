@@ -12,10 +12,15 @@ Modules are registered as pytest plugins by the repository's root conftest.py.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import pkgutil
+import socket
+import subprocess
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Literal, Protocol
 
@@ -46,3 +51,48 @@ class Faulty:
     kind: Literal["storage", "bus"]
     server: PrivateServer
     make: Callable[[], object]  # a new, unconnected provider talking to that server
+
+
+class ServerProcess:
+    """A PrivateServer run as a child process listening on `port` (redis-server, postgres,
+    rabbitmq-server, cosmosdb-server). `stop` kills it with SIGKILL, as a crash would."""
+
+    def __init__(
+        self,
+        command: list[str],
+        port: int,
+        *,
+        env: dict[str, str] | None = None,
+        log: Path | None = None,
+        ready_timeout: float = 60.0,
+    ) -> None:
+        self.command = command
+        self.port = port
+        self.env = env
+        self.log = log
+        self.ready_timeout = ready_timeout
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        output = self.log.open("ab") if self.log else subprocess.DEVNULL
+        self._process = subprocess.Popen(  # noqa: S603 - our own fixed command line
+            self.command, env=self.env, stdout=output, stderr=subprocess.STDOUT
+        )
+        deadline = time.monotonic() + self.ready_timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"{self.command[0]} exited with {self._process.returncode}")
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5),
+            ):
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise TimeoutError(f"{self.command[0]} did not listen on {self.port}")
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait(timeout=30)
+        self._process = None
