@@ -75,7 +75,7 @@ class ServerProcess:
 
     def start(self) -> None:
         output = self.log.open("ab") if self.log else subprocess.DEVNULL
-        self._process = subprocess.Popen(  # noqa: S603 - our own fixed command line
+        self._process = subprocess.Popen(
             self.command, env=self.env, stdout=output, stderr=subprocess.STDOUT
         )
         deadline = time.monotonic() + self.ready_timeout
