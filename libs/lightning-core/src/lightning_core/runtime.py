@@ -13,13 +13,16 @@ import contextlib
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from importlib.metadata import entry_points
+from typing import TypeVar
 
 from lightning_core.config import ConfigError, Settings, load_settings
 from lightning_core.providers import build_bus, build_storage
 from lightning_core.service import ENTRY_POINT_GROUP, Service, ServiceContext
 
 log = logging.getLogger("lightning.runtime")
+T = TypeVar("T")
 
 EXIT_CONFIG = 2
 EXIT_UNAVAILABLE = 3
@@ -37,13 +40,32 @@ def discover_services(names: list[str]) -> dict[str, Service]:
     return services
 
 
-async def run(settings: Settings, services: dict[str, Service]) -> None:
+def prepare(settings: Settings) -> tuple[ServiceContext, dict[str, Service]]:
+    """Everything start-up can check before connecting, with every problem in one error."""
+    problems: list[str] = []
+
+    def attempt(build: Callable[[], T]) -> T | None:
+        try:
+            return build()
+        except ConfigError as error:
+            problems.extend(error.problems)
+            return None
+
+    storage = attempt(lambda: build_storage(settings))
+    bus = attempt(lambda: build_bus(settings))
+    services = attempt(lambda: discover_services(settings.service_types()))
+    if storage is None or bus is None or services is None:
+        raise ConfigError(problems)
+    return ServiceContext(settings, storage, bus), services
+
+
+async def run(context: ServiceContext, services: dict[str, Service]) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
+    settings = context.settings
     async with contextlib.AsyncExitStack() as stack:
-        context = ServiceContext(settings, build_storage(settings), build_bus(settings))
         for provider in (context.storage, context.bus):
             await provider.connect()
             stack.push_async_callback(provider.close)
@@ -64,9 +86,8 @@ async def run(settings: Settings, services: dict[str, Service]) -> None:
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        settings = load_settings()
-        services = discover_services(settings.service_types())
-        asyncio.run(run(settings, services))
+        context, services = prepare(load_settings())
+        asyncio.run(run(context, services))
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_CONFIG
