@@ -73,3 +73,10 @@ def containers(session: nox.Session) -> None:
     """Build every local and azure bake target for real with buildah, then run each image."""
     sync(session, *TEST_GROUPS)
     session.run("pytest", "-m", "containers", "--capture=no", *session.posargs)
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Provider throughput next to the raw client ceiling, measured in the same run."""
+    sync(session)
+    session.run("python", "-m", "lightning_devtools.bench", *session.posargs)

@@ -1,0 +1,283 @@
+"""`nox -s bench`: provider throughput next to the raw client ceiling, measured in one run.
+
+The machines are shared and noisy, so absolute numbers mean little across runs; each
+provider path is printed with the same workload done by the bare client library a moment
+before, and the ratio is the number to watch. Every path uses its own namespace or
+database on the machine's shared servers and removes it afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import cast
+
+from rich.console import Console
+from rich.table import Table
+
+from lightning_core.bus.base import EventBus
+from lightning_core.config import Settings, load_settings
+from lightning_core.events import CloudEvent
+from lightning_core.providers import build_bus, build_storage
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
+DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql:///postgres")
+BATCH = 100
+ROUNDS = 3
+
+Workload = Callable[[int], Awaitable[float]]  # count -> seconds taken
+
+
+@dataclass(frozen=True)
+class Result:
+    path: str
+    provider: float  # operations per second, median of ROUNDS
+    raw: float | None
+    raw_label: str
+
+    @property
+    def ratio(self) -> float | None:
+        return self.provider / self.raw if self.raw else None
+
+
+def make_events(count: int) -> list[CloudEvent]:
+    return [
+        CloudEvent(source="bench", type="bench.tick", data={"n": n}, user="bench")
+        for n in range(count)
+    ]
+
+
+def batches(items: Sequence[CloudEvent], size: int = BATCH) -> list[Sequence[CloudEvent]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
+
+
+async def median_rate(workload: Workload, count: int) -> float:
+    rates = [count / await workload(count) for _ in range(ROUNDS)]
+    return statistics.median(rates)
+
+
+def bench_settings(**overrides: str) -> Settings:
+    namespace = f"bench-{uuid.uuid4().hex[:8]}"
+    return load_settings(
+        LIGHTNING_BUS_NAMESPACE=namespace,
+        REDIS_URL=REDIS_URL,
+        RABBITMQ_URL=RABBITMQ_URL,
+        DATABASE_URL=DATABASE_URL,
+        **overrides,
+    )
+
+
+async def provider_bus_end_to_end(provider: str, count: int) -> float:
+    """Publish `count` events in batches while one consumer with a no-op handler drains them."""
+    bus: EventBus = build_bus(bench_settings(LIGHTNING_EVENT_BUS_PROVIDER=provider))
+    events = make_events(count)
+    seen = 0
+    drained = asyncio.Event()
+
+    async def no_op(_event: CloudEvent) -> None:
+        nonlocal seen
+        seen += 1
+        if seen >= count:
+            drained.set()
+
+    await bus.connect()
+    stop = asyncio.Event()
+    consumer = asyncio.create_task(bus.consume("bench", no_op, stop=stop))
+    await asyncio.sleep(0.2)  # the group exists before the clock starts
+    started = time.perf_counter()
+    for batch in batches(events):
+        await bus.publish_batch(batch)
+    await drained.wait()
+    elapsed = time.perf_counter() - started
+    stop.set()
+    await consumer
+    await bus.close()
+    return elapsed
+
+
+async def raw_redis_end_to_end(count: int) -> float:
+    """The same workload on bare redis-py: pipelined XADD, XREADGROUP COUNT 100 + XACK."""
+    from redis.asyncio import Redis  # noqa: PLC0415 - only benchmarks load raw clients
+
+    client = Redis.from_url(REDIS_URL)
+    stream, group = f"bench-raw-{uuid.uuid4().hex[:8]}", "bench"
+    await client.xgroup_create(stream, group, id="0", mkstream=True)
+    payloads = [event.to_json() for event in make_events(count)]
+
+    async def produce() -> None:
+        for start in range(0, count, BATCH):
+            pipe = client.pipeline(transaction=False)
+            for payload in payloads[start : start + BATCH]:
+                pipe.xadd(stream, {"e": payload})
+            await pipe.execute()
+
+    async def consume() -> None:
+        seen = 0
+        while seen < count:
+            # RESP2 reply shape: [(stream, [(id, fields), ...])]
+            reply = cast(
+                list[tuple[bytes, list[tuple[bytes, dict[bytes, bytes]]]]],
+                await client.xreadgroup(group, "c", {stream: ">"}, count=BATCH, block=500),
+            )
+            for _, entries in reply:
+                ids = [entry_id for entry_id, _ in entries]
+                for _, fields in entries:
+                    CloudEvent.from_json(fields[b"e"])
+                await client.xack(stream, group, *ids)
+                seen += len(ids)
+
+    started = time.perf_counter()
+    await asyncio.gather(produce(), consume())
+    elapsed = time.perf_counter() - started
+    await client.delete(stream)
+    await client.aclose()
+    return elapsed
+
+
+async def raw_rabbitmq_end_to_end(count: int) -> float:
+    """Bare aio-pika: persistent publishes with confirms (batches of 100), manual-ack consume."""
+    import aio_pika  # noqa: PLC0415 - only benchmarks load raw clients
+
+    connection = await aio_pika.connect_robust(RABBITMQ_URL)
+    publisher = await connection.channel(publisher_confirms=True)
+    consumer = await connection.channel()
+    await consumer.set_qos(prefetch_count=BATCH)
+    queue = await consumer.declare_queue(f"bench-raw-{uuid.uuid4().hex[:8]}", durable=True)
+    payloads = [event.to_json() for event in make_events(count)]
+    drained = asyncio.Event()
+    seen = 0
+
+    async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        nonlocal seen
+        CloudEvent.from_json(message.body)
+        await message.ack()
+        seen += 1
+        if seen >= count:
+            drained.set()
+
+    await queue.consume(on_message)
+    started = time.perf_counter()
+    for start in range(0, count, BATCH):
+        await asyncio.gather(
+            *(
+                publisher.default_exchange.publish(
+                    aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                    routing_key=queue.name,
+                )
+                for body in payloads[start : start + BATCH]
+            )
+        )
+    await drained.wait()
+    elapsed = time.perf_counter() - started
+    await queue.delete(if_unused=False, if_empty=False)
+    await connection.close()
+    return elapsed
+
+
+async def provider_storage_writes(provider: str, count: int) -> float:
+    """`create` one document per call, 16 callers at once (a service under load)."""
+    storage = build_storage(
+        bench_settings(
+            LIGHTNING_STORAGE_PROVIDER=provider,
+            LIGHTNING_SQLITE_PATH=f"/tmp/lightning-bench-{uuid.uuid4().hex[:8]}.db",  # noqa: S108
+        )
+    )
+    collection = f"bench_{uuid.uuid4().hex[:8]}"
+    await storage.connect()
+    started = time.perf_counter()
+    await _in_parallel(
+        count, lambda n: storage.create(collection, "bench", f"d{n}", {"n": n, "kind": "bench"})
+    )
+    elapsed = time.perf_counter() - started
+    await storage.close()
+    return elapsed
+
+
+async def raw_postgres_writes(count: int) -> float:
+    """Bare asyncpg: one INSERT of a jsonb row per call and commit, 16 callers at once."""
+    import asyncpg  # noqa: PLC0415 - only benchmarks load raw clients
+
+    pool = await asyncpg.create_pool(DATABASE_URL, min_size=16, max_size=16)
+    table = f"bench_raw_{uuid.uuid4().hex[:8]}"
+    await pool.execute(f"CREATE TABLE {table} (id text PRIMARY KEY, body jsonb NOT NULL)")
+    started = time.perf_counter()
+    await _in_parallel(
+        count,
+        lambda n: pool.execute(
+            f"INSERT INTO {table} (id, body) VALUES ($1, $2::jsonb)",  # noqa: S608
+            f"d{n}",
+            f'{{"n": {n}, "kind": "bench"}}',
+        ),
+    )
+    elapsed = time.perf_counter() - started
+    await pool.execute(f"DROP TABLE {table}")
+    await pool.close()
+    return elapsed
+
+
+async def _in_parallel(count: int, operation: Callable[[int], Awaitable[object]]) -> None:
+    queue = iter(range(count))
+
+    async def worker() -> None:
+        for n in queue:
+            await operation(n)
+
+    await asyncio.gather(*(worker() for _ in range(16)))
+
+
+async def measure() -> list[Result]:
+    redis_raw = "redis-py XADD pipelined + XREADGROUP/XACK"
+    rabbit_raw = "aio-pika confirms + manual ack"
+    pg_raw = "asyncpg INSERT jsonb"
+    plans: list[tuple[str, Workload, Workload | None, str, int]] = [
+        ("memory bus, end to end", _bus("memory"), None, "", 20_000),
+        ("redis bus, end to end", _bus("redis"), raw_redis_end_to_end, redis_raw, 20_000),
+        ("rabbitmq bus, end to end", _bus("rabbitmq"), raw_rabbitmq_end_to_end, rabbit_raw, 10_000),
+        ("sqlite storage, create", _storage("sqlite"), None, "", 2_000),
+        ("postgres storage, create", _storage("postgres"), raw_postgres_writes, pg_raw, 5_000),
+    ]
+    results = []
+    for path, provider, raw, label, count in plans:
+        raw_rate = await median_rate(raw, count) if raw else None
+        results.append(Result(path, await median_rate(provider, count), raw_rate, label))
+    return results
+
+
+def _bus(provider: str) -> Workload:
+    return lambda count: provider_bus_end_to_end(provider, count)
+
+
+def _storage(provider: str) -> Workload:
+    return lambda count: provider_storage_writes(provider, count)
+
+
+def report(results: list[Result], console: Console) -> None:
+    table = Table(title=f"Lightning OS throughput (median of {ROUNDS} rounds, one run)")
+    for column in ("path", "provider /s", "raw client /s", "ratio", "raw client"):
+        table.add_column(column, justify="right" if column.endswith(("/s", "ratio")) else "left")
+    for result in results:
+        table.add_row(
+            result.path,
+            f"{result.provider:,.0f}",
+            f"{result.raw:,.0f}" if result.raw else "-",
+            f"{result.ratio:.2f}" if result.ratio else "-",
+            result.raw_label,
+        )
+    console.print(table)
+
+
+def main() -> int:
+    console = Console(width=None if sys.stdout.isatty() else 140)
+    report(asyncio.run(measure()), console)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
