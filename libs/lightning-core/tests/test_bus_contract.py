@@ -7,12 +7,12 @@ built with the `fast_retry` policy.
 import asyncio
 
 import pytest
-from provider_backends import listed
 
 from lightning_core.bus.base import EventBus, Handler, RetryPolicy
 from lightning_core.events import CloudEvent
 from lightning_core.idempotency import idempotent
 from lightning_core.storage.sqlite import SqliteStorage
+from provider_backends import listed
 
 
 @pytest.fixture(params=listed("BUSES"))

@@ -4,9 +4,9 @@ Providers come from provider_backends (one module each); nothing here names one.
 """
 
 import pytest
-from provider_backends import listed
 
 from lightning_core.storage.base import Conflict, NotFound, PreconditionFailed, Storage
+from provider_backends import listed
 
 
 @pytest.fixture(params=listed("STORAGE"))
