@@ -1,0 +1,126 @@
+"""Cosmos DB: a real Cosmos REST server (npm `@vercel/cosmosdb-server`) for the contract suite.
+
+The session installs the server with `npm ci` from the committed lock file into a cache
+directory outside the repository (keyed by the lock, so a new lock installs afresh and an
+unchanged one is reused across runs), starts it on a free port, and gives each test a
+database of its own, deleted afterwards. `tests/cosmos-server/serve.js` starts it with
+the fixes that make it answer like the real service (see that file).
+
+No fault fixture: the server keeps its data in memory, so killing it loses every document.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from azure.cosmos.aio import CosmosClient
+from azure.cosmos.exceptions import CosmosResourceNotFoundError
+
+from conftest import free_port, require
+from lightning_core.storage.cosmos import CosmosStorage
+from provider_backends import ServerProcess
+
+STORAGE = ["storage_cosmos"]
+
+SERVER_FILES = Path(__file__).resolve().parent.parent / "cosmos-server"
+SOURCES = ("package.json", "package-lock.json", "serve.js")
+MIN_NODE = 20  # the package's engines field
+# The server accepts any key; the SDK only needs a valid base64 string to sign requests.
+ACCOUNT_KEY = (
+    "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw=="
+)
+
+
+def _node_major() -> int | None:
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        return None
+    version = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False)
+    try:
+        return int(version.stdout.strip().lstrip("v").split(".")[0])
+    except ValueError:
+        return None
+
+
+def _installed_server() -> Path:
+    """The server's directory with its node_modules, installing it on first use."""
+    digest = hashlib.sha256()
+    for name in SOURCES:
+        digest.update((SERVER_FILES / name).read_bytes())
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lightning-os"
+    target = cache / f"cosmosdb-server-{digest.hexdigest()[:16]}"
+    if (target / "node_modules" / ".package-lock.json").exists():
+        return target
+    cache.mkdir(parents=True, exist_ok=True)
+    # Install beside the target and rename into place: concurrent sessions never see half an
+    # install, and the first to finish wins.
+    staging = Path(tempfile.mkdtemp(prefix="cosmosdb-server-", dir=cache))
+    for name in SOURCES:
+        shutil.copy2(SERVER_FILES / name, staging / name)
+    install = subprocess.run(
+        ["npm", "ci", "--no-audit", "--no-fund", "--ignore-scripts"],
+        cwd=staging,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if install.returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        last = (install.stderr.strip().splitlines() or ["no output"])[-1]
+        require(
+            False,
+            f"the Cosmos test server (npm ci failed: {last})",
+            "check npm can reach its registry",
+        )
+    try:
+        staging.rename(target)
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)  # another session installed it first
+    return target
+
+
+@pytest.fixture(scope="session")
+def cosmos_connection_string(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Cosmos REST server of this session's own, on a free port (HTTPS, self-signed)."""
+    major = _node_major()
+    require(
+        major is not None and major >= MIN_NODE,
+        f"Node.js >= {MIN_NODE} with npm (found {major or 'none'})",
+        "install Node.js 20 or newer with npm (e.g. from nodejs.org or NodeSource)",
+    )
+    server_dir = _installed_server()
+    port = free_port()
+    server = ServerProcess(
+        ["node", str(server_dir / "serve.js"), str(port)],
+        port,
+        log=tmp_path_factory.mktemp("cosmos") / "server.log",
+    )
+    server.start()
+    try:
+        yield f"AccountEndpoint=https://127.0.0.1:{port}/;AccountKey={ACCOUNT_KEY};"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def storage_cosmos(cosmos_connection_string: str) -> AsyncIterator[CosmosStorage]:
+    database = f"lightning_test_{uuid.uuid4().hex[:12]}"
+    try:
+        async with CosmosStorage(
+            database, connection_string=cosmos_connection_string, connection_verify=False
+        ) as storage:
+            yield storage
+    finally:
+        async with CosmosClient.from_connection_string(
+            cosmos_connection_string, connection_verify=False
+        ) as client:
+            with contextlib.suppress(CosmosResourceNotFoundError):  # if connect failed
+                await client.delete_database(database)
