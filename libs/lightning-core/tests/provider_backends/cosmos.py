@@ -4,7 +4,9 @@ The session installs the server with `npm ci` from the committed lock file into 
 directory outside the repository (keyed by the lock, so a new lock installs afresh and an
 unchanged one is reused across runs), starts it on a free port, and gives each test a
 database of its own, deleted afterwards. `tests/cosmos-server/serve.js` starts it with
-the fixes that make it answer like the real service (see that file).
+the fixes that make it answer like the real service (see that file). It serves HTTPS with a
+self-signed certificate, which the SDK accepts because the address is 127.0.0.1 (the SDK's
+own rule for the emulator); its `--no-ssl` mode does not work with the SDK.
 
 No fault fixture: the server keeps its data in memory, so killing it loses every document.
 """
@@ -114,13 +116,9 @@ def cosmos_connection_string(tmp_path_factory: pytest.TempPathFactory) -> Iterat
 async def storage_cosmos(cosmos_connection_string: str) -> AsyncIterator[CosmosStorage]:
     database = f"lightning_test_{uuid.uuid4().hex[:12]}"
     try:
-        async with CosmosStorage(
-            database, connection_string=cosmos_connection_string, connection_verify=False
-        ) as storage:
+        async with CosmosStorage(database, connection_string=cosmos_connection_string) as storage:
             yield storage
     finally:
-        async with CosmosClient.from_connection_string(
-            cosmos_connection_string, connection_verify=False
-        ) as client:
+        async with CosmosClient.from_connection_string(cosmos_connection_string) as client:
             with contextlib.suppress(CosmosResourceNotFoundError):  # if connect failed
                 await client.delete_database(database)

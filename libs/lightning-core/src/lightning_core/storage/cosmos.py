@@ -99,11 +99,13 @@ def _document(item: Mapping[str, Any]) -> Document:
 
 
 class CosmosStorage(Connectable):
-    """Storage in one Cosmos DB database.
+    """Storage in one Cosmos DB database, reached with an account key (connection string)
+    or with a managed identity (endpoint + DefaultAzureCredential).
 
-    `connection_verify=False` turns off TLS certificate checks: it exists only for the
-    contract suite's local Cosmos REST server, which serves a self-signed certificate.
-    It is a constructor argument, never a setting, so no deployment can switch it off.
+    There is deliberately no switch for TLS certificate checks: the SDK skips them by itself
+    for 127.0.0.1 and localhost only (its rule for the emulator), which is what the contract
+    suite's local server needs, and no deployment can turn them off. `client_options` go
+    to the SDK's client as they are (e.g. `preferred_locations`).
     """
 
     def __init__(
@@ -112,8 +114,8 @@ class CosmosStorage(Connectable):
         *,
         connection_string: str | None = None,
         endpoint: str | None = None,
-        connection_verify: bool = True,
         retry_for: float = 30.0,
+        **client_options: Any,
     ) -> None:
         super().__init__()
         if connection_string is not None and endpoint is None:
@@ -123,7 +125,7 @@ class CosmosStorage(Connectable):
         else:
             raise ValueError("CosmosStorage needs exactly one of connection_string or endpoint")
         self._database_name = database
-        self._connection_verify = connection_verify
+        self._client_options = client_options
         self._retry_for = retry_for
         self._client: CosmosClient | None = None
         self._credential: AsyncTokenCredential | None = None
@@ -141,12 +143,10 @@ class CosmosStorage(Connectable):
     async def _connect(self) -> None:
         if self._managed_identity:
             self._credential = DefaultAzureCredential()
-            self._client = CosmosClient(
-                self._address, self._credential, connection_verify=self._connection_verify
-            )
+            self._client = CosmosClient(self._address, self._credential, **self._client_options)
         else:
             self._client = CosmosClient.from_connection_string(
-                self._address, connection_verify=self._connection_verify
+                self._address, **self._client_options
             )
         try:
             self._database = await self._manage(
