@@ -23,6 +23,9 @@ print(",".join(sdks) or "none")
 """
 
 
+ENTRA = {"ENTRA_TENANT_ID": "t", "ENTRA_AUDIENCE": "api://lightning-os"}
+
+
 @pytest.fixture(scope="module")
 def bare_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh environment with lightning-core alone, as `pip install lightning-core` gives."""
@@ -72,6 +75,7 @@ def test_embedded_mode_imports_no_provider_sdk(bare_python: Path, tmp_path: Path
                 "LIGHTNING_MODE": "azure",
                 "COSMOS_ENDPOINT": "https://a",
                 "SERVICE_BUS_NAMESPACE": "n",
+                **ENTRA,
             },
             "azure",
             "azure",

@@ -99,6 +99,11 @@ class Settings(BaseSettings):
     )
     bus_max_attempts: int = Field(default=5, ge=1, le=100, alias="LIGHTNING_BUS_MAX_ATTEMPTS")
 
+    entra_tenant_id: str | None = Field(default=None, alias="ENTRA_TENANT_ID")
+    entra_audience: str | None = Field(default=None, alias="ENTRA_AUDIENCE")
+    entra_issuer: str | None = Field(default=None, alias="ENTRA_ISSUER")
+    entra_jwks_url: str | None = Field(default=None, alias="ENTRA_JWKS_URL")
+
     host: str = Field(default="127.0.0.1", alias="LIGHTNING_HOST")
     api_port: Port = Field(default=8000, alias="LIGHTNING_API_PORT")
     ui_port: Port = Field(default=8080, alias="LIGHTNING_UI_PORT")
@@ -112,6 +117,24 @@ class Settings(BaseSettings):
     @property
     def event_bus(self) -> BusProvider:
         return self.event_bus_provider or DEFAULT_PROVIDERS[self.mode][1]
+
+    @property
+    def token_issuer(self) -> str | None:
+        """Who must have signed an access token: Entra ID v2 of the tenant, unless overridden."""
+        if self.entra_issuer:
+            return self.entra_issuer
+        if self.entra_tenant_id:
+            return f"https://login.microsoftonline.com/{self.entra_tenant_id}/v2.0"
+        return None
+
+    @property
+    def token_keys_url(self) -> str | None:
+        """Where the signing keys (JWKS) of that issuer are published."""
+        if self.entra_jwks_url:
+            return self.entra_jwks_url
+        if self.entra_tenant_id:
+            return f"https://login.microsoftonline.com/{self.entra_tenant_id}/discovery/v2.0/keys"
+        return None
 
     def service_types(self) -> list[str]:
         """SERVICE_TYPE may name several services to host in one process (`invoke dev`)."""
@@ -148,6 +171,13 @@ def combination_problems(settings: Settings) -> list[str]:
         fields, variable = _CONNECTION_NEEDS.get(provider, ((), ""))
         if fields and not any(getattr(settings, field) for field in fields):
             problems.append(f"{variable} is missing (needed by {setting}={provider})")
+    if settings.mode is Mode.AZURE:
+        if not (settings.token_issuer and settings.token_keys_url):
+            problems.append(
+                "ENTRA_TENANT_ID is missing (azure mode validates Entra ID access tokens)"
+            )
+        if not settings.entra_audience:
+            problems.append("ENTRA_AUDIENCE is missing (the API's application ID URI or client id)")
     return problems
 
 

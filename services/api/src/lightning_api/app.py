@@ -4,16 +4,30 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from lightning_api.auth import TokenValidator, http_jwks
 from lightning_api.routes import router
+from lightning_core.config import Settings
 from lightning_core.service import ServiceContext
 
 
-def create_app(context: ServiceContext) -> FastAPI:
+def entra_validator(settings: Settings) -> TokenValidator | None:
+    """The azure-mode token validator; None in modes that use the dev identity."""
+    if not (settings.token_issuer and settings.token_keys_url and settings.entra_audience):
+        return None
+    return TokenValidator(
+        issuer=settings.token_issuer,
+        audience=settings.entra_audience,
+        fetch_jwks=http_jwks(settings.token_keys_url),
+    )
+
+
+def create_app(context: ServiceContext, validator: TokenValidator | None = None) -> FastAPI:
     app = FastAPI(
         title="Lightning OS API",
         version="0.1.0",
         summary="Submit events and follow their processing.",
     )
     app.state.context = context
+    app.state.token_validator = validator or entra_validator(context.settings)
     app.include_router(router)
     return app

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from lightning_api.auth import TokenValidator, Unauthorized
 from lightning_core.bus.base import EventBus
 from lightning_core.config import Mode
 from lightning_core.service import ServiceContext
@@ -17,6 +19,9 @@ def _context(request: Request) -> ServiceContext:
     return context
 
 
+_bearer = HTTPBearer(auto_error=False, description="Entra ID access token (azure mode)")
+
+
 def _storage(request: Request) -> Storage:
     return _context(request).storage
 
@@ -25,19 +30,23 @@ def _bus(request: Request) -> EventBus:
     return _context(request).bus
 
 
-def _current_user(request: Request) -> str:
-    """The local dev identity; azure mode refuses it and accepts only Entra ID tokens.
-
-    Token validation is not built yet, so azure mode fails closed: every request is 401.
-    """
+async def _current_user(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    """Azure mode: the user an Entra ID access token names. Elsewhere: the dev identity."""
     settings = _context(request).settings
-    if settings.mode is Mode.AZURE:
+    if settings.mode is not Mode.AZURE:
+        return settings.dev_user
+    validator: TokenValidator = request.app.state.token_validator
+    try:
+        if credentials is None:
+            raise Unauthorized("a bearer token is required (the dev identity is refused)")
+        return await validator.user(credentials.credentials)
+    except Unauthorized as error:
         raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "azure mode accepts Entra ID bearer tokens only; the dev identity is refused",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    return settings.dev_user
+            status.HTTP_401_UNAUTHORIZED, str(error), headers={"WWW-Authenticate": "Bearer"}
+        ) from None
 
 
 StorageDep = Annotated[Storage, Depends(_storage)]
