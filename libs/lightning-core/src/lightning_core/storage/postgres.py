@@ -1,0 +1,413 @@
+"""PostgreSQL storage for local mode: one jsonb table behind an asyncpg connection pool.
+
+One table holds every collection, keyed by (collection, partition, id), as in SQLite:
+- a collection exists as soon as a document is written to it, with no DDL on the write
+  path (CREATE TABLE per collection would take exclusive locks and race between the API
+  and the processor creating the same collection at once);
+- collection names stay plain bound values, never identifiers to validate and quote;
+- every query filters on a leading prefix of the primary key (collection, partition), so
+  it is an index range scan over one user's documents in one collection.
+Keys are `COLLATE "C"`, so ids order byte-wise like SQLite's BINARY collation, whatever
+the database's locale. Both tables live in the first schema of the connection's
+search_path (`?search_path=NAME` in DATABASE_URL picks another one).
+
+Filters and ordering reproduce SQLite's `json_extract` semantics for JSON scalars, so a
+query answers the same on both: a missing field equals null; booleans compare as the
+numbers 1 and 0 (so `true` matches `1`); a number never equals a string; ascending order
+is null, then numbers and booleans by value, then strings byte-wise, ties broken by id.
+
+Losing the server is not fatal: an operation that failed on connection loss is retried
+with backoff for up to `retry_for` seconds while the pool reconnects. A write whose
+connection dropped may have committed, and neither the document (a later writer may have
+changed it since) nor the transaction id (PostgreSQL hands out again the ids of
+transactions a crash lost) can tell. So every write records a token of its own in
+`document_writes`, in the same statement: a retry that finds its row gone or changed looks
+for its token, and a write is applied once and reported once, never as a false Conflict,
+NotFound or PreconditionFailed. Tokens outlive any retry by far and are then pruned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import asyncpg
+
+from lightning_core.config import ConfigError, Settings
+from lightning_core.lifecycle import Connectable
+from lightning_core.storage.base import (
+    Conflict,
+    Document,
+    JsonScalar,
+    NotFound,
+    Page,
+    PreconditionFailed,
+    StorageError,
+    check_field_name,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# One statement, so one transaction; the advisory lock serialises processes starting at
+# once, since concurrent CREATE TABLE IF NOT EXISTS can still fail on the catalog's unique
+# index. document_writes is append-only by time, so a BRIN index serves the pruning.
+_SCHEMA = """
+DO $$ BEGIN
+    PERFORM pg_advisory_xact_lock(328185899124);  -- "Light": this schema's lock
+    CREATE TABLE IF NOT EXISTS documents (
+        collection text COLLATE "C" NOT NULL,
+        partition  text COLLATE "C" NOT NULL,
+        id         text COLLATE "C" NOT NULL,
+        body       jsonb NOT NULL,
+        etag       text NOT NULL,
+        PRIMARY KEY (collection, partition, id)
+    );
+    CREATE TABLE IF NOT EXISTS document_writes (
+        token      text COLLATE "C" PRIMARY KEY,
+        written_at timestamptz NOT NULL DEFAULT now()
+    );
+    CREATE INDEX IF NOT EXISTS document_writes_written_at
+        ON document_writes USING brin (written_at);
+END $$
+"""
+
+# Each write changes at most one document and, in the same statement, records its token
+# ($5) when it did; the status is then "INSERT 0 1".
+_CREATE = """
+WITH written AS (
+    INSERT INTO documents (collection, partition, id, body, etag)
+    VALUES ($1, $2, $3, $4::jsonb, $5) RETURNING etag
+)
+INSERT INTO document_writes (token) SELECT etag FROM written
+"""
+_UPSERT = """
+WITH written AS (
+    INSERT INTO documents (collection, partition, id, body, etag)
+    VALUES ($1, $2, $3, $4::jsonb, $5)
+    ON CONFLICT (collection, partition, id) DO UPDATE SET body=excluded.body, etag=excluded.etag
+    RETURNING etag
+)
+INSERT INTO document_writes (token) SELECT etag FROM written
+"""
+_REPLACE = """
+WITH written AS (
+    UPDATE documents SET body=$4::jsonb, etag=$5
+    WHERE collection=$1 AND partition=$2 AND id=$3 AND etag=$6 RETURNING etag
+)
+INSERT INTO document_writes (token) SELECT etag FROM written
+"""
+_DELETE = """
+WITH written AS (
+    DELETE FROM documents
+    WHERE collection=$1 AND partition=$2 AND id=$3 AND etag=coalesce($4::text, etag)
+    RETURNING id
+)
+INSERT INTO document_writes (token) SELECT $5::text FROM written
+"""
+_KEY = "collection=$1 AND partition=$2 AND id=$3"
+
+# Tokens are kept far longer than any retry: one is looked for at most `retry_for` after
+# its write.
+_PRUNE = "DELETE FROM document_writes WHERE written_at < now() - interval '10 minutes'"
+_PRUNE_EVERY = 60.0  # seconds
+
+# What connection loss looks like through asyncpg: refused or reset sockets and timeouts
+# (OSError), a connection closed mid-operation (class 08), a server shutting down, crashing
+# or still recovering (57P01, 57P02, 57P03), and InternalClientError: an idle pooled
+# connection that received the dying server's FATAL message but not yet its EOF is handed
+# out stuck ("cannot switch to state 12; another operation (2) is in progress", asyncpg
+# issues 784 and 1069); the statement was never sent and the pool terminates that
+# connection on release, so a retry gets a fresh one.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InternalClientError,
+)
+
+
+def _token() -> str:
+    return uuid.uuid4().hex
+
+
+def _encode_offset(offset: int) -> str:
+    return base64.urlsafe_b64encode(str(offset).encode()).decode()
+
+
+def _decode_offset(token: str) -> int:
+    try:
+        offset = int(base64.urlsafe_b64decode(token.encode()).decode())
+    except (ValueError, UnicodeDecodeError, binascii.Error):
+        raise ValueError("invalid continuation token") from None
+    if offset < 0:
+        raise ValueError("invalid continuation token")
+    return offset
+
+
+def _number(field: str) -> str:
+    """SQL for the field as SQLite's json_extract sees a number: booleans are 1 and 0."""
+    return (
+        f"CASE jsonb_typeof(body->{field}) WHEN 'number' THEN (body->>{field})::numeric "
+        f"WHEN 'boolean' THEN (body->>{field})::boolean::int END"
+    )
+
+
+def _rank(field: str) -> str:
+    """SQL for SQLite's cross-type order: null (or missing), numbers, then text."""
+    return (
+        f"CASE jsonb_typeof(body->{field}) WHEN 'number' THEN 1 WHEN 'boolean' THEN 1 "
+        f"WHEN 'string' THEN 2 WHEN 'object' THEN 2 WHEN 'array' THEN 2 ELSE 0 END"
+    )
+
+
+def _text(field: str) -> str:
+    """SQL for the field as text, byte-wise; objects and arrays sort as their JSON text."""
+    return (
+        f"CASE jsonb_typeof(body->{field}) WHEN 'string' THEN body->>{field} "
+        f"WHEN 'object' THEN (body->{field})::text WHEN 'array' THEN (body->{field})::text "
+        f'END COLLATE "C"'
+    )
+
+
+class PostgresStorage(Connectable):
+    def __init__(self, dsn: str, *, pool_size: int = 10, retry_for: float = 30.0) -> None:
+        super().__init__()
+        self._dsn = dsn
+        self._pool_size = pool_size
+        self._retry_for = retry_for
+        self._pool: asyncpg.Pool | None = None
+        self._prune_at = 0.0  # monotonic time of the next pruning of write tokens
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("PostgresStorage is not connected: use `async with storage:`")
+        return self._pool
+
+    async def _connect(self) -> None:
+        # No connection at creation: the first one is opened under the retry loop below,
+        # so a process starting while the server restarts waits for it instead of dying.
+        self._pool = await asyncpg.create_pool(self._dsn, min_size=0, max_size=self._pool_size)
+
+        async def create_schema(connection: Any) -> None:
+            await connection.execute(_SCHEMA)
+
+        try:
+            await self._run(create_schema)
+        except BaseException:
+            await self._pool.close()
+            self._pool = None
+            raise
+
+    async def _close(self) -> None:
+        await self.pool.close()
+        self._pool = None
+
+    async def _run(self, operation: Callable[[Any], Awaitable[T]]) -> T:
+        """Run `operation(connection)`, retrying on connection loss with backoff."""
+        deadline = time.monotonic() + self._retry_for
+        delay = 0.05
+        while True:
+            outcome: list[T] = []
+            try:
+                async with self.pool.acquire() as connection:
+                    outcome.append(await operation(connection))
+            except CONNECTION_ERRORS as error:
+                if outcome:  # only handing the broken connection back failed: the pool drops it
+                    return outcome[0]
+                wait = min(delay, deadline - time.monotonic())
+                if wait <= 0:
+                    raise
+                log.warning("PostgreSQL unreachable (%s); retrying in %.2fs", error, wait)
+                await asyncio.sleep(wait)
+                delay = min(delay * 2, 2.0)
+            else:
+                return outcome[0]
+
+    async def _write(self, statement: str, *args: Any, token: str) -> bool:
+        """Run a write `statement` that records `token`; True if it (or an earlier attempt
+        of the same call, whose connection dropped) changed the document."""
+
+        async def attempt(connection: Any) -> bool:
+            try:
+                if await connection.execute(statement, *args) == "INSERT 0 1":
+                    return True
+            except asyncpg.UniqueViolationError:
+                pass  # the id is taken (create), perhaps by our own earlier attempt
+            # A concurrent earlier attempt still running held the row until it finished.
+            recorded: bool = await connection.fetchval(
+                "SELECT EXISTS (SELECT FROM document_writes WHERE token=$1)", token
+            )
+            return recorded
+
+        changed = await self._run(attempt)
+        await self._prune_tokens()
+        return changed
+
+    async def _prune_tokens(self) -> None:
+        """Forget old write tokens, at most once a minute per process, best effort."""
+        if time.monotonic() < self._prune_at:
+            return
+        self._prune_at = time.monotonic() + _PRUNE_EVERY
+        try:
+            async with self.pool.acquire() as connection:
+                await connection.execute(_PRUNE)
+        except CONNECTION_ERRORS as error:
+            log.warning("pruning PostgreSQL write tokens failed (%s); will try again", error)
+
+    async def ping(self) -> None:
+        # No retry: readiness reports the store as it is now.
+        async with self.pool.acquire() as connection:
+            await connection.execute("SELECT 1")
+
+    async def _missing_or_changed(
+        self, collection: str, partition: str, doc_id: str, if_match: str | None
+    ) -> StorageError:
+        """The error for a conditional write that matched no document."""
+
+        async def exists(connection: Any) -> bool:
+            found: bool = await connection.fetchval(
+                f"SELECT EXISTS (SELECT FROM documents WHERE {_KEY})",  # noqa: S608
+                collection,
+                partition,
+                doc_id,
+            )
+            return found
+
+        if await self._run(exists):
+            return PreconditionFailed(f"{collection}/{doc_id} changed since etag {if_match}")
+        return NotFound(f"{collection}/{doc_id} not found")
+
+    async def create(
+        self, collection: str, partition: str, doc_id: str, body: dict[str, Any]
+    ) -> Document:
+        etag = _token()
+        args = (collection, partition, doc_id, json.dumps(body), etag)
+        if not await self._write(_CREATE, *args, token=etag):
+            raise Conflict(f"{collection}/{doc_id} already exists")
+        return Document(doc_id, partition, body, etag)
+
+    async def get(self, collection: str, partition: str, doc_id: str) -> Document:
+        async def select(connection: Any) -> Any:
+            return await connection.fetchrow(
+                f"SELECT body::text AS body, etag FROM documents WHERE {_KEY}",  # noqa: S608
+                collection,
+                partition,
+                doc_id,
+            )
+
+        row = await self._run(select)
+        if row is None:
+            raise NotFound(f"{collection}/{doc_id} not found")
+        return Document(doc_id, partition, json.loads(row["body"]), row["etag"])
+
+    async def replace(
+        self,
+        collection: str,
+        partition: str,
+        doc_id: str,
+        body: dict[str, Any],
+        *,
+        if_match: str,
+    ) -> Document:
+        etag = _token()
+        args = (collection, partition, doc_id, json.dumps(body), etag, if_match)
+        if not await self._write(_REPLACE, *args, token=etag):
+            raise await self._missing_or_changed(collection, partition, doc_id, if_match)
+        return Document(doc_id, partition, body, etag)
+
+    async def upsert(
+        self, collection: str, partition: str, doc_id: str, body: dict[str, Any]
+    ) -> Document:
+        etag = _token()
+        args = (collection, partition, doc_id, json.dumps(body), etag)
+        await self._write(_UPSERT, *args, token=etag)
+        return Document(doc_id, partition, body, etag)
+
+    async def delete(
+        self, collection: str, partition: str, doc_id: str, *, if_match: str | None = None
+    ) -> None:
+        token = _token()
+        args = (collection, partition, doc_id, if_match, token)
+        if not await self._write(_DELETE, *args, token=token):
+            raise await self._missing_or_changed(collection, partition, doc_id, if_match)
+
+    async def query(
+        self,
+        collection: str,
+        partition: str,
+        *,
+        where: Mapping[str, JsonScalar] | None = None,
+        order_by: str | None = None,
+        descending: bool = False,
+        limit: int = 100,
+        continuation: str | None = None,
+    ) -> Page:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        offset = _decode_offset(continuation) if continuation else 0
+        clauses = ["collection=$1", "partition=$2"]
+        params: list[Any] = [collection, partition]
+
+        def bind(value: Any) -> str:
+            params.append(value)
+            return f"${len(params)}"
+
+        for name, value in (where or {}).items():
+            field = f"{bind(check_field_name(name))}::text"
+            if value is None:
+                clauses.append(f"coalesce(jsonb_typeof(body->{field}), 'null') = 'null'")
+            elif isinstance(value, str):
+                clauses.append(f"body->{field} = to_jsonb({bind(value)}::text)")
+            elif isinstance(value, int | float):  # bool too: SQLite binds it as 1 or 0
+                number = Decimal(repr(value)) if isinstance(value, float) else Decimal(int(value))
+                clauses.append(f"{_number(field)} = {bind(number)}::numeric")
+            else:
+                raise TypeError(f"filter {name!r}: {value!r} is not a JSON scalar")
+        direction = "DESC" if descending else "ASC"
+        order = f"id {direction}"
+        if order_by is not None:
+            field = f"{bind(check_field_name(order_by))}::text"
+            order = (
+                ", ".join(
+                    f"{key} {direction}" for key in (_rank(field), _number(field), _text(field))
+                )
+                + f", {order}"
+            )
+        # Clauses and ORDER BY are built from fixed fragments; values are all bound parameters.
+        sql = (
+            f"SELECT id, body::text AS body, etag FROM documents "  # noqa: S608
+            f"WHERE {' AND '.join(clauses)} ORDER BY {order} "
+            f"LIMIT {bind(limit + 1)} OFFSET {bind(offset)}"
+        )
+
+        async def select(connection: Any) -> Any:
+            return await connection.fetch(sql, *params)
+
+        rows = list(await self._run(select))
+        items = [
+            Document(row["id"], partition, json.loads(row["body"]), row["etag"])
+            for row in rows[:limit]
+        ]
+        more = len(rows) > limit
+        return Page(items, _encode_offset(offset + limit) if more else None)
+
+
+def from_settings(settings: Settings) -> PostgresStorage:
+    if not settings.database_url:
+        raise ConfigError(
+            ["DATABASE_URL is missing (needed by LIGHTNING_STORAGE_PROVIDER=postgres)"]
+        )
+    return PostgresStorage(settings.database_url)
