@@ -1,0 +1,447 @@
+"""Azure Service Bus event bus: one topic, one subscription per consumer group, peek-lock.
+
+Topology: every event goes to the topic `{bus_namespace}-events` as one message whose body
+is the CloudEvent JSON (content type `application/cloudevents+json`, message id = event id).
+Each consumer group is a subscription of that topic, created with its rules the first time a
+consumer of the group starts (`_open_group`), so a group sees every event published after
+its subscription first existed. Subscriptions a deployment provisions itself (Pulumi) are
+used as they are, and are given the replay rule below if they lack it.
+
+Settlement maps one to one onto the loop in `BusBase`: messages are received in peek-lock
+mode; a handled one is completed, one fetched but not started at shutdown is abandoned (the
+service redelivers it at once), a failed one is dead-lettered with the handler's error as
+`DeadLetterReason` and the attempts made in `DeadLetterErrorDescription` (JSON), since the
+SDK cannot add properties to a message it dead-letters. The message's `delivery_count`
+(0 on the first delivery in this SDK: the AMQP header counts earlier failed deliveries, so
+it is not the 1-based .NET `DeliveryCount`) becomes `previous_attempts`. Abandoning at
+shutdown also counts as a delivery; the subscription's max delivery count is therefore set
+above the retry policy (at least the service default of 10), so the service's own
+dead-lettering only catches events that crash the whole process again and again.
+
+Replay: a dead letter is received from the group's dead-letter subqueue, sent to the topic
+again with the application property `replay_to=<group>`, then completed in the subqueue.
+Every subscription's only rule is `replay_to IS NULL OR replay_to = '<group>'`, so ordinary
+events reach every group while a replay reaches exactly the group it is for. (The rule is
+created before the service's catch-all `$Default` rule is deleted, so a subscription never
+passes through a moment without a rule; a message matching both rules is still delivered
+once.) Group names are restricted to what a subscription name allows, which also keeps
+them inert inside the SQL literal.
+
+Message locks: subscriptions are created with the longest lock the service allows (5
+minutes); the loop settles a batch after handling all of it, so a batch of `batch_size`
+events must be handled within that time. A lock that expires anyway is not an error: the
+settlement is skipped with a warning, the service delivers the event again, and the
+idempotency ledger keeps its effect single.
+
+The SDK retries and reconnects by itself; when it gives up, its connection errors are in
+`connection_errors`, so the loop backs off and tries again instead of crashing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, suppress
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from azure.core.exceptions import (
+    ResourceExistsError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.identity.aio import DefaultAzureCredential
+from azure.servicebus import (
+    ServiceBusMessage,
+    ServiceBusReceivedMessage,
+    ServiceBusReceiveMode,
+    ServiceBusSubQueue,
+)
+from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver, ServiceBusSender
+from azure.servicebus.aio.management import ServiceBusAdministrationClient
+from azure.servicebus.exceptions import (
+    MessageAlreadySettled,
+    MessageLockLostError,
+    MessageSizeExceededError,
+    MessagingEntityNotFoundError,
+    OperationTimeoutError,
+    ServiceBusCommunicationError,
+    ServiceBusConnectionError,
+    ServiceBusServerBusyError,
+)
+from azure.servicebus.management import SqlRuleFilter
+from pydantic import ValidationError
+from typing_extensions import override
+
+from lightning_core.bus.base import BusBase, DeadLetter, Delivery, RetryPolicy
+from lightning_core.config import ConfigError, Settings
+from lightning_core.events import CloudEvent
+
+log = logging.getLogger(__name__)
+
+Clients = tuple[ServiceBusClient, ServiceBusAdministrationClient]
+#: Opens a data-plane client and an administration client and closes them on exit. Tests
+#: pass one that yields the in-memory namespace; production uses `from_settings`.
+ClientFactory = Callable[[], AbstractAsyncContextManager[Clients]]
+
+CONTENT_TYPE = "application/cloudevents+json"
+REPLAY_PROPERTY = "replay_to"
+REPLAY_RULE = "lightning-replay"
+DEFAULT_RULE = "$Default"  # the catch-all rule the service gives every new subscription
+LOCK_DURATION = timedelta(minutes=5)  # the service's maximum
+SERVICE_MAX_DELIVERY_COUNT = 10  # the service's default
+MAX_REASON_LENGTH = 4000  # keeps a settlement far below the service's header size limit
+# A subscription name: letters, digits, '.', '-', '_'; starts and ends alphanumeric; <= 50.
+GROUP_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,48}[A-Za-z0-9])?$")
+
+
+class ServiceBusBus(BusBase):
+    def __init__(
+        self,
+        clients: ClientFactory,
+        namespace: str,
+        retry: RetryPolicy | None = None,
+        batch_size: int = 100,
+    ) -> None:
+        super().__init__(retry, batch_size)
+        self.topic = f"{namespace}-events"
+        self._clients = clients
+        self._stack = AsyncExitStack()
+        self._client: ServiceBusClient | None = None
+        self._admin: ServiceBusAdministrationClient | None = None
+        self._sender: ServiceBusSender | None = None
+        self._receivers: dict[str, ServiceBusReceiver] = {}
+        self.connection_errors += (
+            ServiceBusConnectionError,
+            ServiceBusCommunicationError,
+            ServiceBusServerBusyError,
+            OperationTimeoutError,
+            ServiceRequestError,  # the administration client speaks HTTP
+            ServiceResponseError,
+        )
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def _connect(self) -> None:
+        self._stack = AsyncExitStack()
+        try:
+            client, self._admin = await self._stack.enter_async_context(self._clients())
+            self._client = client
+            await self._ensure_topic()
+        except BaseException:
+            await self._close()
+            raise
+        self._sender = client.get_topic_sender(self.topic)
+
+    async def _close(self) -> None:
+        # Closing the client closes every sender and receiver it handed out.
+        self._sender, self._client, self._admin = None, None, None
+        self._receivers.clear()
+        await self._stack.aclose()
+
+    def _connection(self) -> tuple[ServiceBusClient, ServiceBusAdministrationClient]:
+        if self._client is None or self._admin is None:
+            raise RuntimeError("the Service Bus bus is not connected: call connect() first")
+        return self._client, self._admin
+
+    async def ping(self) -> None:
+        _client, admin = self._connection()
+        await admin.get_topic(self.topic)
+
+    # -- topology -----------------------------------------------------------------------
+
+    async def _ensure_topic(self) -> None:
+        _client, admin = self._connection()
+        try:
+            await admin.get_topic(self.topic)
+        except ResourceNotFoundError:
+            with suppress(ResourceExistsError):  # another process created it first
+                await admin.create_topic(self.topic)
+
+    async def _open_group(self, group: str) -> None:
+        """Create the group's subscription and give it the replay rule; idempotent, so a
+        half-finished earlier attempt (or a subscription provisioned elsewhere) is repaired."""
+        if not GROUP_NAME.match(group):
+            raise ValueError(
+                f"consumer group {group!r} cannot name a Service Bus subscription: use 1-50 "
+                "letters, digits, '.', '-' or '_', starting and ending with a letter or digit"
+            )
+        _client, admin = self._connection()
+        try:
+            await admin.get_subscription(self.topic, group)
+        except ResourceNotFoundError:
+            with suppress(ResourceExistsError):
+                await admin.create_subscription(
+                    self.topic,
+                    group,
+                    lock_duration=LOCK_DURATION,
+                    max_delivery_count=max(SERVICE_MAX_DELIVERY_COUNT, self.retry.max_attempts),
+                )
+        replay_filter = SqlRuleFilter(f"{REPLAY_PROPERTY} IS NULL OR {REPLAY_PROPERTY} = '{group}'")
+        with suppress(ResourceExistsError):
+            await admin.create_rule(self.topic, group, REPLAY_RULE, filter=replay_filter)
+        with suppress(ResourceNotFoundError):
+            await admin.delete_rule(self.topic, group, DEFAULT_RULE)
+
+    # -- publishing ---------------------------------------------------------------------
+
+    async def _publish(self, events: Sequence[CloudEvent]) -> None:
+        """Send in as few service batches as the size limit allows; each send returns once
+        the service has accepted the batch."""
+        if self._sender is None:
+            raise RuntimeError("the Service Bus bus is not connected: call connect() first")
+        sender = self._sender
+        batch = await sender.create_message_batch()
+        for event in events:
+            message = _message(event)
+            try:
+                batch.add_message(message)
+            except MessageSizeExceededError:
+                if len(batch) == 0:
+                    raise  # one event larger than a whole batch: the service would refuse it
+                await sender.send_messages(batch)
+                batch = await sender.create_message_batch()
+                batch.add_message(message)
+        if len(batch):
+            await sender.send_messages(batch)
+
+    # -- consuming ----------------------------------------------------------------------
+
+    def _receiver(self, group: str) -> ServiceBusReceiver:
+        """One long-lived receiver per group: settling must go through the receiver that
+        received the message, and the SDK re-attaches its link after a connection loss."""
+        receiver = self._receivers.get(group)
+        if receiver is None:
+            client, _admin = self._connection()
+            receiver = client.get_subscription_receiver(
+                self.topic, group, receive_mode=ServiceBusReceiveMode.PEEK_LOCK
+            )
+            self._receivers[group] = receiver
+        return receiver
+
+    async def _receive(self, group: str, max_count: int, wait: float) -> list[Delivery]:
+        receiver = self._receiver(group)
+        messages = await receiver.receive_messages(max_message_count=max_count, max_wait_time=wait)
+        deliveries: list[Delivery] = []
+        for message in messages:
+            try:
+                event = CloudEvent.from_json(_body(message))
+            except ValidationError as error:
+                # No handler can take it and no retry will change it.
+                await receiver.dead_letter_message(
+                    message,
+                    reason=f"not a CloudEvent: {error}"[:MAX_REASON_LENGTH],
+                    error_description=_description(attempts=0),
+                )
+                continue
+            deliveries.append(
+                Delivery(event, (receiver, message), previous_attempts=message.delivery_count or 0)
+            )
+        return deliveries
+
+    @override
+    async def _ack(self, group: str, deliveries: Sequence[Delivery]) -> None:
+        await _settle_each(deliveries, "complete", lambda r, m: r.complete_message(m))
+
+    @override
+    async def _release(self, group: str, deliveries: Sequence[Delivery]) -> None:
+        await _settle_each(deliveries, "abandon", lambda r, m: r.abandon_message(m))
+
+    @override
+    async def _dead_letter(
+        self, group: str, delivery: Delivery, reason: str, attempts: int
+    ) -> None:
+        description = _description(attempts)
+        await _settle_each(
+            [delivery],
+            "dead-letter",
+            lambda r, m: r.dead_letter_message(
+                m, reason=reason[:MAX_REASON_LENGTH], error_description=description
+            ),
+        )
+
+    # -- dead letters -------------------------------------------------------------------
+
+    def _dead_letter_receiver(self, group: str) -> ServiceBusReceiver:
+        client, _admin = self._connection()
+        return client.get_subscription_receiver(
+            self.topic,
+            group,
+            sub_queue=ServiceBusSubQueue.DEAD_LETTER,
+            receive_mode=ServiceBusReceiveMode.PEEK_LOCK,
+        )
+
+    async def _peek_dead_letters(self, group: str) -> list[ServiceBusReceivedMessage]:
+        found: list[ServiceBusReceivedMessage] = []
+        try:
+            async with self._dead_letter_receiver(group) as receiver:
+                sequence = 0
+                while page := await receiver.peek_messages(
+                    self.batch_size, sequence_number=sequence
+                ):
+                    found.extend(page)
+                    sequence = (page[-1].sequence_number or 0) + 1
+        except MessagingEntityNotFoundError:
+            return []  # the group was never opened: it has no dead letters
+        return found
+
+    async def dead_letters(self, group: str) -> list[DeadLetter]:
+        letters: list[DeadLetter] = []
+        for message in await self._peek_dead_letters(group):
+            try:
+                event = CloudEvent.from_json(_body(message))
+            except ValidationError:
+                continue  # not ours to show: visible in the portal's dead-letter view
+            attempts, failed_at = _parse_description(message)
+            letters.append(
+                DeadLetter(event, group, message.dead_letter_reason or "", attempts, failed_at)
+            )
+        return letters
+
+    async def replay(self, group: str, event_id: str) -> None:
+        if not any(m.message_id == event_id for m in await self._peek_dead_letters(group)):
+            raise KeyError(f"no dead letter {event_id} in group {group}")
+        held: list[ServiceBusReceivedMessage] = []
+        async with self._dead_letter_receiver(group) as receiver:
+            try:
+                target = await _receive_matching(receiver, event_id, held, self.batch_size)
+                if target is None:
+                    raise KeyError(
+                        f"dead letter {event_id} of group {group} is locked by another replay"
+                    )
+                if self._sender is None:
+                    raise RuntimeError("the Service Bus bus is not connected: call connect() first")
+                # Sent before it is completed: a failure in between replays it twice, never not.
+                await self._sender.send_messages(_replay_message(target, group))
+                await receiver.complete_message(target)
+            finally:
+                for message in held:
+                    await receiver.abandon_message(message)
+
+
+async def _receive_matching(
+    receiver: ServiceBusReceiver,
+    message_id: str,
+    held: list[ServiceBusReceivedMessage],
+    batch_size: int,
+) -> ServiceBusReceivedMessage | None:
+    """Lock dead letters until the one with `message_id` turns up; the others are kept
+    locked in `held` (so the next receive moves past them) for the caller to abandon."""
+    while batch := await receiver.receive_messages(max_message_count=batch_size, max_wait_time=5):
+        target: ServiceBusReceivedMessage | None = None
+        for message in batch:
+            if target is None and message.message_id == message_id:
+                target = message
+            else:
+                held.append(message)
+        if target is not None:
+            return target
+    return None
+
+
+async def _settle_each(
+    deliveries: Sequence[Delivery],
+    action: str,
+    settle: Callable[[ServiceBusReceiver, ServiceBusReceivedMessage], Awaitable[None]],
+) -> None:
+    """Settle the deliveries concurrently. A retried call (after a connection loss) skips
+    the ones already settled; a lost lock means the service redelivers that event."""
+
+    async def one(delivery: Delivery) -> None:
+        receiver, message = delivery.receipt
+        try:
+            await settle(receiver, message)
+        except MessageAlreadySettled:
+            pass
+        except MessageLockLostError:
+            log.warning(
+                "could not %s event %s: its lock expired; the service delivers it again",
+                action,
+                delivery.event.id,
+            )
+
+    results = await asyncio.gather(*(one(d) for d in deliveries), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+
+
+def _message(event: CloudEvent) -> ServiceBusMessage:
+    return ServiceBusMessage(
+        event.to_json(), content_type=CONTENT_TYPE, message_id=event.id, subject=event.type
+    )
+
+
+def _replay_message(dead: ServiceBusReceivedMessage, group: str) -> ServiceBusMessage:
+    return ServiceBusMessage(
+        _body(dead),
+        content_type=CONTENT_TYPE,
+        message_id=dead.message_id,
+        subject=dead.subject,
+        application_properties={REPLAY_PROPERTY: group},
+    )
+
+
+def _body(message: ServiceBusReceivedMessage) -> bytes:
+    body: Any = message.body  # a data body arrives as an iterable of byte sections
+    return body if isinstance(body, bytes) else b"".join(body)
+
+
+def _description(attempts: int) -> str:
+    return json.dumps({"attempts": attempts, "failed_at": datetime.now(UTC).isoformat()})
+
+
+def _parse_description(message: ServiceBusReceivedMessage) -> tuple[int, datetime]:
+    """Attempts and failure time as this bus recorded them; for a message the service
+    dead-lettered itself (MaxDeliveryCountExceeded), its own delivery count and enqueue time."""
+    try:
+        recorded = json.loads(message.dead_letter_error_description or "")
+        return int(recorded["attempts"]), datetime.fromisoformat(recorded["failed_at"])
+    except (ValueError, KeyError, TypeError):
+        return (message.delivery_count or 0), (message.enqueued_time_utc or datetime.now(UTC))
+
+
+@asynccontextmanager
+async def connection_string_clients(connection_string: str) -> AsyncIterator[Clients]:
+    async with (
+        ServiceBusClient.from_connection_string(connection_string) as client,
+        ServiceBusAdministrationClient.from_connection_string(connection_string) as admin,
+    ):
+        yield client, admin
+
+
+@asynccontextmanager
+async def managed_identity_clients(namespace: str) -> AsyncIterator[Clients]:
+    """Entra ID through DefaultAzureCredential: the managed identity on Azure, the developer's
+    `az login` on a laptop. `namespace` may be the short name or the full host name."""
+    host = namespace if "." in namespace else f"{namespace}.servicebus.windows.net"
+    async with (
+        DefaultAzureCredential() as credential,
+        ServiceBusClient(host, credential) as client,
+        ServiceBusAdministrationClient(host, credential) as admin,
+    ):
+        yield client, admin
+
+
+def from_settings(settings: Settings) -> ServiceBusBus:
+    retry = RetryPolicy(max_attempts=settings.bus_max_attempts)
+    connection_string = settings.service_bus_connection_string
+    namespace = settings.service_bus_namespace
+    clients: ClientFactory
+    if connection_string:
+        clients = functools.partial(connection_string_clients, connection_string)
+    elif namespace:
+        clients = functools.partial(managed_identity_clients, namespace)
+    else:
+        raise ConfigError(
+            [
+                "SERVICE_BUS_CONNECTION_STRING (or SERVICE_BUS_NAMESPACE with a managed "
+                "identity) is missing (needed by LIGHTNING_EVENT_BUS_PROVIDER=servicebus)"
+            ]
+        )
+    return ServiceBusBus(clients, settings.bus_namespace, retry)
