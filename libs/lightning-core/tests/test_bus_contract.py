@@ -47,8 +47,14 @@ class Consumer:
         await asyncio.wait_for(self.task, 5.0)
 
 
+async def start(bus: EventBus, group: str, handler: Handler | None = None) -> Consumer:
+    """Open the group, then consume it: every bus delivers what is published from here on."""
+    await bus.open_group(group)
+    return Consumer(bus, group, handler)
+
+
 async def test_events_arrive_in_order_single_and_batch(event_bus: EventBus) -> None:
-    consumer = Consumer(event_bus, "g")
+    consumer = await start(event_bus, "g")
     await event_bus.publish(make_event(0))
     await event_bus.publish_batch([make_event(n) for n in range(1, 50)])
     await consumer.wait_for(50)
@@ -56,18 +62,18 @@ async def test_events_arrive_in_order_single_and_batch(event_bus: EventBus) -> N
     assert [event.data["n"] for event in consumer.seen] == list(range(50))
 
 
-async def test_a_group_receives_events_published_before_it_started(event_bus: EventBus) -> None:
-    Consumer(event_bus, "early")  # the group exists; its consumer is not yet at work
-    await asyncio.sleep(0)
+async def test_a_group_receives_events_published_before_its_consumer_started(
+    event_bus: EventBus,
+) -> None:
+    await event_bus.open_group("g")  # as a deployment provisions it: no consumer yet
     await event_bus.publish(make_event(1))
-    late = Consumer(event_bus, "late")
+    late = Consumer(event_bus, "g")
     await late.wait_for(1)
     await late.shutdown()
 
 
 async def test_every_group_gets_every_event(event_bus: EventBus) -> None:
-    first, second = Consumer(event_bus, "one"), Consumer(event_bus, "two")
-    await asyncio.sleep(0)
+    first, second = await start(event_bus, "one"), await start(event_bus, "two")
     await event_bus.publish_batch([make_event(n) for n in range(5)])
     await first.wait_for(5)
     await second.wait_for(5)
@@ -87,7 +93,7 @@ async def test_failures_retry_then_dead_letter_with_reason_and_replay(
         if not healed.is_set():
             raise RuntimeError(f"cannot handle {event.data['n']}")
 
-    consumer = Consumer(event_bus, "g", poison)
+    consumer = await start(event_bus, "g", poison)
     event = make_event(13)
     await event_bus.publish(event)
     async with asyncio.timeout(5):
@@ -117,9 +123,9 @@ async def test_stop_finishes_the_event_in_flight(event_bus: EventBus) -> None:
         await asyncio.sleep(0.2)
         finished.set()
 
-    consumer = Consumer(event_bus, "g", slow)
+    consumer = await start(event_bus, "g", slow)
     await event_bus.publish(make_event(1))
-    await started.wait()
+    await asyncio.wait_for(started.wait(), 5)
     await consumer.shutdown()
     assert finished.is_set()
 
@@ -146,7 +152,7 @@ async def test_the_ledger_applies_an_effect_once_under_redelivery(
         if deliveries.count(event.id) == 1:
             raise ConnectionResetError("lost the ack")  # the bus must deliver it again
 
-    consumer = Consumer(event_bus, "g", flaky_ack)
+    consumer = await start(event_bus, "g", flaky_ack)
     events = [make_event(n) for n in range(10)]
     await event_bus.publish_batch(events)
     async with asyncio.timeout(10):

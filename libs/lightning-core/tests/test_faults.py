@@ -71,6 +71,7 @@ async def test_every_event_is_applied_once_across_a_server_kill(
 
     await storage.connect()
     await bus.connect()
+    await bus.open_group("g")
     stop = asyncio.Event()
     consumer = asyncio.create_task(bus.consume("g", idempotent(storage, "g", effect), stop=stop))
 

@@ -1,8 +1,11 @@
 """The event-bus contract, and the delivery loop every provider shares.
 
 Semantics, the same on every provider (the contract suite pins them down):
-- at-least-once: a consumer group sees every event published after the group first
-  existed; an event is acknowledged only after its handler succeeded;
+- at-least-once: a consumer group sees every event published after the group was opened
+  (`open_group`, which `consume` also does), even while no consumer runs; an event is
+  acknowledged only after its handler succeeded. Subscription-based brokers (RabbitMQ,
+  Service Bus) keep nothing for a group that does not exist yet, so deployments open the
+  groups (or start their consumers) before producers publish;
 - a failing handler is retried with exponential backoff until `RetryPolicy.max_attempts`
   attempts (counting deliveries the broker already made), then the event becomes a dead
   letter carrying the last error as its reason; dead letters can be listed and replayed;
@@ -75,6 +78,10 @@ class EventBus(Protocol):
 
     async def publish_batch(self, events: Sequence[CloudEvent]) -> None: ...
 
+    async def open_group(self, group: str) -> None:
+        """Create the group if missing; it keeps every event published from then on, even
+        while no consumer runs. (Subscription-based brokers keep nothing from before.)"""
+
     async def consume(self, group: str, handler: Handler, *, stop: asyncio.Event) -> None:
         """Deliver events to `handler` until `stop` is set and in-flight work is done."""
 
@@ -144,6 +151,9 @@ class BusBase(Connectable, ABC):
             return
         async with asyncio.timeout(self.publish_timeout):
             await self._until_connected(functools.partial(self._publish, events))
+
+    async def open_group(self, group: str) -> None:
+        await self._until_connected(functools.partial(self._open_group, group))
 
     async def consume(self, group: str, handler: Handler, *, stop: asyncio.Event) -> None:
         await self._until_connected(functools.partial(self._open_group, group), stop)
