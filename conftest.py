@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import provider_backends
 import pytest
 
+import provider_backends
 from lightning_core.bus.base import RetryPolicy
 from lightning_core.bus.memory import MemoryBus
 from lightning_core.config import Settings, load_settings
