@@ -1,0 +1,301 @@
+"""Redis Streams event bus: one stream per namespace, one consumer group per group name.
+
+Keys (all under the namespace, so a test run or a deployment owns its own prefix):
+- `{ns}:events`: every published event, `XADD ... MAXLEN ~ max_len` (one pipelined round
+  trip per batch). Trimming bounds memory (an entry costs its JSON plus ~70 bytes: ~300 B
+  for a small event, so the default 1,000,000 is a few hundred MB at worst); a group more
+  than `max_len` events behind loses the oldest.
+- `{ns}:replay:{group}`: dead letters handed back to ONE group; its consumers read it in
+  the same XREADGROUP as the main stream, and delete an entry once it is acknowledged.
+  Republishing to `{ns}:events` instead would deliver the event to every group again.
+- `{ns}:dead:{group}`: dead letters (event, reason, attempts, failed_at), listed with
+  XRANGE; replay moves one to the replay stream atomically (a Lua script), so two replays
+  of the same letter deliver it once.
+
+Groups are created at id 0, not `$`: a group sees every event still in the stream,
+including events published before its first consumer ran (the API may accept an event
+before the processor's consumer has created its group), as the in-memory bus does.
+
+Each bus instance reads under its own consumer name. A consumer that dies leaves its
+entries pending; any consumer of the group claims entries idle for longer than
+`claim_idle` (XPENDING gives their delivery counts, XCLAIM with that min idle time takes
+them without racing another claimer) and delivers them with `previous_attempts` = earlier
+deliveries. XAUTOCLAIM is not used because it does not report delivery counts. On a
+graceful stop, fetched-but-unstarted entries are re-claimed to this consumer with a huge
+idle time and their delivery count reset to the failed attempts, so the next consumer to
+look (any consumer's first receive, then every `claim_interval`) takes them at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from pydantic import ValidationError
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.typing import KeyT, StreamIdT
+
+from lightning_core.bus.base import BusBase, DeadLetter, Delivery, RetryPolicy
+from lightning_core.config import ConfigError, Settings
+from lightning_core.events import CloudEvent
+
+log = logging.getLogger(__name__)
+
+# Idle time given to released entries: far beyond any claim_idle, so they are claimable now.
+RELEASED_IDLE_MS = 24 * 3600 * 1000
+
+# A stream entry as redis-py returns it: (id, fields); fields are None for a trimmed entry.
+Entry = tuple[bytes, dict[bytes, bytes] | None]
+
+# Move a dead letter to the group's replay stream only if it is still there (atomic).
+REPLAY_SCRIPT = """
+if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('XADD', KEYS[2], '*', 'event', ARGV[2])
+return 1
+"""
+
+
+class RedisBus(BusBase):
+    """`claim_idle` trades recovery time against duplicates: a dead consumer's entries wait
+    that long before another consumer takes them, and it must exceed the time a live
+    consumer needs for one batch (batch_size x slowest handler), or a sibling takes over
+    entries still queued in that batch and they run twice (the ledger keeps effects once).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        namespace: str = "lightning",
+        retry: RetryPolicy | None = None,
+        batch_size: int = 100,
+        *,
+        claim_idle: float = 30.0,
+        max_len: int = 1_000_000,
+    ) -> None:
+        super().__init__(retry, batch_size)
+        self.url = url
+        self.namespace = namespace
+        self.claim_idle = claim_idle
+        self.claim_interval = min(claim_idle, 1.0)
+        self.max_len = max_len
+        self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        # BusyLoadingError (the server is still replaying its AOF) is a ConnectionError too.
+        self.connection_errors += (RedisConnectionError, RedisTimeoutError)
+        self._stream = f"{namespace}:events"
+        self._client: Redis | None = None
+        self._next_claim: dict[str, float] = {}
+
+    @property
+    def _redis(self) -> Redis:
+        if self._client is None:
+            # A connection error, so a consume loop outliving `close` idles instead of crashing.
+            raise RedisConnectionError("the Redis bus is closed: call connect() first")
+        return self._client
+
+    def _replay_key(self, group: str) -> str:
+        return f"{self.namespace}:replay:{group}"
+
+    def _dead_key(self, group: str) -> str:
+        return f"{self.namespace}:dead:{group}"
+
+    async def _connect(self) -> None:
+        # No client-side retries: the delivery loop owns reconnecting and its backoff.
+        self._client = Redis.from_url(self.url, retry=Retry(NoBackoff(), 0))
+
+    async def _close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    async def ping(self) -> None:
+        await self._redis.ping()
+
+    async def _publish(self, events: Sequence[CloudEvent]) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        for event in events:
+            pipe.xadd(self._stream, {"event": event.to_json()}, maxlen=self.max_len)
+        await pipe.execute()
+
+    async def _open_group(self, group: str) -> None:
+        for key in (self._stream, self._replay_key(group)):
+            try:
+                await self._redis.xgroup_create(key, group, id="0", mkstream=True)
+            except ResponseError as error:
+                if not str(error).startswith("BUSYGROUP"):
+                    raise
+        self._next_claim[group] = 0.0  # first receive looks for abandoned entries at once
+
+    async def _receive(self, group: str, max_count: int, wait: float) -> list[Delivery]:
+        streams: dict[KeyT, StreamIdT] = {self._stream: ">", self._replay_key(group): ">"}
+        try:
+            if time.monotonic() >= self._next_claim.get(group, 0.0):
+                claimed = await self._claim(group, max_count)
+                if claimed:
+                    return claimed
+            # COUNT applies per stream: a batch may carry replayed letters on top of max_count.
+            reply = cast(
+                list[tuple[bytes, list[Entry]]] | None,
+                await self._redis.xreadgroup(
+                    group, self.consumer, streams, count=max_count, block=max(1, int(wait * 1000))
+                ),
+            )
+        except ResponseError as error:
+            # NOGROUP, or UNBLOCKED when the stream vanished during the read: the server lost
+            # the group (e.g. a restart without persistence), so create it afresh.
+            if not str(error).startswith(("NOGROUP", "UNBLOCKED")):
+                raise
+            await self._open_group(group)
+            return []
+        entries = [
+            (key.decode(), entry) for key, key_entries in reply or [] for entry in key_entries
+        ]
+        return await self._deliveries(group, entries, {})
+
+    async def _claim(self, group: str, max_count: int) -> list[Delivery]:
+        """Take over entries other (dead) consumers left pending longer than `claim_idle`."""
+        idle = int(self.claim_idle * 1000)
+        keys = [self._stream, self._replay_key(group)]
+        pipe = self._redis.pipeline(transaction=False)
+        for key in keys:
+            pipe.xpending_range(key, group, "-", "+", max_count, idle=idle)
+        pending: list[list[dict[str, Any]]] = await pipe.execute()
+        full = any(len(items) == max_count for items in pending)
+        self._next_claim[group] = time.monotonic() + (0.0 if full else self.claim_interval)
+        stale = [(key, items) for key, items in zip(keys, pending, strict=True) if items]
+        if not stale:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for key, items in stale:
+            pipe.xclaim(key, group, self.consumer, idle, [item["message_id"] for item in items])
+        claimed: list[list[Entry]] = await pipe.execute()
+        counts = {
+            (key, item["message_id"]): int(item["times_delivered"])
+            for key, items in stale
+            for item in items
+        }
+        entries = [
+            (key, entry)
+            for (key, _), key_entries in zip(stale, claimed, strict=True)
+            for entry in key_entries
+        ]
+        if entries:
+            log.info("%s: %s claimed %d abandoned entries", group, self.consumer, len(entries))
+        return await self._deliveries(group, entries, counts)
+
+    async def _deliveries(
+        self,
+        group: str,
+        entries: list[tuple[str, Entry]],
+        counts: dict[tuple[str, bytes], int],
+    ) -> list[Delivery]:
+        """Decode entries; one that is not an event (written by something else) is dropped."""
+        deliveries: list[Delivery] = []
+        for key, (entry_id, fields) in entries:
+            try:
+                event = CloudEvent.from_json((fields or {})[b"event"])
+            except (KeyError, ValidationError) as error:
+                log.error("%s: dropping %s %s, not an event: %s", group, key, entry_id, error)
+                await self._settle(group, {key: [entry_id]})
+                continue
+            previous = counts.get((key, entry_id), 0)
+            deliveries.append(Delivery(event, (key, entry_id), previous))
+        return deliveries
+
+    async def _settle(self, group: str, ids: dict[str, list[bytes]]) -> None:
+        """Acknowledge entries; replayed ones are also deleted (only this group reads them)."""
+        pipe = self._redis.pipeline(transaction=False)
+        for key, entry_ids in ids.items():
+            pipe.xack(key, group, *entry_ids)
+            if key != self._stream:
+                pipe.xdel(key, *entry_ids)
+        await pipe.execute()
+
+    async def _ack(self, group: str, deliveries: Sequence[Delivery]) -> None:
+        ids: dict[str, list[bytes]] = defaultdict(list)
+        for delivery in deliveries:
+            key, entry_id = delivery.receipt
+            ids[key].append(entry_id)
+        await self._settle(group, ids)
+
+    async def _release(self, group: str, deliveries: Sequence[Delivery]) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        for delivery in deliveries:
+            key, entry_id = delivery.receipt
+            pipe.xclaim(
+                key,
+                group,
+                self.consumer,
+                0,
+                [entry_id],
+                idle=RELEASED_IDLE_MS,
+                retrycount=delivery.previous_attempts,
+                justid=True,
+            )
+        await pipe.execute()
+
+    async def _dead_letter(
+        self, group: str, delivery: Delivery, reason: str, attempts: int
+    ) -> None:
+        key, entry_id = delivery.receipt
+        pipe = self._redis.pipeline(transaction=True)  # the letter and the ack land together
+        pipe.xadd(
+            self._dead_key(group),
+            {
+                "id": delivery.event.id,
+                "event": delivery.event.to_json(),
+                "reason": reason,
+                "attempts": attempts,
+                "failed_at": datetime.now(UTC).isoformat(),
+            },
+        )
+        pipe.xack(key, group, entry_id)
+        if key != self._stream:
+            pipe.xdel(key, entry_id)
+        await pipe.execute()
+
+    async def _letters(self, group: str) -> list[tuple[bytes, dict[bytes, bytes]]]:
+        entries = await self._redis.xrange(self._dead_key(group))
+        return cast(list[tuple[bytes, dict[bytes, bytes]]], entries or [])
+
+    async def dead_letters(self, group: str) -> list[DeadLetter]:
+        return [
+            DeadLetter(
+                event=CloudEvent.from_json(fields[b"event"]),
+                group=group,
+                reason=fields[b"reason"].decode(),
+                attempts=int(fields[b"attempts"]),
+                failed_at=datetime.fromisoformat(fields[b"failed_at"].decode()),
+            )
+            for _, fields in await self._letters(group)
+        ]
+
+    async def replay(self, group: str, event_id: str) -> None:
+        for entry_id, fields in await self._letters(group):
+            if fields[b"id"].decode() == event_id:
+                move = self._redis.register_script(REPLAY_SCRIPT)
+                keys = [self._dead_key(group), self._replay_key(group)]
+                if await move(keys=keys, args=[entry_id, fields[b"event"]]):
+                    return
+        raise KeyError(f"no dead letter {event_id} in group {group}")
+
+
+def from_settings(settings: Settings) -> RedisBus:
+    if settings.redis_url is None:  # load_settings reports this first; here for direct callers
+        raise ConfigError(["REDIS_URL is missing (needed by LIGHTNING_EVENT_BUS_PROVIDER=redis)"])
+    return RedisBus(
+        settings.redis_url,
+        settings.bus_namespace,
+        RetryPolicy(max_attempts=settings.bus_max_attempts),
+    )
