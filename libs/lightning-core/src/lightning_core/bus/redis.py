@@ -12,9 +12,9 @@ Keys (all under the namespace, so a test run or a deployment owns its own prefix
   XRANGE; replay moves one to the replay stream atomically (a Lua script), so two replays
   of the same letter deliver it once.
 
-Groups are created at id 0, not `$`: a group sees every event still in the stream,
-including events published before its first consumer ran (the API may accept an event
-before the processor's consumer has created its group), as the in-memory bus does.
+Groups are created at `$` when opened (`open_group`, or the first `consume`): a group sees
+what is published from then on, as on RabbitMQ and Service Bus. Creating them at id 0
+would hand a group added months later the whole retained history as if it were new.
 
 Each bus instance reads under its own consumer name. A consumer that dies leaves its
 entries pending; any consumer of the group claims entries idle for longer than
@@ -131,7 +131,7 @@ class RedisBus(BusBase):
     async def _open_group(self, group: str) -> None:
         for key in (self._stream, self._replay_key(group)):
             try:
-                await self._redis.xgroup_create(key, group, id="0", mkstream=True)
+                await self._redis.xgroup_create(key, group, id="$", mkstream=True)
             except ResponseError as error:
                 if not str(error).startswith("BUSYGROUP"):
                     raise
