@@ -9,14 +9,17 @@ database on the machine's shared servers and removes it afterwards.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import os
 import statistics
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
+from urllib.parse import urlsplit, urlunsplit
 
 from rich.console import Console
 from rich.table import Table
@@ -28,7 +31,7 @@ from lightning_core.providers import build_bus, build_storage
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
-DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql:///postgres")
+SERVER_URL = os.environ.get("DATABASE_URL", "postgresql:///postgres")
 BATCH = 100
 ROUNDS = 3
 
@@ -63,13 +66,28 @@ async def median_rate(workload: Workload, count: int) -> float:
     return statistics.median(rates)
 
 
+@contextlib.asynccontextmanager
+async def scratch_database() -> AsyncIterator[str]:
+    """A database of its own on the PostgreSQL server, dropped afterwards: the bench leaves
+    no tables behind in a database someone else uses."""
+    import asyncpg  # noqa: PLC0415 - only benchmarks load raw clients
+
+    name = f"lightning_bench_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(SERVER_URL)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield urlunsplit(urlsplit(SERVER_URL)._replace(path=f"/{name}"))
+    finally:
+        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+        await admin.close()
+
+
 def bench_settings(**overrides: str) -> Settings:
     namespace = f"bench-{uuid.uuid4().hex[:8]}"
     return load_settings(
         LIGHTNING_BUS_NAMESPACE=namespace,
         REDIS_URL=REDIS_URL,
         RABBITMQ_URL=RABBITMQ_URL,
-        DATABASE_URL=DATABASE_URL,
         **overrides,
     )
 
@@ -181,11 +199,12 @@ async def raw_rabbitmq_end_to_end(count: int) -> float:
     return elapsed
 
 
-async def provider_storage_writes(provider: str, count: int) -> float:
+async def provider_storage_writes(provider: str, database_url: str, count: int) -> float:
     """`create` one document per call, 16 callers at once (a service under load)."""
     storage = build_storage(
         bench_settings(
             LIGHTNING_STORAGE_PROVIDER=provider,
+            DATABASE_URL=database_url,
             LIGHTNING_SQLITE_PATH=f"/tmp/lightning-bench-{uuid.uuid4().hex[:8]}.db",  # noqa: S108
         )
     )
@@ -200,11 +219,11 @@ async def provider_storage_writes(provider: str, count: int) -> float:
     return elapsed
 
 
-async def raw_postgres_writes(count: int) -> float:
+async def raw_postgres_writes(database_url: str, count: int) -> float:
     """Bare asyncpg: one INSERT of a jsonb row per call and commit, 16 callers at once."""
     import asyncpg  # noqa: PLC0415 - only benchmarks load raw clients
 
-    pool = await asyncpg.create_pool(DATABASE_URL, min_size=16, max_size=16)
+    pool = await asyncpg.create_pool(database_url, min_size=16, max_size=16)
     table = f"bench_raw_{uuid.uuid4().hex[:8]}"
     await pool.execute(f"CREATE TABLE {table} (id text PRIMARY KEY, body jsonb NOT NULL)")
     started = time.perf_counter()
@@ -233,6 +252,11 @@ async def _in_parallel(count: int, operation: Callable[[int], Awaitable[object]]
 
 
 async def measure() -> list[Result]:
+    async with scratch_database() as database_url:
+        return await measure_paths(database_url)
+
+
+async def measure_paths(database_url: str) -> list[Result]:
     redis_raw = "redis-py XADD pipelined + XREADGROUP/XACK"
     rabbit_raw = "aio-pika confirms + manual ack"
     pg_raw = "asyncpg INSERT jsonb"
@@ -240,8 +264,14 @@ async def measure() -> list[Result]:
         ("memory bus, end to end", _bus("memory"), None, "", 20_000),
         ("redis bus, end to end", _bus("redis"), raw_redis_end_to_end, redis_raw, 20_000),
         ("rabbitmq bus, end to end", _bus("rabbitmq"), raw_rabbitmq_end_to_end, rabbit_raw, 10_000),
-        ("sqlite storage, create", _storage("sqlite"), None, "", 2_000),
-        ("postgres storage, create", _storage("postgres"), raw_postgres_writes, pg_raw, 5_000),
+        ("sqlite storage, create", _storage("sqlite", database_url), None, "", 2_000),
+        (
+            "postgres storage, create",
+            _storage("postgres", database_url),
+            functools.partial(raw_postgres_writes, database_url),
+            pg_raw,
+            5_000,
+        ),
     ]
     results = []
     for path, provider, raw, label, count in plans:
@@ -251,11 +281,11 @@ async def measure() -> list[Result]:
 
 
 def _bus(provider: str) -> Workload:
-    return lambda count: provider_bus_end_to_end(provider, count)
+    return functools.partial(provider_bus_end_to_end, provider)
 
 
-def _storage(provider: str) -> Workload:
-    return lambda count: provider_storage_writes(provider, count)
+def _storage(provider: str, database_url: str) -> Workload:
+    return functools.partial(provider_storage_writes, provider, database_url)
 
 
 def report(results: list[Result], console: Console) -> None:
