@@ -45,6 +45,7 @@ async def test_a_killed_consumers_batch_is_reclaimed_by_another(
         started.append(event)
         await asyncio.Event().wait()  # never finishes: the process dies first
 
+    await bus_redis.open_group("g")
     crashed = asyncio.create_task(bus_redis.consume("g", hangs, stop=asyncio.Event()))
     await bus_redis.publish_batch(events)
     async with asyncio.timeout(5):
@@ -122,6 +123,7 @@ async def test_a_server_that_lost_its_groups_is_consumed_again(
         seen.append(event)
 
     stop = asyncio.Event()
+    await bus_redis.open_group("g")
     task = asyncio.create_task(bus_redis.consume("g", record, stop=stop))
     await bus_redis.publish(make_event(1))
     async with asyncio.timeout(5):

@@ -128,10 +128,10 @@ class RedisBus(BusBase):
             pipe.xadd(self._stream, {"event": event.to_json()}, maxlen=self.max_len)
         await pipe.execute()
 
-    async def _open_group(self, group: str) -> None:
+    async def _open_group(self, group: str, start: str = "$") -> None:
         for key in (self._stream, self._replay_key(group)):
             try:
-                await self._redis.xgroup_create(key, group, id="$", mkstream=True)
+                await self._redis.xgroup_create(key, group, id=start, mkstream=True)
             except ResponseError as error:
                 if not str(error).startswith("BUSYGROUP"):
                     raise
@@ -156,7 +156,8 @@ class RedisBus(BusBase):
             # the group (e.g. a restart without persistence), so create it afresh.
             if not str(error).startswith(("NOGROUP", "UNBLOCKED")):
                 raise
-            await self._open_group(group)
+            # Everything in a stream recreated since the loss is new: read it from the start.
+            await self._open_group(group, start="0")
             return []
         entries = [
             (key.decode(), entry) for key, key_entries in reply or [] for entry in key_entries
