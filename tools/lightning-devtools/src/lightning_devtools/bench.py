@@ -180,7 +180,7 @@ async def raw_rabbitmq_end_to_end(count: int) -> float:
         if seen >= count:
             drained.set()
 
-    await queue.consume(on_message)
+    consumer_tag = await queue.consume(on_message)
     started = time.perf_counter()
     for start in range(0, count, BATCH):
         await asyncio.gather(
@@ -194,6 +194,7 @@ async def raw_rabbitmq_end_to_end(count: int) -> float:
         )
     await drained.wait()
     elapsed = time.perf_counter() - started
+    await queue.cancel(consumer_tag)
     await queue.delete(if_unused=False, if_empty=False)
     await connection.close()
     return elapsed
