@@ -1,0 +1,117 @@
+"""The event processor as an Azure Functions app: what `function_app.py` needs, testable alone.
+
+The worker (`service.py`) and the Function run the same `handle(storage, event)`; only the
+delivery differs. Here the Functions host's Service Bus trigger receives from the topic the
+Service Bus provider publishes to (`{LIGHTNING_BUS_NAMESPACE}-events`), on the processor's
+subscription (its consumer group, `event-processor`), in peek-lock mode.
+
+Settlement (host.json: `autoCompleteMessages: true`): the host completes a message when the
+invocation returns and abandons it when the invocation raises; Service Bus then redelivers it
+at once, and after the subscription's max delivery count (at least 10 when the provider
+created the subscription) moves it to the dead-letter subqueue with the reason
+`MaxDeliveryCountExceeded`. Functions offers no retry policy for Service Bus triggers, so
+those redeliveries are the retry budget, without backoff.
+
+A message that is not a CloudEvent takes that same path, deliberately: the Python
+`azure.functions.ServiceBusMessage` binding has no dead-letter call (settlement from Python
+needs the pre-release `azurefunctions-extensions-bindings-servicebus`), and completing it
+instead would drop it silently. So the body is decoded before storage is touched, every
+delivery logs one error line naming the message id and what is wrong with the body, and the
+invocation fails with `NotACloudEvent`; a few cheap redeliveries later the message sits in
+the dead-letter subqueue, where the portal shows it (the bus's `dead_letters()` lists only
+CloudEvents). The worker, which settles itself, dead-letters such a message at once with
+the reason `not a CloudEvent: ...`.
+
+Settings and storage are read and built once per worker process, when the host imports
+`function_app.py` to index it: the topic name in the trigger binding depends on them, and a
+misconfigured app must not start receiving (it would burn every message's deliveries and
+dead-letter good events). Bad settings are logged as one line and the import fails, so the
+host indexes no function and the messages wait in the subscription. Storage connects on the
+first invocation (its connect is idempotent) and is reused by every later one. It is never
+closed: the host ends the worker process, which releases the connection with it.
+
+The host connects the trigger through the app setting `SERVICE_BUS` (a connection string)
+or, with a managed identity, `SERVICE_BUS__fullyQualifiedNamespace` (the namespace host
+name, the same value as SERVICE_BUS_NAMESPACE). The host never creates the subscription:
+it must exist, with the provider's replay rule, before events are published; the bus's
+`open_group("event-processor")` (which the worker runs when it starts) creates it.
+
+Deployment: the `azure` image runs the worker (`python -m lightning_core.runtime`) and has
+no Functions host, so it cannot run this app. The Function is a Functions Python (v2 model)
+code deployment whose root holds `host.json` (services/event-processor/host.json), a
+`function_app.py` that re-exports the app (`from lightning_processor.function_app import
+app`), and the locked dependencies: lightning-processor with its `functions` extra and
+lightning-core with its `azure` extra, installed into `.python_packages/lib/site-packages`.
+App settings are the ones `.env.azure` documents, plus the trigger's connection above.
+
+host.json (JSON has no comments, so its reasons are here): up to 16 concurrent invocations,
+which share the worker's one event loop since the handler is async and waits on I/O; the
+host renews each lock for up to 10 minutes, longer than the 5-minute `functionTimeout`, so a
+lock never lapses while its invocation still runs (which would hand the event to a second
+invocation); extension bundle 4.x carries the Service Bus extension 5.x these names need.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pydantic import ValidationError
+
+from lightning_core.config import ConfigError, Settings, load_settings
+from lightning_core.events import CloudEvent
+from lightning_core.providers import build_storage
+from lightning_core.storage.base import Storage
+from lightning_processor.handler import CONSUMER_GROUP, handle
+
+log = logging.getLogger(__name__)
+
+#: The app-setting prefix the host reads the trigger's Service Bus connection from.
+CONNECTION = "SERVICE_BUS"
+
+
+def topic_name(settings: Settings) -> str:
+    """The topic the Service Bus provider publishes to; a test pins it to `ServiceBusBus`."""
+    return f"{settings.bus_namespace}-events"
+
+
+class NotACloudEvent(ValueError):
+    """The message body is not a CloudEvent: no redelivery can change that."""
+
+
+def _summary(error: ValidationError) -> str:
+    """Pydantic's message spans lines; a log line and a failure reason should not."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in problem['loc']) or 'body'}: {problem['msg']}"
+        for problem in error.errors()
+    )
+
+
+class EventFunction:
+    """What every invocation runs: decode the body, connect storage once, call `handle`."""
+
+    def __init__(self, settings: Settings, storage: Storage) -> None:
+        self.settings = settings
+        self.storage = storage
+        self.topic = topic_name(settings)
+        self.subscription = CONSUMER_GROUP
+
+    async def __call__(self, body: bytes, message_id: str) -> None:
+        try:
+            event = CloudEvent.from_json(body)
+        except ValidationError as error:
+            reason = f"message {message_id} is not a CloudEvent: {_summary(error)}"
+            log.error("%s; the host abandons it until Service Bus dead-letters it", reason)
+            raise NotACloudEvent(reason) from None
+        await self.storage.connect()
+        await handle(self.storage, event)
+
+
+def load() -> EventFunction:
+    """Read the settings and build (not connect) storage; bad settings: one line, then raise."""
+    try:
+        settings = load_settings()
+        storage = build_storage(settings)
+    except ConfigError as error:
+        log.critical("%s", error)
+        raise
+    return EventFunction(settings, storage)
