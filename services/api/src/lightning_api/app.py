@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import FastAPI
 
 from lightning_api.auth import TokenValidator, http_jwks
@@ -21,7 +23,17 @@ def entra_validator(settings: Settings) -> TokenValidator | None:
     )
 
 
-def create_app(context: ServiceContext, validator: TokenValidator | None = None) -> FastAPI:
+def create_app(
+    context: ServiceContext,
+    validator: TokenValidator | None = None,
+    *,
+    stop: asyncio.Event | None = None,
+) -> FastAPI:
+    """The API over connected providers; `stop` (the runtime's) ends open event streams.
+
+    uvicorn waits for running responses before it exits, so a stream that ignored `stop`
+    would hold the whole process up for as long as a browser tab stays open.
+    """
     app = FastAPI(
         title="Lightning OS API",
         version="0.1.0",
@@ -29,5 +41,6 @@ def create_app(context: ServiceContext, validator: TokenValidator | None = None)
     )
     app.state.context = context
     app.state.token_validator = validator or entra_validator(context.settings)
+    app.state.stop = stop or asyncio.Event()
     app.include_router(router)
     return app

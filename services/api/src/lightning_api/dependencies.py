@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
@@ -30,6 +31,12 @@ def _bus(request: Request) -> EventBus:
     return _context(request).bus
 
 
+def _stop(request: Request) -> asyncio.Event:
+    """Set when the service is stopping: long-lived responses (the event stream) end then."""
+    stop: asyncio.Event = request.app.state.stop
+    return stop
+
+
 async def _current_user(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -53,3 +60,4 @@ StorageDep = Annotated[Storage, Depends(_storage)]
 BusDep = Annotated[EventBus, Depends(_bus)]
 ContextDep = Annotated[ServiceContext, Depends(_context)]
 CurrentUser = Annotated[str, Depends(_current_user)]
+StopDep = Annotated[asyncio.Event, Depends(_stop)]

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from lightning_api.dependencies import BusDep, ContextDep, CurrentUser, StorageDep
+from lightning_api.changes import EventChanges
+from lightning_api.dependencies import BusDep, ContextDep, CurrentUser, StopDep, StorageDep
 from lightning_api.models import EventIn, EventPage
 from lightning_core.events import CloudEvent
 from lightning_core.records import EVENTS, EventRecord, EventStatus, record_received
 
 router = APIRouter()
+
+POLL_INTERVAL = 0.25  # seconds between looks at storage: the stream's worst-case latency
+RECONNECT_MS = 1000  # how soon an EventSource reconnects after the stream ends
 
 
 @router.get("/healthz", tags=["health"])
@@ -72,3 +80,37 @@ async def list_events(
         items=[EventRecord.from_document(doc) for doc in page.items],
         continuation=page.continuation,
     )
+
+
+@router.get(
+    "/api/events/stream",
+    response_class=EventSourceResponse,
+    tags=["events"],
+    responses={401: {"description": "Azure mode: no acceptable bearer token"}},
+)
+async def stream_events(
+    user: CurrentUser, storage: StorageDep, stop: StopDep
+) -> AsyncIterator[ServerSentEvent]:
+    """The caller's new events and status changes, as Server-Sent Events.
+
+    The first message, `ready` (data `{}`), says the stream is watching: a client that
+    wants the full picture lists `/api/events` after it and applies the later messages
+    on top. Each later message is named after the record's status (`received`,
+    `processed`) and carries the EventRecord as JSON. A comment line keeps idle
+    connections open every 15 s. The stream ends when the client goes or the service
+    stops; EventSource clients reconnect after `retry` ms. How changes are found (polling
+    storage, not the bus) is explained in `lightning_api.changes`.
+    """
+    changes = EventChanges(storage, user)
+    await changes.poll()  # what exists already is not news
+    yield ServerSentEvent(event="ready", data={}, retry=RECONNECT_MS)
+    while not await _stopping(stop, POLL_INTERVAL):
+        for record in await changes.poll():
+            yield ServerSentEvent(event=record.status.value, data=record)
+
+
+async def _stopping(stop: asyncio.Event, within: float) -> bool:
+    """Wait up to `within` seconds for `stop`; True once it is set."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), within)
+    return stop.is_set()

@@ -11,4 +11,4 @@ from lightning_core.service import ServiceContext
 
 async def service(context: ServiceContext, stop: asyncio.Event) -> None:
     settings = context.settings
-    await serve_asgi(create_app(context), settings.host, settings.api_port, stop)
+    await serve_asgi(create_app(context, stop=stop), settings.host, settings.api_port, stop)
