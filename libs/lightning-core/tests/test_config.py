@@ -3,7 +3,14 @@ import sys
 
 import pytest
 
-from lightning_core.config import BusProvider, ConfigError, Mode, StorageProvider, load_settings
+from lightning_core.config import (
+    BusProvider,
+    ConfigError,
+    Mode,
+    StorageProvider,
+    entra_problems,
+    load_settings,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -61,13 +68,6 @@ def test_unknown_values_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> No
     assert "LIGHTNING_EVENT_BUS_PROVIDER='kafka' is invalid" in message
 
 
-@pytest.fixture
-def entra(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ENTRA_TENANT_ID", "00000000-0000-0000-0000-000000000001")
-    monkeypatch.setenv("ENTRA_AUDIENCE", "api://lightning-os")
-
-
-@pytest.mark.usefixtures("entra")
 def test_azure_mode_refuses_local_only_providers(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LIGHTNING_MODE", "azure")
     monkeypatch.setenv("LIGHTNING_STORAGE_PROVIDER", "sqlite")
@@ -80,7 +80,6 @@ def test_azure_mode_refuses_local_only_providers(monkeypatch: pytest.MonkeyPatch
     ]
 
 
-@pytest.mark.usefixtures("entra")
 def test_azure_mode_accepts_managed_identity_endpoints(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LIGHTNING_MODE", "azure")
     monkeypatch.setenv("COSMOS_ENDPOINT", "https://lightning.documents.azure.com")
@@ -88,19 +87,17 @@ def test_azure_mode_accepts_managed_identity_endpoints(monkeypatch: pytest.Monke
     assert load_settings().storage is StorageProvider.COSMOS
 
 
-def test_azure_mode_needs_the_entra_tenant_and_audience(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LIGHTNING_MODE", "azure")
-    monkeypatch.setenv("COSMOS_ENDPOINT", "https://lightning.documents.azure.com")
-    monkeypatch.setenv("SERVICE_BUS_NAMESPACE", "lightning.servicebus.windows.net")
-    with pytest.raises(ConfigError) as caught:
-        load_settings()
-    assert [problem.split(" ")[0] for problem in caught.value.problems] == [
+def test_entra_settings_derive_issuer_and_keys_and_name_what_is_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert [p.split(" ")[0] for p in entra_problems(load_settings())] == [
         "ENTRA_TENANT_ID",
         "ENTRA_AUDIENCE",
     ]
     monkeypatch.setenv("ENTRA_TENANT_ID", "t")
     monkeypatch.setenv("ENTRA_AUDIENCE", "api://lightning-os")
     settings = load_settings()
+    assert entra_problems(settings) == []
     assert settings.token_issuer == "https://login.microsoftonline.com/t/v2.0"
     assert settings.token_keys_url == "https://login.microsoftonline.com/t/discovery/v2.0/keys"
 

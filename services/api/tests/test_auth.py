@@ -10,9 +10,9 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from lightning_api.app import create_app
+from lightning_api.app import create_app, entra_validator
 from lightning_api.auth import TokenValidator, Unauthorized
-from lightning_core.config import Mode
+from lightning_core.config import ConfigError, Mode
 from lightning_core.service import ServiceContext
 
 ISSUER = "https://login.microsoftonline.com/tenant-1/v2.0"
@@ -119,3 +119,9 @@ async def test_unknown_key_ids_do_not_refetch_the_key_set_on_every_request() -> 
         with pytest.raises(Unauthorized, match="unknown key"):
             await validator.user(token(kid="forged"))
     assert len(fetches) == 1
+
+
+def test_azure_mode_without_entra_settings_refuses_to_start(context: ServiceContext) -> None:
+    azure = context.settings.model_copy(update={"mode": Mode.AZURE})
+    with pytest.raises(ConfigError, match=r"ENTRA_TENANT_ID is missing.*ENTRA_AUDIENCE is missing"):
+        entra_validator(azure)

@@ -171,13 +171,16 @@ def combination_problems(settings: Settings) -> list[str]:
         fields, variable = _CONNECTION_NEEDS.get(provider, ((), ""))
         if fields and not any(getattr(settings, field) for field in fields):
             problems.append(f"{variable} is missing (needed by {setting}={provider})")
-    if settings.mode is Mode.AZURE:
-        if not (settings.token_issuer and settings.token_keys_url):
-            problems.append(
-                "ENTRA_TENANT_ID is missing (azure mode validates Entra ID access tokens)"
-            )
-        if not settings.entra_audience:
-            problems.append("ENTRA_AUDIENCE is missing (the API's application ID URI or client id)")
+    return problems
+
+
+def entra_problems(settings: Settings) -> list[str]:
+    """What a service validating Entra ID tokens in azure mode is missing (the API asks)."""
+    problems: list[str] = []
+    if not (settings.token_issuer and settings.token_keys_url):
+        problems.append("ENTRA_TENANT_ID is missing (azure mode validates Entra ID access tokens)")
+    if not settings.entra_audience:
+        problems.append("ENTRA_AUDIENCE is missing (the API's application ID URI or client id)")
     return problems
 
 

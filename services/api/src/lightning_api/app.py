@@ -8,17 +8,24 @@ from fastapi import FastAPI
 
 from lightning_api.auth import TokenValidator, http_jwks
 from lightning_api.routes import router
-from lightning_core.config import Settings
+from lightning_core.config import ConfigError, Mode, Settings, entra_problems
 from lightning_core.service import ServiceContext
 
 
 def entra_validator(settings: Settings) -> TokenValidator | None:
-    """The azure-mode token validator; None in modes that use the dev identity."""
-    if not (settings.token_issuer and settings.token_keys_url and settings.entra_audience):
+    """The azure-mode token validator; None in modes that use the dev identity.
+
+    Raises ConfigError naming what is missing, so an API in azure mode never starts
+    without a way to authenticate anyone (the runtime prints it as one line).
+    """
+    if settings.mode is not Mode.AZURE:
         return None
+    problems = entra_problems(settings)
+    if problems or not (settings.token_issuer and settings.token_keys_url):
+        raise ConfigError(problems)
     return TokenValidator(
         issuer=settings.token_issuer,
-        audience=settings.entra_audience,
+        audience=str(settings.entra_audience),
         fetch_jwks=http_jwks(settings.token_keys_url),
     )
 

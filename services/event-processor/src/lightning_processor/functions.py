@@ -57,6 +57,7 @@ import logging
 
 from pydantic import ValidationError
 
+from lightning_core.bus.servicebus import topic_name
 from lightning_core.config import ConfigError, Settings, load_settings
 from lightning_core.events import CloudEvent
 from lightning_core.providers import build_storage
@@ -67,11 +68,6 @@ log = logging.getLogger(__name__)
 
 #: The app-setting prefix the host reads the trigger's Service Bus connection from.
 CONNECTION = "SERVICE_BUS"
-
-
-def topic_name(settings: Settings) -> str:
-    """The topic the Service Bus provider publishes to; a test pins it to `ServiceBusBus`."""
-    return f"{settings.bus_namespace}-events"
 
 
 class NotACloudEvent(ValueError):
@@ -92,7 +88,7 @@ class EventFunction:
     def __init__(self, settings: Settings, storage: Storage) -> None:
         self.settings = settings
         self.storage = storage
-        self.topic = topic_name(settings)
+        self.topic = topic_name(settings.bus_namespace)
         self.subscription = CONSUMER_GROUP
 
     async def __call__(self, body: bytes, message_id: str) -> None:

@@ -100,6 +100,11 @@ MAX_REASON_LENGTH = 4000  # keeps a settlement far below the service's header si
 GROUP_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,48}[A-Za-z0-9])?$")
 
 
+def topic_name(namespace: str) -> str:
+    """The topic a namespace's events go to (also the Functions trigger's binding)."""
+    return f"{namespace}-events"
+
+
 class ServiceBusBus(BusBase):
     def __init__(
         self,
@@ -109,7 +114,7 @@ class ServiceBusBus(BusBase):
         batch_size: int = 100,
     ) -> None:
         super().__init__(retry, batch_size)
-        self.topic = f"{namespace}-events"
+        self.topic = topic_name(namespace)
         self._clients = clients
         self._stack = AsyncExitStack()
         self._client: ServiceBusClient | None = None
