@@ -39,6 +39,7 @@ async def test_page_lists_events_with_their_state(
     assert "status-received" in page.text
     assert "&lt;b&gt;x&lt;/b&gt;" in page.text  # escaped, never injected
     assert '<script src="/static/live.js"' in page.text
+    assert 'data-stream="/stream"' in page.text
     partial = await ui.get("/partials/events")
     assert event_id in partial.text
     assert "<html" not in partial.text
@@ -48,6 +49,7 @@ async def test_static_script_is_served_from_the_package(ui: httpx.AsyncClient) -
     script = await ui.get("/static/live.js")
     assert script.status_code == 200
     assert "data-live" in script.text
+    assert "new EventSource(" in script.text
 
 
 async def test_unreachable_api_is_shown_not_raised() -> None:

@@ -14,6 +14,6 @@ async def service(context: ServiceContext, stop: asyncio.Event) -> None:
     settings = context.settings
     api = ApiClient(settings.api_url)
     try:
-        await serve_asgi(create_app(api), settings.host, settings.ui_port, stop)
+        await serve_asgi(create_app(api, stop=stop), settings.host, settings.ui_port, stop)
     finally:
         await api.aclose()
