@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from lightning_api.auth import TokenValidator, http_jwks
 from lightning_api.routes import router
@@ -30,6 +33,29 @@ def entra_validator(settings: Settings) -> TokenValidator | None:
     )
 
 
+HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+async def method_not_allowed(request: Request, error: Exception) -> JSONResponse:
+    """405 with `Allow` naming every method the path serves.
+
+    Starlette matches one method's route per path and lists only that route's methods,
+    so `DELETE /api/events` would answer `Allow: POST` although GET works too.
+    """
+    methods = {
+        method
+        for method in HTTP_METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] is Match.FULL
+            for route in request.app.router.routes
+        )
+    }
+    detail = error.detail if isinstance(error, HTTPException) else "Method Not Allowed"
+    return JSONResponse(
+        {"detail": detail}, status_code=405, headers={"Allow": ", ".join(sorted(methods))}
+    )
+
+
 def create_app(
     context: ServiceContext,
     validator: TokenValidator | None = None,
@@ -50,4 +76,5 @@ def create_app(
     app.state.token_validator = validator or entra_validator(context.settings)
     app.state.stop = stop or asyncio.Event()
     app.include_router(router)
+    app.add_exception_handler(405, method_not_allowed)
     return app

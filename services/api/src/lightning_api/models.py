@@ -22,3 +22,9 @@ class EventIn(BaseModel):
 class EventPage(BaseModel):
     items: list[EventRecord]
     continuation: str | None
+
+
+class ErrorDetail(BaseModel):
+    """What an error response carries (FastAPI's HTTPException body)."""
+
+    detail: str

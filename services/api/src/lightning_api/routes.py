@@ -12,7 +12,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from lightning_api.changes import EventChanges
 from lightning_api.dependencies import BusDep, ContextDep, CurrentUser, StopDep, StorageDep
-from lightning_api.models import EventIn, EventPage
+from lightning_api.models import ErrorDetail, EventIn, EventPage
 from lightning_core.events import CloudEvent
 from lightning_core.records import EVENTS, EventRecord, EventStatus, record_received
 
@@ -21,6 +21,11 @@ router = APIRouter()
 POLL_INTERVAL = 0.25  # seconds between looks at storage: the stream's worst-case latency
 RECONNECT_MS = 1000  # how soon an EventSource reconnects after the stream ends
 
+# Declared per route so the schema lists every status a client can get (schemathesis checks).
+UNAUTHORIZED: dict[int | str, dict[str, object]] = {
+    401: {"model": ErrorDetail, "description": "Azure mode: no acceptable bearer token"}
+}
+
 
 @router.get("/healthz", tags=["health"])
 async def healthz() -> dict[str, str]:
@@ -28,7 +33,11 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", tags=["health"])
+@router.get(
+    "/readyz",
+    tags=["health"],
+    responses={503: {"model": dict[str, str], "description": "Storage or bus unreachable"}},
+)
 async def readyz(context: ContextDep, response: Response) -> dict[str, str]:
     """Storage and bus are reachable; 503 names the one that is not."""
     checks: dict[str, str] = {}
@@ -43,7 +52,15 @@ async def readyz(context: ContextDep, response: Response) -> dict[str, str]:
     return checks
 
 
-@router.post("/api/events", status_code=status.HTTP_202_ACCEPTED, tags=["events"])
+@router.post(
+    "/api/events",
+    status_code=status.HTTP_202_ACCEPTED,
+    tags=["events"],
+    responses={
+        **UNAUTHORIZED,
+        400: {"model": ErrorDetail, "description": "The body is not JSON"},
+    },
+)
 async def submit_event(
     body: EventIn, user: CurrentUser, storage: StorageDep, bus: BusDep
 ) -> EventRecord:
@@ -54,7 +71,14 @@ async def submit_event(
     return record
 
 
-@router.get("/api/events", tags=["events"])
+@router.get(
+    "/api/events",
+    tags=["events"],
+    responses={
+        **UNAUTHORIZED,
+        400: {"model": ErrorDetail, "description": "The continuation token is not one we issued"},
+    },
+)
 async def list_events(
     user: CurrentUser,
     storage: StorageDep,
@@ -86,7 +110,7 @@ async def list_events(
     "/api/events/stream",
     response_class=EventSourceResponse,
     tags=["events"],
-    responses={401: {"description": "Azure mode: no acceptable bearer token"}},
+    responses=UNAUTHORIZED,
 )
 async def stream_events(
     user: CurrentUser, storage: StorageDep, stop: StopDep
