@@ -5,6 +5,7 @@ import httpx
 import pytest
 
 from lightning_api.app import create_app
+from lightning_api.auth import TokenValidator
 from lightning_core.bus.memory import MemoryBus
 from lightning_core.config import Mode
 from lightning_core.events import CloudEvent
@@ -99,8 +100,21 @@ async def test_azure_mode_refuses_the_dev_identity(context: ServiceContext) -> N
     azure = ServiceContext(
         context.settings.model_copy(update={"mode": Mode.AZURE}), context.storage, context.bus
     )
-    transport = httpx.ASGITransport(app=create_app(azure))
+
+    async def no_keys() -> dict[str, object]:
+        return {"keys": []}
+
+    validator = TokenValidator(issuer="https://issuer", audience="api://a", fetch_jwks=no_keys)
+    transport = httpx.ASGITransport(app=create_app(azure, validator))
     async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
         response = await http.get("/api/events")
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_method_not_allowed_names_every_method_of_the_path(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.delete("/api/events")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "GET, POST"
