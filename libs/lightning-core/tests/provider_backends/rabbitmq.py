@@ -64,7 +64,7 @@ async def delete_topology(url: str, namespace: str, groups: set[str]) -> None:
     connection = await aio_pika.connect(url)
     async with connection:
         channel = await connection.channel()
-        queues = [f"{namespace}.history"]
+        queues: list[str] = []
         for group in groups:
             queues += [f"{namespace}.{group}", f"{namespace}.{group}.dead"]
         for queue in queues:

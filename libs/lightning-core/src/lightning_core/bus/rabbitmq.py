@@ -3,22 +3,26 @@
 Topology under the namespace `ns` (all durable, so a broker restart loses nothing):
 - `{ns}.events`: fanout exchange; every event is published to it as a persistent message,
   a batch awaiting its publisher confirms together (one wait per batch).
-- `{ns}.{group}`: classic queue per consumer group, bound to `{ns}.events`. Consumers read
-  it with manual acks and prefetch = batch size; a batch is settled by one multiple-ack.
-- `{ns}.history`: a stream (append-only log) bound to `{ns}.events` that keeps the last
-  `HISTORY_MAX_AGE` of events. A fanout drops what no queue is bound to yet, but the
-  contract says a group also sees events published before its first consumer ran (the API
-  may accept an event before the processor ever created its group), as the Redis stream
-  and the in-memory log do. When `_open_group` creates a group's queue, it copies that
-  history into the new queue ahead of the live events (see `_backfill`).
+- `{ns}.{group}`: classic queue per consumer group, bound to `{ns}.events` when the group
+  is opened (`open_group`, or the first `consume`). A fanout keeps nothing for a queue that
+  does not exist yet, which is the contract: a group sees what is published after it was
+  opened. Consumers read it with manual acks and prefetch = batch size; a batch is settled
+  by one multiple-ack.
 - `{ns}.dead`: direct exchange for dead letters, routed by group name to the queue
   `{ns}.{group}.dead`.
 
-Group queues are classic, not quorum: in RabbitMQ 3.10 only classic queues have
-priorities, which `_backfill` uses to put history ahead of live events. The cost is the
-attempt count: classic queues only flag a redelivery, so `previous_attempts` is 1 for a
-redelivered message (the broker got it back from a consumer that died, or that was stopped
-before it started the event) and 0 otherwise.
+Opening a group only declares; the consumer (and its prefetch) starts with the first
+receive, so a process that opens groups for others (a producer at startup) holds no
+messages back from them.
+
+Group queues are classic, not quorum. RabbitMQ 3.10 quorum queues would count deliveries
+(x-delivery-count), but they put a requeued message at the back of the queue and count
+every hand-back as a delivery: a graceful stop (`_release`, closing the channel) would
+reorder the events it handed back behind later ones and charge them an attempt each
+time. Classic queues put them back in place; the cost is the attempt count, as they only
+flag a redelivery: `previous_attempts` is 1 for a redelivered message (the broker got it
+back from a consumer that died, or that was stopped before it started the event) and 0
+otherwise.
 
 Dead letters are published to `{ns}.dead` (confirmed) and only then is the original
 acknowledged. Rejecting into a dead-letter exchange would be atomic, but the broker's
@@ -38,7 +42,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -51,7 +54,7 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
-from aiormq.exceptions import AMQPConnectionError, ChannelInvalidStateError, ChannelNotFoundEntity
+from aiormq.exceptions import AMQPConnectionError, ChannelInvalidStateError
 from pydantic import ValidationError
 
 from lightning_core.bus.base import BusBase, DeadLetter, Delivery, Handler, RetryPolicy
@@ -60,16 +63,6 @@ from lightning_core.events import CloudEvent
 
 log = logging.getLogger(__name__)
 
-#: How long the history stream keeps events for groups created later (RabbitMQ duration).
-HISTORY_MAX_AGE = "1h"
-#: Small stream segments, so retention (applied per whole segment) is close to the max age.
-HISTORY_SEGMENT_BYTES = 8_000_000
-#: Header naming a marker: a message published only to the history stream, never an event.
-MARKER = "x-lightning-marker"
-#: Priority of history copied into a new group's queue: ahead of the live events (0).
-HISTORY_PRIORITY = 1
-#: A history read that gets nothing for this long lost its consumer (connection lost).
-BACKFILL_IDLE = 10.0
 #: /readyz must answer while the robust connection waits for the broker to come back.
 PING_TIMEOUT = 5.0
 CONTENT_TYPE = "application/cloudevents+json"
@@ -91,10 +84,6 @@ class _Group:
 
     channel: AbstractChannel
     buffer: asyncio.Queue[AbstractIncomingMessage] = field(default_factory=asyncio.Queue)
-    #: Events copied from history that may also arrive live (see `_backfill`), and those
-    #: of them already delivered once.
-    doubles: set[str] = field(default_factory=set)
-    delivered: set[str] = field(default_factory=set)
 
 
 def _stale(message: AbstractIncomingMessage) -> bool:
@@ -122,15 +111,12 @@ class RabbitMqBus(BusBase):
         self._broker: _Broker | None = None
         self._groups: dict[str, _Group] = {}
         self._consuming: set[str] = set()
-        #: Groups whose queue this bus created but whose history copy has not finished yet:
-        #: the first marker, so a retried `_open_group` copies from the same point.
-        self._unfilled: dict[str, str] = {}
 
     # -- names --------------------------------------------------------------------------
 
     @property
-    def history(self) -> str:
-        return f"{self.namespace}.history"
+    def events_exchange(self) -> str:
+        return f"{self.namespace}.events"
 
     def queue_name(self, group: str) -> str:
         return f"{self.namespace}.{group}"
@@ -145,21 +131,11 @@ class RabbitMqBus(BusBase):
         # A message no queue takes (a dead-letter queue deleted by hand) raises, not vanishes.
         publisher = await connection.channel(publisher_confirms=True, on_return_raises=True)
         events = await publisher.declare_exchange(
-            f"{self.namespace}.events", aio_pika.ExchangeType.FANOUT, durable=True
+            self.events_exchange, aio_pika.ExchangeType.FANOUT, durable=True
         )
         dead = await publisher.declare_exchange(
             f"{self.namespace}.dead", aio_pika.ExchangeType.DIRECT, durable=True
         )
-        history = await publisher.declare_queue(
-            self.history,
-            durable=True,
-            arguments={
-                "x-queue-type": "stream",
-                "x-max-age": HISTORY_MAX_AGE,
-                "x-stream-max-segment-size-bytes": HISTORY_SEGMENT_BYTES,
-            },
-        )
-        await history.bind(events)
         self._broker = _Broker(connection, publisher, events, dead)
 
     async def _close(self) -> None:
@@ -178,22 +154,13 @@ class RabbitMqBus(BusBase):
         """One round trip to the broker (redeclaring the events exchange is idempotent)."""
         async with asyncio.timeout(PING_TIMEOUT):
             await self.broker.publisher.declare_exchange(
-                f"{self.namespace}.events", aio_pika.ExchangeType.FANOUT, durable=True
+                self.events_exchange, aio_pika.ExchangeType.FANOUT, durable=True
             )
 
     # -- publishing ---------------------------------------------------------------------
 
     async def _publish(self, events: Sequence[CloudEvent]) -> None:
-        await _confirmed(self.broker.events, "", [_message(event) for event in events])
-
-    async def _mark(self) -> str:
-        """Append a marker to the history stream (only there) and return its id."""
-        marker = uuid.uuid4().hex
-        message = aio_pika.Message(
-            b"", headers={MARKER: marker}, delivery_mode=aio_pika.DeliveryMode.PERSISTENT
-        )
-        await self.broker.publisher.default_exchange.publish(message, self.history)
-        return marker
+        await _confirmed(self.broker.events, [_message(event) for event in events])
 
     # -- consuming ----------------------------------------------------------------------
 
@@ -222,23 +189,32 @@ class RabbitMqBus(BusBase):
                     log.warning("%s: closing the channel failed: %s", group, error)
 
     async def _open_group(self, group: str) -> None:
-        if group in self._groups:
-            return
-        name = self.queue_name(group)
-        if group not in self._unfilled and not await self._exists(name):
-            self._unfilled[group] = await self._mark()
+        """Declare the group's queues on a channel of their own; consuming starts later."""
+        channel = await self.broker.connection.channel()
+        try:
+            await self._declare_group(channel, group)
+        finally:
+            with contextlib.suppress(*self.connection_errors):
+                await channel.close()
+
+    async def _declare_group(self, channel: AbstractChannel, group: str) -> AbstractQueue:
+        """The group's queue, bound to the events, and its dead-letter queue (idempotent)."""
+        queue = await channel.declare_queue(self.queue_name(group), durable=True)
+        await queue.bind(self.events_exchange)
+        await self._declare_dead_queue(channel, group)
+        return queue
+
+    async def _start(self, group: str) -> _Group:
+        """Start consuming the group on a channel of its own, buffering what arrives.
+
+        Declared on that robust channel, so after a broker restart aio-pika redeclares the
+        queues and binding and restarts the consumer by itself.
+        """
         channel = await self.broker.connection.channel()
         try:
             await channel.set_qos(prefetch_count=self.batch_size)
-            queue = await channel.declare_queue(
-                name, durable=True, arguments={"x-max-priority": HISTORY_PRIORITY}
-            )
-            await queue.bind(f"{self.namespace}.events")
+            queue = await self._declare_group(channel, group)
             state = _Group(channel)
-            if group in self._unfilled:
-                state.doubles = await self._backfill(name, self._unfilled[group])
-                del self._unfilled[group]
-            await self._declare_dead_queue(channel, group)
 
             async def buffer(message: AbstractIncomingMessage) -> None:
                 state.buffer.put_nowait(message)
@@ -249,75 +225,10 @@ class RabbitMqBus(BusBase):
                 await channel.close()
             raise
         self._groups[group] = state
-
-    async def _exists(self, queue: str) -> bool:
-        """Whether the queue exists (a failed passive declare closes its channel: a spare one)."""
-        channel = await self.broker.connection.channel()
-        try:
-            await channel.declare_queue(queue, passive=True)
-        except ChannelNotFoundEntity:
-            return False
-        finally:
-            if not channel.is_closed:
-                await channel.close()
-        return True
-
-    async def _backfill(self, queue: str, first_marker: str) -> set[str]:
-        """Copy the history into a new group's queue, ahead of the live events.
-
-        The queue was bound after `first_marker` went into the stream; a second marker goes
-        in now. Events before the first marker reached only the stream; events after the
-        second reached the queue too. Both kinds between the markers are copied (the queue
-        may lack them), and their ids are returned so `_receive` skips a live duplicate.
-        Copies carry a higher priority: nothing consumes the queue yet, so they are
-        delivered before every live event, in stream order.
-        """
-        target = self.broker.publisher.default_exchange
-        last_marker = await self._mark()
-        channel = await self.broker.connection.channel()
-        doubles: set[str] = set()
-        try:
-            await channel.set_qos(prefetch_count=self.batch_size)
-            stream = await channel.declare_queue(self.history, passive=True)
-            received: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
-
-            async def receive(message: AbstractIncomingMessage) -> None:
-                received.put_nowait(message)
-
-            await stream.consume(receive, arguments={"x-stream-offset": "first"}, robust=False)
-            copies: list[aio_pika.Message] = []
-            between = False
-            while True:
-                message = await asyncio.wait_for(received.get(), BACKFILL_IDLE)
-                await message.ack()  # a stream keeps it; the ack only grants credit
-                marker = (message.headers or {}).get(MARKER)
-                if marker == last_marker:
-                    break
-                between = between or marker == first_marker
-                if marker is not None:
-                    continue
-                if between and message.message_id is not None:
-                    doubles.add(message.message_id)
-                copies.append(
-                    aio_pika.Message(
-                        message.body,
-                        message_id=message.message_id,
-                        content_type=message.content_type,
-                        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                        priority=HISTORY_PRIORITY,
-                    )
-                )
-                if len(copies) >= self.batch_size:
-                    await _confirmed(target, queue, copies)
-                    copies = []
-            await _confirmed(target, queue, copies)
-        finally:
-            if not channel.is_closed:
-                await channel.close()
-        return doubles
+        return state
 
     async def _receive(self, group: str, max_count: int, wait: float) -> list[Delivery]:
-        state = self._groups[group]
+        state = self._groups.get(group) or await self._start(group)
         try:
             first = await asyncio.wait_for(state.buffer.get(), wait)
         except TimeoutError:
@@ -328,27 +239,19 @@ class RabbitMqBus(BusBase):
         deliveries: list[Delivery] = []
         for message in messages:
             if not _stale(message):
-                delivery = await self._delivery(group, state, message)
+                delivery = await self._delivery(group, message)
                 if delivery is not None:
                     deliveries.append(delivery)
         return deliveries
 
-    async def _delivery(
-        self, group: str, state: _Group, message: AbstractIncomingMessage
-    ) -> Delivery | None:
-        """The message as a delivery; None (settled) if it is no event or a second copy."""
+    async def _delivery(self, group: str, message: AbstractIncomingMessage) -> Delivery | None:
+        """The message as a delivery; None (rejected, never redelivered) if it is no event."""
         try:
             event = CloudEvent.from_json(message.body)
         except ValidationError as error:
             log.error("%s: dropping message %s, not an event: %s", group, message.message_id, error)
             await message.reject(requeue=False)
             return None
-        if event.id in state.doubles:
-            if event.id in state.delivered and not message.redelivered:
-                state.doubles.discard(event.id)
-                await message.ack()
-                return None
-            state.delivered.add(event.id)
         return Delivery(event, message, 1 if message.redelivered else 0)
 
     async def _ack(self, _group: str, deliveries: Sequence[Delivery]) -> None:
@@ -356,7 +259,7 @@ class RabbitMqBus(BusBase):
 
         Exact because the group's channel has one consumer and one batch out at a time:
         every older delivery on it is in this batch or already settled (dead-lettered,
-        released, skipped). Deliveries from a channel that died are left to redelivery.
+        released, rejected). Deliveries from a channel that died are left to redelivery.
         """
         live = [d.receipt for d in deliveries if not _stale(d.receipt)]
         if live:
@@ -449,12 +352,10 @@ class RabbitMqBus(BusBase):
             await channel.close()
 
 
-async def _confirmed(
-    exchange: AbstractExchange, routing_key: str, messages: Sequence[aio_pika.Message]
-) -> None:
+async def _confirmed(exchange: AbstractExchange, messages: Sequence[aio_pika.Message]) -> None:
     """Publish all, then await their confirms together; raise the first failure, if any."""
     results = await asyncio.gather(
-        *(exchange.publish(message, routing_key) for message in messages),
+        *(exchange.publish(message, "") for message in messages),
         return_exceptions=True,
     )
     for result in results:
