@@ -4,8 +4,8 @@ The contract suite uses the machine's broker (RABBITMQ_URL, default guest@127.0.
 vhost /) under a random namespace per test, and deletes that namespace's exchanges and
 queues afterwards. A vhost per run would make cleanup one call, but creating one needs
 rabbitmqctl or the management plugin, which a CI service container may not offer; plain
-AMQP works against any broker. AMQP cannot list queues, so the bus used in tests records
-the groups it touches.
+AMQP works against any broker. AMQP cannot list queues, so the bus records the groups it
+declared and `RabbitMqBus.delete_topology` removes exactly those.
 
 The fault suite gets a private rabbitmq-server: its own node name, ports, data, log and
 config directories, no plugins, run in the foreground in a process group of its own so
@@ -24,7 +24,6 @@ from pathlib import Path
 
 import aio_pika
 import pytest
-from aio_pika.abc import AbstractChannel, AbstractQueue
 from aiormq.exceptions import AMQPConnectionError
 
 from conftest import free_port, require
@@ -39,18 +38,6 @@ RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672
 SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"  # the /usr/sbin wrapper switches user
 
 
-class TrackedBus(RabbitMqBus):
-    """The provider, remembering every group it declared queues for (for cleanup)."""
-
-    def __init__(self, url: str, namespace: str, retry: RetryPolicy) -> None:
-        super().__init__(url, namespace, retry)
-        self.groups: set[str] = set()
-
-    async def _declare_dead_queue(self, channel: AbstractChannel, group: str) -> AbstractQueue:
-        self.groups.add(group)
-        return await super()._declare_dead_queue(channel, group)
-
-
 async def reachable(url: str) -> bool:
     try:
         connection = await aio_pika.connect(url, timeout=5)
@@ -58,19 +45,6 @@ async def reachable(url: str) -> bool:
         return False
     await connection.close()
     return True
-
-
-async def delete_topology(url: str, namespace: str, groups: set[str]) -> None:
-    connection = await aio_pika.connect(url)
-    async with connection:
-        channel = await connection.channel()
-        queues: list[str] = []
-        for group in groups:
-            queues += [f"{namespace}.{group}", f"{namespace}.{group}.dead"]
-        for queue in queues:
-            await channel.queue_delete(queue, if_unused=False, if_empty=False)
-        for exchange in ("events", "dead"):
-            await channel.exchange_delete(f"{namespace}.{exchange}")
 
 
 @pytest.fixture
@@ -81,12 +55,11 @@ async def bus_rabbitmq(fast_retry: RetryPolicy) -> AsyncIterator[RabbitMqBus]:
         "start it: rabbitmq-server -detached",
     )
     namespace = f"t-{uuid.uuid4().hex[:12]}"
-    bus = TrackedBus(RABBITMQ_URL, namespace, retry=fast_retry)
-    try:
-        async with bus:
+    async with RabbitMqBus(RABBITMQ_URL, namespace, retry=fast_retry) as bus:
+        try:
             yield bus
-    finally:
-        await delete_topology(RABBITMQ_URL, namespace, bus.groups)
+        finally:
+            await bus.delete_topology()
 
 
 class ProcessGroup(ServerProcess):

@@ -42,20 +42,14 @@ async def reachable(url: str) -> bool:
     return True
 
 
-async def delete_namespace(url: str, namespace: str) -> None:
-    async with Redis.from_url(url) as client:
-        keys = [key async for key in client.scan_iter(match=f"{namespace}:*")]
-        if keys:
-            await client.delete(*keys)
-
-
 @pytest.fixture
 async def redis_namespace() -> AsyncIterator[str]:
     """A fresh key prefix on the shared Redis, deleted afterwards."""
     require(await reachable(REDIS_URL), f"Redis at {REDIS_URL}", f"start it: {START_REDIS}")
     namespace = f"t-{uuid.uuid4().hex[:12]}"
     yield namespace
-    await delete_namespace(REDIS_URL, namespace)
+    async with RedisBus(REDIS_URL, namespace) as bus:
+        await bus.delete_namespace()
 
 
 @pytest.fixture

@@ -116,8 +116,20 @@ async def provider_bus_end_to_end(provider: str, count: int) -> float:
     elapsed = time.perf_counter() - started
     stop.set()
     await consumer
+    await remove_namespace(bus)
     await bus.close()
     return elapsed
+
+
+async def remove_namespace(bus: EventBus) -> None:
+    """Leave the shared broker as the bench found it (the memory bus keeps nothing)."""
+    from lightning_core.bus.rabbitmq import RabbitMqBus  # noqa: PLC0415 - SDK imports
+    from lightning_core.bus.redis import RedisBus  # noqa: PLC0415
+
+    if isinstance(bus, RedisBus):
+        await bus.delete_namespace()
+    elif isinstance(bus, RabbitMqBus):
+        await bus.delete_topology()
 
 
 async def raw_redis_end_to_end(count: int) -> float:

@@ -111,6 +111,7 @@ class RabbitMqBus(BusBase):
         self._broker: _Broker | None = None
         self._groups: dict[str, _Group] = {}
         self._consuming: set[str] = set()
+        self._declared: set[str] = set()  # groups this bus declared queues for
 
     # -- names --------------------------------------------------------------------------
 
@@ -123,6 +124,21 @@ class RabbitMqBus(BusBase):
 
     def dead_queue_name(self, group: str) -> str:
         return f"{self.namespace}.{group}.dead"
+
+    async def delete_topology(self) -> None:
+        """Delete this namespace's exchanges and the queues of every group this bus declared,
+        messages included: for test runs and benchmarks that must leave the broker as they
+        found it. Never part of a deployment's life."""
+        channel = await self.broker.connection.channel()
+        try:
+            for group in sorted(self._declared):
+                for queue in (self.queue_name(group), self.dead_queue_name(group)):
+                    await channel.queue_delete(queue, if_unused=False, if_empty=False)
+            for exchange in (self.events_exchange, f"{self.namespace}.dead"):
+                await channel.exchange_delete(exchange)
+        finally:
+            await channel.close()
+        self._declared.clear()
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -291,6 +307,7 @@ class RabbitMqBus(BusBase):
             await delivery.receipt.ack()
 
     async def _declare_dead_queue(self, channel: AbstractChannel, group: str) -> AbstractQueue:
+        self._declared.add(group)  # every path that declares a group's queues passes here
         queue = await channel.declare_queue(self.dead_queue_name(group), durable=True)
         await queue.bind(f"{self.namespace}.dead", group)
         return queue

@@ -104,6 +104,13 @@ class RedisBus(BusBase):
             raise RedisConnectionError("the Redis bus is closed: call connect() first")
         return self._client
 
+    async def delete_namespace(self) -> None:
+        """Delete every key under this namespace, streams and dead letters included: for test
+        runs and benchmarks that must leave the server as they found it."""
+        keys = [key async for key in self._redis.scan_iter(match=f"{self.namespace}:*")]
+        if keys:
+            await self._redis.delete(*keys)
+
     def _replay_key(self, group: str) -> str:
         return f"{self.namespace}:replay:{group}"
 
