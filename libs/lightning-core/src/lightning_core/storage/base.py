@@ -7,6 +7,7 @@ PostgreSQL or Cosmos DB.
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -46,6 +47,21 @@ class Document:
 class Page:
     items: list[Document]
     continuation: str | None
+
+
+def encode_offset(offset: int) -> str:
+    """An opaque continuation token for providers that page by offset (SQLite, PostgreSQL)."""
+    return base64.urlsafe_b64encode(str(offset).encode()).decode()
+
+
+def decode_offset(token: str) -> int:
+    try:
+        offset = int(base64.urlsafe_b64decode(token.encode()).decode())
+    except (ValueError, UnicodeDecodeError):  # binascii.Error is a ValueError
+        raise ValueError("invalid continuation token") from None
+    if offset < 0:
+        raise ValueError("invalid continuation token")
+    return offset
 
 
 def check_field_name(name: str) -> str:

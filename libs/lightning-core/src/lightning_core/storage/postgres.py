@@ -29,8 +29,6 @@ NotFound or PreconditionFailed. Tokens outlive any retry by far and are then pru
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import json
 import logging
 import time
@@ -52,6 +50,8 @@ from lightning_core.storage.base import (
     PreconditionFailed,
     StorageError,
     check_field_name,
+    decode_offset,
+    encode_offset,
 )
 
 log = logging.getLogger(__name__)
@@ -140,20 +140,6 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 
 def _token() -> str:
     return uuid.uuid4().hex
-
-
-def _encode_offset(offset: int) -> str:
-    return base64.urlsafe_b64encode(str(offset).encode()).decode()
-
-
-def _decode_offset(token: str) -> int:
-    try:
-        offset = int(base64.urlsafe_b64decode(token.encode()).decode())
-    except (ValueError, UnicodeDecodeError, binascii.Error):
-        raise ValueError("invalid continuation token") from None
-    if offset < 0:
-        raise ValueError("invalid continuation token")
-    return offset
 
 
 def _number(field: str) -> str:
@@ -357,7 +343,7 @@ class PostgresStorage(Connectable):
     ) -> Page:
         if limit < 1:
             raise ValueError("limit must be at least 1")
-        offset = _decode_offset(continuation) if continuation else 0
+        offset = decode_offset(continuation) if continuation else 0
         clauses = ["collection=$1", "partition=$2"]
         params: list[Any] = [collection, partition]
 
@@ -402,7 +388,7 @@ class PostgresStorage(Connectable):
             for row in rows[:limit]
         ]
         more = len(rows) > limit
-        return Page(items, _encode_offset(offset + limit) if more else None)
+        return Page(items, encode_offset(offset + limit) if more else None)
 
 
 def from_settings(settings: Settings) -> PostgresStorage:

@@ -6,7 +6,6 @@ to it. WAL mode lets readers (the API listing events) run beside the writer (the
 
 from __future__ import annotations
 
-import base64
 import json
 import sqlite3
 import uuid
@@ -26,6 +25,8 @@ from lightning_core.storage.base import (
     Page,
     PreconditionFailed,
     check_field_name,
+    decode_offset,
+    encode_offset,
 )
 
 _SCHEMA = """
@@ -42,20 +43,6 @@ CREATE TABLE IF NOT EXISTS documents (
 
 def _etag() -> str:
     return uuid.uuid4().hex
-
-
-def _encode_offset(offset: int) -> str:
-    return base64.urlsafe_b64encode(str(offset).encode()).decode()
-
-
-def _decode_offset(token: str) -> int:
-    try:
-        offset = int(base64.urlsafe_b64decode(token.encode()).decode())
-    except (ValueError, UnicodeDecodeError):
-        raise ValueError("invalid continuation token") from None
-    if offset < 0:
-        raise ValueError("invalid continuation token")
-    return offset
 
 
 class SqliteStorage(Connectable):
@@ -170,7 +157,7 @@ class SqliteStorage(Connectable):
     ) -> Page:
         if limit < 1:
             raise ValueError("limit must be at least 1")
-        offset = _decode_offset(continuation) if continuation else 0
+        offset = decode_offset(continuation) if continuation else 0
         clauses = ["collection=?", "partition=?"]
         params: list[Any] = [collection, partition]
         for field, value in (where or {}).items():
@@ -196,7 +183,7 @@ class SqliteStorage(Connectable):
             rows = list(await cursor.fetchall())
         items = [Document(row[0], partition, json.loads(row[1]), row[2]) for row in rows[:limit]]
         more = len(rows) > limit
-        return Page(items, _encode_offset(offset + limit) if more else None)
+        return Page(items, encode_offset(offset + limit) if more else None)
 
 
 def from_settings(settings: Settings) -> SqliteStorage:
