@@ -29,6 +29,7 @@ def test_encoding_is_structured_cloudevents_without_nulls() -> None:
         "datacontenttype",
         "data",
         "user",
+        "hops",
     }
     assert b'"specversion":"1.0"' in raw
     assert b"subject" not in raw

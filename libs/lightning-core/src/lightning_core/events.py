@@ -23,7 +23,7 @@ def _now() -> datetime:
 
 
 class CloudEvent(BaseModel):
-    """A CloudEvents 1.0 event (structured mode) plus `user`, `correlationid`, `traceparent`."""
+    """CloudEvents 1.0 (structured mode) plus `user`, `correlationid`, `traceparent`, `hops`."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -40,6 +40,9 @@ class CloudEvent(BaseModel):
         default=None, description="Shared by an event and every follow-up it causes"
     )
     traceparent: str | None = Field(default=None, description="W3C trace context")
+    hops: int = Field(
+        default=0, ge=0, description="Follow-ups between this event and the one a user sent"
+    )
 
     def to_json(self) -> bytes:
         return self.model_dump_json(exclude_none=True).encode()

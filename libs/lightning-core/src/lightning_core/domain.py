@@ -1,0 +1,149 @@
+"""The Lightning OS domain: instructions react to events; tasks run; notifications tell.
+
+Shared by the API (which creates and lists these records) and the event processor (whose
+drivers act on them); neither imports the other, so the shapes live here. Every record
+belongs to one user, who is its storage partition: no query can cross users.
+
+How they connect:
+- an **instruction** matches events by type pattern (fnmatch, e.g. `order.*`) and equality
+  on top-level data fields, and then runs its action: request a task, request a
+  notification, or emit another event;
+- a **task** is requested with the `lightning.task.requested` event; the task runner
+  moves it pending -> running -> succeeded | failed (retrying up to `max_attempts`), and
+  reports with `lightning.task.succeeded` / `lightning.task.failed`;
+- a **notification** is requested with `lightning.notification.requested`; the notifier
+  stores it for the user.
+Follow-up events carry the causing event's correlation id and one more hop; events at
+`MAX_HOPS` or of the internal `lightning.*` types never trigger instructions, so rules
+cannot loop an event through the system forever.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from lightning_core.storage.base import JsonScalar
+
+INSTRUCTIONS = "instructions"
+TASKS = "tasks"
+NOTIFICATIONS = "notifications"
+
+INTERNAL_PREFIX = "lightning."
+TASK_REQUESTED = "lightning.task.requested"
+TASK_SUCCEEDED = "lightning.task.succeeded"
+TASK_FAILED = "lightning.task.failed"
+NOTIFICATION_REQUESTED = "lightning.notification.requested"
+
+#: A chain of emitted events stops here (an instruction emitting what it matches, or two
+#: instructions emitting each other's events, would otherwise never end).
+MAX_HOPS = 8
+
+EventType = Annotated[
+    str, Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")
+]
+TypePattern = Annotated[
+    str, Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9*?\[][A-Za-z0-9._:/*?\[\]!-]*$")
+]
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class TaskKind(StrEnum):
+    NOTIFY = "notify"  # params: title, body
+    WAIT = "wait"  # params: seconds (bounded)
+    EMIT = "emit"  # params: type, data
+    WEBHOOK = "webhook"  # params: url (must be allow-listed), payload
+
+
+class TaskStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+FINAL_TASK_STATUSES = frozenset({TaskStatus.SUCCEEDED, TaskStatus.FAILED, TaskStatus.CANCELLED})
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RequestTask(_Strict):
+    kind: Literal["request_task"] = "request_task"
+    task: TaskKind
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Notify(_Strict):
+    kind: Literal["notify"] = "notify"
+    title: str = Field(min_length=1, max_length=200)
+    body: str = Field(default="", max_length=4000)
+
+
+class Emit(_Strict):
+    kind: Literal["emit"] = "emit"
+    type: EventType
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+Action = Annotated[RequestTask | Notify | Emit, Field(discriminator="kind")]
+
+
+class InstructionSpec(_Strict):
+    """What a user writes: when an event matches, do the action."""
+
+    name: str = Field(min_length=1, max_length=200)
+    event_type: TypePattern
+    data_filter: dict[str, JsonScalar] = Field(default_factory=dict)
+    action: Action
+    enabled: bool = True
+
+
+class Instruction(InstructionSpec):
+    id: str = Field(default_factory=new_id)
+    user: str
+    created_at: datetime = Field(default_factory=now)
+    updated_at: datetime = Field(default_factory=now)
+
+
+class TaskSpec(_Strict):
+    kind: TaskKind
+    params: dict[str, Any] = Field(default_factory=dict)
+    max_attempts: int = Field(default=3, ge=1, le=10)
+
+
+class Task(TaskSpec):
+    id: str = Field(default_factory=new_id)
+    user: str
+    status: TaskStatus = TaskStatus.PENDING
+    attempts: int = 0
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    correlationid: str | None = None
+    source_event_id: str | None = None
+    created_at: datetime = Field(default_factory=now)
+    updated_at: datetime = Field(default_factory=now)
+
+
+class Notification(_Strict):
+    id: str = Field(default_factory=new_id)
+    user: str
+    title: str = Field(min_length=1, max_length=200)
+    body: str = Field(default="", max_length=4000)
+    read: bool = False
+    correlationid: str | None = None
+    source_event_id: str | None = None
+    created_at: datetime = Field(default_factory=now)
