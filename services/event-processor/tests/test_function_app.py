@@ -61,7 +61,8 @@ async def function_app(sqlite_path: Path) -> AsyncIterator[ModuleType]:
     module = import_function_app()
     assert module.process.settings.sqlite_path == sqlite_path  # read from the environment
     yield module
-    await module.process.storage.close()
+    await module.process.processor.context.storage.close()
+    await module.process.processor.context.bus.close()
     sys.modules.pop(MODULE, None)
 
 
@@ -90,7 +91,9 @@ def event_message(event: CloudEvent, delivery_count: int = 0) -> ServiceBusMessa
 
 
 async def stored(module: ModuleType, event: CloudEvent) -> Document:
-    document: Document = await module.process.storage.get(EVENTS, event.user, event.id)
+    document: Document = await module.process.processor.context.storage.get(
+        EVENTS, event.user, event.id
+    )
     return document
 
 
@@ -110,7 +113,7 @@ async def test_a_message_marks_its_event_processed(function_app: ModuleType) -> 
 async def test_an_event_the_api_recorded_becomes_processed(function_app: ModuleType) -> None:
     function, _trigger = the_function(function_app)
     event = make_event()
-    storage = function_app.process.storage
+    storage = function_app.process.processor.context.storage
     await storage.connect()
     await record_received(storage, event)
     await function(event_message(event))
@@ -160,11 +163,11 @@ async def test_storage_is_built_once_and_reused_across_invocations(
     function_app: ModuleType,
 ) -> None:
     function, _trigger = the_function(function_app)
-    storage = function_app.process.storage
+    storage = function_app.process.processor.context.storage
     events = [make_event() for _ in range(3)]
     for event in events:
         await function(event_message(event))
-    assert function_app.process.storage is storage
+    assert function_app.process.processor.context.storage is storage
     for event in events:
         assert EventRecord.from_document(await stored(function_app, event)).status is (
             EventStatus.PROCESSED

@@ -1,12 +1,20 @@
 import asyncio
 
+import pytest
+
 from lightning_core.bus.memory import MemoryBus
 from lightning_core.events import CloudEvent
 from lightning_core.records import EVENTS, EventRecord, EventStatus, record_received
 from lightning_core.service import ServiceContext
 from lightning_core.storage.sqlite import SqliteStorage
-from lightning_processor.handler import handle
+from lightning_processor.drivers import builtin_registry
+from lightning_processor.handler import Processor
 from lightning_processor.service import service
+
+
+@pytest.fixture
+def processor(storage: SqliteStorage, bus: MemoryBus) -> Processor:
+    return Processor(storage, bus, builtin_registry())
 
 
 def make_event() -> CloudEvent:
@@ -17,19 +25,23 @@ async def stored(storage: SqliteStorage, event: CloudEvent) -> EventRecord:
     return EventRecord.from_document(await storage.get(EVENTS, event.user, event.id))
 
 
-async def test_handle_marks_the_event_processed_once(storage: SqliteStorage) -> None:
+async def test_handle_marks_the_event_processed_once(
+    storage: SqliteStorage, processor: Processor
+) -> None:
     event = make_event()
     await record_received(storage, event)
-    await handle(storage, event)
+    await processor.handle(event)
     first = await stored(storage, event)
     assert first.status is EventStatus.PROCESSED
-    await handle(storage, event)  # a redelivery
+    await processor.handle(event)  # a redelivery
     assert (await stored(storage, event)).processed_at == first.processed_at
 
 
-async def test_handle_records_events_published_without_a_record(storage: SqliteStorage) -> None:
+async def test_handle_records_events_published_without_a_record(
+    storage: SqliteStorage, processor: Processor
+) -> None:
     event = make_event()
-    await handle(storage, event)
+    await processor.handle(event)
     assert (await stored(storage, event)).status is EventStatus.PROCESSED
 
 

@@ -2,7 +2,8 @@
 
 Thin on purpose; settlement, settings, poison messages and deployment are explained in
 `lightning_processor.functions`. The host imports this module once per worker process to
-index the app, which reads the settings and builds storage; bad settings fail the import.
+index the app, which reads the settings and builds storage and the bus; bad settings fail
+the import.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The event processor as an Azure Functions app: what `function_app.py` needs, testable alone.
 
-The worker (`service.py`) and the Function run the same `handle(storage, event)`; only the
+The worker (`service.py`) and the Function run the same `Processor.handle(event)`; only the
 delivery differs. Here the Functions host's Service Bus trigger receives from the topic the
 Service Bus provider publishes to (`{LIGHTNING_BUS_NAMESPACE}-events`), on the processor's
 subscription (its consumer group, `event-processor`), in peek-lock mode.
@@ -22,13 +22,15 @@ the dead-letter subqueue, where the portal shows it (the bus's `dead_letters()` 
 CloudEvents). The worker, which settles itself, dead-letters such a message at once with
 the reason `not a CloudEvent: ...`.
 
-Settings and storage are read and built once per worker process, when the host imports
+Settings, storage and the bus (which the drivers publish follow-up events to) are read and
+built once per worker process, when the host imports
 `function_app.py` to index it: the topic name in the trigger binding depends on them, and a
 misconfigured app must not start receiving (it would burn every message's deliveries and
 dead-letter good events). Bad settings are logged as one line and the import fails, so the
-host indexes no function and the messages wait in the subscription. Storage connects on the
-first invocation (its connect is idempotent) and is reused by every later one. It is never
-closed: the host ends the worker process, which releases the connection with it.
+host indexes no function and the messages wait in the subscription. Storage and the bus
+connect on the first invocation (their connect is idempotent) and are reused by every later
+one. They are never closed: the host ends the worker process, which releases the
+connections with it.
 
 The host connects the trigger through the app setting `SERVICE_BUS` (a connection string)
 or, with a managed identity, `SERVICE_BUS__fullyQualifiedNamespace` (the namespace host
@@ -60,9 +62,9 @@ from pydantic import ValidationError
 from lightning_core.bus.servicebus import topic_name
 from lightning_core.config import ConfigError, Settings, load_settings
 from lightning_core.events import CloudEvent
-from lightning_core.providers import build_storage
-from lightning_core.storage.base import Storage
-from lightning_processor.handler import CONSUMER_GROUP, handle
+from lightning_core.providers import build_bus, build_storage
+from lightning_processor.drivers import builtin_registry
+from lightning_processor.handler import CONSUMER_GROUP, Processor
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +85,11 @@ def _summary(error: ValidationError) -> str:
 
 
 class EventFunction:
-    """What every invocation runs: decode the body, connect storage once, call `handle`."""
+    """What every invocation runs: decode the body, connect once, call `Processor.handle`."""
 
-    def __init__(self, settings: Settings, storage: Storage) -> None:
+    def __init__(self, settings: Settings, processor: Processor) -> None:
         self.settings = settings
-        self.storage = storage
+        self.processor = processor
         self.topic = topic_name(settings.bus_namespace)
         self.subscription = CONSUMER_GROUP
 
@@ -98,16 +100,16 @@ class EventFunction:
             reason = f"message {message_id} is not a CloudEvent: {_summary(error)}"
             log.error("%s; the host abandons it until Service Bus dead-letters it", reason)
             raise NotACloudEvent(reason) from None
-        await self.storage.connect()
-        await handle(self.storage, event)
+        await self.processor.connect()
+        await self.processor.handle(event)
 
 
 def load() -> EventFunction:
-    """Read the settings and build (not connect) storage; bad settings: one line, then raise."""
+    """Read the settings, build (not connect) the providers; bad settings: one line, raise."""
     try:
         settings = load_settings()
-        storage = build_storage(settings)
+        processor = Processor(build_storage(settings), build_bus(settings), builtin_registry())
     except ConfigError as error:
         log.critical("%s", error)
         raise
-    return EventFunction(settings, storage)
+    return EventFunction(settings, processor)

@@ -1,13 +1,18 @@
-"""The `event-processor` service entry point: a long-running bus consumer."""
+"""The `event-processor` service entry point: a long-running bus consumer.
+
+Drivers run inside the handler and start no background tasks, so the bus loop finishing
+the event in flight on SIGTERM is all a graceful shutdown needs.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import functools
 
 from lightning_core.service import ServiceContext
-from lightning_processor.handler import CONSUMER_GROUP, handle
+from lightning_processor.drivers import builtin_registry
+from lightning_processor.handler import CONSUMER_GROUP, Processor
 
 
 async def service(context: ServiceContext, stop: asyncio.Event) -> None:
-    await context.bus.consume(CONSUMER_GROUP, functools.partial(handle, context.storage), stop=stop)
+    processor = Processor(context.storage, context.bus, builtin_registry())
+    await context.bus.consume(CONSUMER_GROUP, processor.handle, stop=stop)

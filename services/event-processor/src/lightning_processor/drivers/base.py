@@ -1,0 +1,108 @@
+"""What a driver is, how events reach drivers, and how drivers shape their follow-up events.
+
+Routing is by event type pattern (`fnmatchcase`), with one rule on top: a pattern matches an
+internal `lightning.*` type only when it names that prefix itself, so a catch-all driver
+(the instruction engine's `*`) never sees the processor's own bookkeeping events.
+
+Each driver's effect runs through the idempotency ledger under its own group, so a
+redelivered event re-runs only the drivers that had not finished it: one driver failing
+makes the bus retry the event without repeating what the others already did.
+"""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Any, Protocol
+
+from lightning_core.bus.base import EventBus
+from lightning_core.domain import INTERNAL_PREFIX
+from lightning_core.events import CloudEvent
+from lightning_core.idempotency import idempotent
+from lightning_core.storage.base import Storage
+
+#: The `source` of every event the processor publishes.
+SOURCE = "lightning/processor"
+
+# Follow-up ids are derived, not random, so a redelivered event that re-runs a driver
+# (it failed before the ledger recorded it) publishes the same ids and consumers skip them.
+_FOLLOW_UP_IDS = uuid.UUID("6f1c2a4e-3b0d-5c8e-9a7f-1d2e3f405162")
+
+
+def derived_id(*parts: str) -> str:
+    """A stable id for whatever a driver creates from `parts` (event ids, record ids)."""
+    return str(uuid.uuid5(_FOLLOW_UP_IDS, "\x1f".join(parts)))
+
+
+def follow_up(cause: CloudEvent, type_: str, data: dict[str, Any], *key: str) -> CloudEvent:
+    """An event caused by `cause`: same user and correlation, one more hop, a derived id."""
+    return CloudEvent(
+        id=derived_id(cause.id, type_, *key),
+        source=SOURCE,
+        type=type_,
+        data=data,
+        user=cause.user,
+        correlationid=cause.correlationid or cause.id,
+        traceparent=cause.traceparent,
+        hops=cause.hops + 1,
+    )
+
+
+@dataclass(frozen=True)
+class DriverContext:
+    """What drivers act on: the store and the bus to publish follow-ups to."""
+
+    storage: Storage
+    bus: EventBus
+
+
+class Driver(Protocol):
+    @property
+    def name(self) -> str:
+        """Unique in a registry; names the driver's ledger group, so renaming re-runs events."""
+
+    @property
+    def patterns(self) -> tuple[str, ...]:
+        """fnmatch patterns of the event types the driver handles."""
+
+    async def handle(self, event: CloudEvent, context: DriverContext) -> None: ...
+
+
+def matches(pattern: str, event_type: str) -> bool:
+    if event_type.startswith(INTERNAL_PREFIX) and not pattern.startswith(INTERNAL_PREFIX):
+        return False
+    return fnmatchcase(event_type, pattern)
+
+
+def ledger_group(driver: Driver) -> str:
+    return f"event-processor:{driver.name}"
+
+
+class Registry:
+    """Routes each event to every driver with a matching pattern, in registration order."""
+
+    def __init__(self, drivers: Iterable[Driver]) -> None:
+        self.drivers = list(drivers)
+        names = [driver.name for driver in self.drivers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"driver names must be unique (they name ledger groups): {names}")
+
+    def routes(self, event_type: str) -> list[Driver]:
+        return [
+            driver
+            for driver in self.drivers
+            if any(matches(pattern, event_type) for pattern in driver.patterns)
+        ]
+
+    async def dispatch(self, event: CloudEvent, context: DriverContext) -> None:
+        """Run the matching drivers one after another; the first failure propagates."""
+        for driver in self.routes(event.type):
+            once = idempotent(
+                context.storage,
+                ledger_group(driver),
+                functools.partial(driver.handle, context=context),
+            )
+            await once(event)

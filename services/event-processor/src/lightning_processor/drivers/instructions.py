@@ -1,0 +1,132 @@
+"""The instruction engine: runs the user's enabled instructions that match a user event.
+
+Matching is the type pattern (fnmatch) plus equality on top-level data fields. Every
+action's effect is a follow-up event (a stored pending task announced by
+`lightning.task.requested`, a notification request, or the emitted user event), published
+in one batch after the tasks are stored, so a crash in between is repaired by the
+redelivery: tasks are created under derived ids (an existing one is kept) and the same
+event ids are published again, which their consumers skip.
+
+Loops end here: internal `lightning.*` events never reach this driver (see `matches`), an
+event at `MAX_HOPS` runs no instruction, and an instruction may not emit an internal type
+(that would let a user forge the processor's own events, e.g. re-run a finished task).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+from collections.abc import AsyncIterator, Mapping
+from fnmatch import fnmatchcase
+from typing import Any
+
+from lightning_core.domain import (
+    INSTRUCTIONS,
+    INTERNAL_PREFIX,
+    MAX_HOPS,
+    NOTIFICATION_REQUESTED,
+    TASK_REQUESTED,
+    TASKS,
+    Instruction,
+    Notify,
+    RequestTask,
+    Task,
+)
+from lightning_core.events import CloudEvent
+from lightning_core.storage.base import Conflict, JsonScalar, Storage
+from lightning_processor.drivers.base import DriverContext, derived_id, follow_up
+
+log = logging.getLogger(__name__)
+
+# Notification's own limits: a rendered text longer than these would fail the notifier.
+TITLE_LIMIT = 200
+BODY_LIMIT = 4000
+
+_FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def render(template: str, data: Mapping[str, Any], limit: int) -> str:
+    """`{field}` replaced by that top-level data field; unknown fields are left as written.
+
+    A regex, not `str.format`: a template is user input, and format strings can reach
+    attributes and items (`{x.__class__}`). Cut to `limit` so the notification is valid.
+    """
+    rendered = _FIELD.sub(
+        lambda match: str(data[match[1]]) if match[1] in data else match[0], template
+    )
+    return rendered[:limit]
+
+
+def _equal(actual: Any, expected: JsonScalar) -> bool:
+    """JSON equality: `true` is not `1` (Python's `True == 1` would say it is)."""
+    if isinstance(actual, bool) or isinstance(expected, bool):
+        return actual is expected
+    return bool(actual == expected)
+
+
+def applies(instruction: Instruction, event: CloudEvent) -> bool:
+    return fnmatchcase(event.type, instruction.event_type) and all(
+        field in event.data and _equal(event.data[field], value)
+        for field, value in instruction.data_filter.items()
+    )
+
+
+async def enabled_instructions(storage: Storage, user: str) -> AsyncIterator[Instruction]:
+    continuation: str | None = None
+    while True:
+        page = await storage.query(
+            INSTRUCTIONS, user, where={"enabled": True}, continuation=continuation
+        )
+        for document in page.items:
+            yield Instruction.model_validate(document.body)
+        if page.continuation is None:
+            return
+        continuation = page.continuation
+
+
+class InstructionEngine:
+    name = "instructions"
+    patterns = ("*",)
+
+    async def handle(self, event: CloudEvent, context: DriverContext) -> None:
+        if event.hops >= MAX_HOPS:
+            log.warning("event %s is %d hops deep: no instruction runs", event.id, event.hops)
+            return
+        follow_ups: list[CloudEvent] = []
+        async for instruction in enabled_instructions(context.storage, event.user):
+            if applies(instruction, event):
+                follow_up_event = await self._act(instruction, event, context)
+                if follow_up_event is not None:
+                    follow_ups.append(follow_up_event)
+        await context.bus.publish_batch(follow_ups)
+
+    async def _act(
+        self, instruction: Instruction, event: CloudEvent, context: DriverContext
+    ) -> CloudEvent | None:
+        action = instruction.action
+        if isinstance(action, RequestTask):
+            task = Task(
+                id=derived_id(event.id, instruction.id, "task"),
+                user=event.user,
+                kind=action.task,
+                params=action.params,
+                correlationid=event.correlationid or event.id,
+                source_event_id=event.id,
+            )
+            with contextlib.suppress(Conflict):  # stored by an earlier delivery: keep it
+                await context.storage.create(
+                    TASKS, event.user, task.id, task.model_dump(mode="json")
+                )
+            return follow_up(event, TASK_REQUESTED, {"task_id": task.id}, instruction.id)
+        if isinstance(action, Notify):
+            data = {
+                # A title that renders empty (`{name}` with name "") keeps its template.
+                "title": render(action.title, event.data, TITLE_LIMIT) or action.title,
+                "body": render(action.body, event.data, BODY_LIMIT),
+            }
+            return follow_up(event, NOTIFICATION_REQUESTED, data, instruction.id)
+        if action.type.startswith(INTERNAL_PREFIX):
+            log.warning("instruction %s may not emit internal %s", instruction.id, action.type)
+            return None
+        return follow_up(event, action.type, dict(action.data), instruction.id)

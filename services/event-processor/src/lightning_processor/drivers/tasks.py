@@ -1,0 +1,179 @@
+"""The task runner: moves a requested task pending -> running -> succeeded | failed.
+
+Every state change is a conditional replace (`if_match`), so a cancel that lands while the
+task runs wins: finishing fails with PreconditionFailed, the bus redelivers the request,
+and the runner finds the task cancelled and leaves it.
+
+Retries belong to the task, not the bus: a failed attempt puts the task back to pending
+with its error and publishes a fresh `lightning.task.requested` (a new event id, the same
+hop count: it is the same request again), until `max_attempts`, then the task fails and
+`lightning.task.failed` reports it. So the user sees each attempt in the task record, the
+task's own `max_attempts` is the budget, and a failing task never becomes a dead letter
+(those stay for events the processor could not handle at all). The attempt is counted when
+it starts, so a crash mid-run uses it up too.
+
+A request for a task left `running` (the process died mid-attempt, before the ledger
+recorded the request) runs it again: at-least-once, like every effect here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Collection
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from lightning_core.domain import (
+    FINAL_TASK_STATUSES,
+    INTERNAL_PREFIX,
+    NOTIFICATION_REQUESTED,
+    TASK_FAILED,
+    TASK_REQUESTED,
+    TASK_SUCCEEDED,
+    TASKS,
+    Emit,
+    Notify,
+    Task,
+    TaskKind,
+    TaskStatus,
+    now,
+)
+from lightning_core.events import CloudEvent
+from lightning_core.storage.base import Document, NotFound
+from lightning_processor.drivers.base import DriverContext, derived_id, follow_up
+
+log = logging.getLogger(__name__)
+
+
+class TaskError(Exception):
+    """The task's parameters cannot work (a retry would fail the same way, but it is cheap)."""
+
+
+def origin(url: str) -> str:
+    """`scheme://host[:port]`, lower-cased: what the webhook allow-list holds."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise TaskError(f"not an http(s) URL: {url!r}")
+    port = f":{parts.port}" if parts.port is not None else ""
+    return f"{parts.scheme}://{parts.hostname.lower()}{port}"
+
+
+class TaskRunner:
+    name = "tasks"
+    patterns = (TASK_REQUESTED,)
+
+    def __init__(
+        self,
+        *,
+        webhook_origins: Collection[str] = (),
+        max_wait: float = 10.0,
+        webhook_timeout: float = 10.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        """`webhook_origins`: where webhook tasks may POST (empty: nowhere).
+
+        `max_wait` bounds a wait task: the consumer handles one event at a time and a
+        SIGTERM waits for the event in flight, so a long wait holds both. `transport` lets
+        tests answer webhooks in-process.
+        """
+        self.webhook_origins = frozenset(origin(url) for url in webhook_origins)
+        self.max_wait = max_wait
+        self.webhook_timeout = webhook_timeout
+        self.transport = transport
+
+    async def handle(self, event: CloudEvent, context: DriverContext) -> None:
+        task_id = str(event.data.get("task_id", ""))
+        try:
+            document = await context.storage.get(TASKS, event.user, task_id)
+        except NotFound:
+            log.warning("task %r of event %s does not exist (deleted?)", task_id, event.id)
+            return
+        task = Task.model_validate(document.body)
+        if task.status in FINAL_TASK_STATUSES:
+            log.info("task %s is %s: not run", task.id, task.status)
+            return
+        task.status, task.attempts = TaskStatus.RUNNING, task.attempts + 1
+        document = await self._save(context, task, document.etag)
+        try:
+            result = await self._run(task, event, context)
+        except Exception as error:  # any failure of the task's work counts as an attempt
+            await self._failed(task, event, context, document, f"{type(error).__name__}: {error}")
+        else:
+            task.status, task.result, task.error = TaskStatus.SUCCEEDED, result, None
+            await self._save(context, task, document.etag)
+            await context.bus.publish(
+                follow_up(event, TASK_SUCCEEDED, {"task_id": task.id, "result": result})
+            )
+
+    async def _failed(
+        self,
+        task: Task,
+        event: CloudEvent,
+        context: DriverContext,
+        document: Document,
+        error: str,
+    ) -> None:
+        task.error = error
+        if task.attempts < task.max_attempts:
+            log.warning("task %s attempt %d failed (%s): retrying", task.id, task.attempts, error)
+            task.status = TaskStatus.PENDING
+            await self._save(context, task, document.etag)
+            retry = event.model_copy(
+                update={"id": derived_id(task.id, "attempt", str(task.attempts)), "time": now()}
+            )
+            await context.bus.publish(retry)
+            return
+        log.warning("task %s failed after %d attempts: %s", task.id, task.attempts, error)
+        task.status = TaskStatus.FAILED
+        await self._save(context, task, document.etag)
+        await context.bus.publish(
+            follow_up(event, TASK_FAILED, {"task_id": task.id, "error": error})
+        )
+
+    async def _save(self, context: DriverContext, task: Task, etag: str) -> Document:
+        task.updated_at = now()
+        return await context.storage.replace(
+            TASKS, task.user, task.id, task.model_dump(mode="json"), if_match=etag
+        )
+
+    async def _run(self, task: Task, event: CloudEvent, context: DriverContext) -> dict[str, Any]:
+        """Do the task's work; the result is stored on the task and reported."""
+        match task.kind:
+            case TaskKind.NOTIFY:
+                notify = Notify.model_validate(task.params)
+                request = follow_up(
+                    event,
+                    NOTIFICATION_REQUESTED,
+                    {"title": notify.title, "body": notify.body},
+                    task.id,
+                )
+                await context.bus.publish(request)
+                return {"notification_event_id": request.id}
+            case TaskKind.WAIT:
+                seconds = min(max(float(task.params.get("seconds", 0)), 0.0), self.max_wait)
+                await asyncio.sleep(seconds)
+                return {"waited": seconds}
+            case TaskKind.EMIT:
+                emit = Emit.model_validate(task.params)
+                if emit.type.startswith(INTERNAL_PREFIX):
+                    raise TaskError(f"a task may not emit internal {emit.type}")
+                emitted = follow_up(event, emit.type, emit.data, task.id)
+                await context.bus.publish(emitted)
+                return {"event_id": emitted.id}
+            case TaskKind.WEBHOOK:
+                return await self._webhook(task)
+
+    async def _webhook(self, task: Task) -> dict[str, Any]:
+        url = str(task.params.get("url", ""))
+        if origin(url) not in self.webhook_origins:
+            raise TaskError(f"webhook origin {origin(url)} is not allow-listed")
+        # Redirects are not followed (httpx's default): one could leave the allow-list.
+        async with httpx.AsyncClient(
+            timeout=self.webhook_timeout, transport=self.transport
+        ) as client:
+            response = await client.post(url, json=task.params.get("payload", {}))
+        response.raise_for_status()
+        return {"status_code": response.status_code}
