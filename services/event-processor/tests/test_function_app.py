@@ -24,6 +24,14 @@ from azure.functions.servicebus import ServiceBusMessage
 
 from lightning_core.bus.servicebus import CONTENT_TYPE, GROUP_NAME, Clients, ServiceBusBus
 from lightning_core.config import ConfigError
+from lightning_core.domain import (
+    INSTRUCTIONS,
+    TASK_REQUESTED,
+    TASKS,
+    Instruction,
+    RequestTask,
+    TaskKind,
+)
 from lightning_core.events import CloudEvent
 from lightning_core.records import EVENTS, EventRecord, EventStatus, record_received
 from lightning_core.storage.base import Document
@@ -129,6 +137,41 @@ async def test_a_redelivered_message_changes_nothing(function_app: ModuleType) -
     first = await stored(function_app, event)
     await function(event_message(event, delivery_count=1))
     assert await stored(function_app, event) == first  # same body, same etag: not rewritten
+
+
+async def test_follow_ups_are_published_to_the_bus_built_from_the_settings(
+    function_app: ModuleType,
+) -> None:
+    """The drivers run behind the Function too: a matching instruction requests a task."""
+    function, _trigger = the_function(function_app)
+    storage, bus = (
+        function_app.process.processor.context.storage,
+        function_app.process.processor.context.bus,
+    )
+    await storage.connect()
+    instruction = Instruction(
+        user="alice", name="rule", event_type="order.*", action=RequestTask(task=TaskKind.WAIT)
+    )
+    await storage.create(INSTRUCTIONS, "alice", instruction.id, instruction.model_dump(mode="json"))
+    await bus.open_group("probe")
+    event = make_event()
+    await function(event_message(event))
+    published: list[CloudEvent] = []
+    stop = asyncio.Event()
+
+    async def take(follow_up: CloudEvent) -> None:
+        published.append(follow_up)
+        stop.set()
+
+    await asyncio.wait_for(bus.consume("probe", take, stop=stop), 5)
+    [requested] = published
+    assert (requested.type, requested.correlationid, requested.hops) == (
+        TASK_REQUESTED,
+        event.id,
+        1,
+    )
+    task = await storage.get(TASKS, "alice", requested.data["task_id"])
+    assert task.body["status"] == "pending"
 
 
 @pytest.mark.parametrize(
