@@ -311,6 +311,9 @@ async def test_a_wait_task_waits_at_most_the_bound(
     async with asyncio.timeout(2):
         await processor.handle(requested(task))
     assert (await get_task(storage, task.id)).result == {"waited": 0.01}
+    nan = await add_task(storage, kind=TaskKind.WAIT, params={"seconds": "nan"}, max_attempts=1)
+    await processor.handle(requested(nan))
+    assert (await get_task(storage, nan.id)).error == "TaskError: wait seconds is NaN"
 
 
 async def test_an_emit_task_publishes_a_user_event_one_hop_further(

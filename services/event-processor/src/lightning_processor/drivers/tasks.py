@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Collection
 from typing import Any
 from urllib.parse import urlsplit
@@ -153,7 +154,10 @@ class TaskRunner:
                 await context.bus.publish(request)
                 return {"notification_event_id": request.id}
             case TaskKind.WAIT:
-                seconds = min(max(float(task.params.get("seconds", 0)), 0.0), self.max_wait)
+                requested = float(task.params.get("seconds", 0))
+                if math.isnan(requested):  # min/max would pass NaN through to sleep
+                    raise TaskError("wait seconds is NaN")
+                seconds = min(max(requested, 0.0), self.max_wait)
                 await asyncio.sleep(seconds)
                 return {"waited": seconds}
             case TaskKind.EMIT:
