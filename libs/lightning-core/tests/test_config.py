@@ -117,3 +117,11 @@ def test_runtime_reports_bad_settings_in_one_line_without_traceback(tmp_path: ob
     [line] = result.stderr.strip().splitlines()
     assert line.startswith("error: Invalid Lightning OS configuration: COSMOS_CONNECTION_STRING")
     assert "SERVICE_BUS_CONNECTION_STRING" in line
+
+
+def test_webhook_origins_are_a_comma_separated_allow_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().webhook_origins == []
+    monkeypatch.setenv(
+        "LIGHTNING_WEBHOOK_ALLOWED_ORIGINS", "https://hooks.example.com, http://h:8080,"
+    )
+    assert load_settings().webhook_origins == ["https://hooks.example.com", "http://h:8080"]

@@ -104,6 +104,8 @@ class Settings(BaseSettings):
     entra_issuer: str | None = Field(default=None, alias="ENTRA_ISSUER")
     entra_jwks_url: str | None = Field(default=None, alias="ENTRA_JWKS_URL")
 
+    webhook_allowed_origins: str = Field(default="", alias="LIGHTNING_WEBHOOK_ALLOWED_ORIGINS")
+
     host: str = Field(default="127.0.0.1", alias="LIGHTNING_HOST")
     api_port: Port = Field(default=8000, alias="LIGHTNING_API_PORT")
     ui_port: Port = Field(default=8080, alias="LIGHTNING_UI_PORT")
@@ -135,6 +137,13 @@ class Settings(BaseSettings):
         if self.entra_tenant_id:
             return f"https://login.microsoftonline.com/{self.entra_tenant_id}/discovery/v2.0/keys"
         return None
+
+    @property
+    def webhook_origins(self) -> list[str]:
+        """Origins (`scheme://host[:port]`) webhook tasks may call; none unless listed."""
+        return [
+            origin.strip() for origin in self.webhook_allowed_origins.split(",") if origin.strip()
+        ]
 
     def service_types(self) -> list[str]:
         """SERVICE_TYPE may name several services to host in one process (`invoke dev`)."""

@@ -108,7 +108,11 @@ def load() -> EventFunction:
     """Read the settings, build (not connect) the providers; bad settings: one line, raise."""
     try:
         settings = load_settings()
-        processor = Processor(build_storage(settings), build_bus(settings), builtin_registry())
+        processor = Processor(
+            build_storage(settings),
+            build_bus(settings),
+            builtin_registry(webhook_origins=settings.webhook_origins),
+        )
     except ConfigError as error:
         log.critical("%s", error)
         raise

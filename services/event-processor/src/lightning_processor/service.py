@@ -14,5 +14,9 @@ from lightning_processor.handler import CONSUMER_GROUP, Processor
 
 
 async def service(context: ServiceContext, stop: asyncio.Event) -> None:
-    processor = Processor(context.storage, context.bus, builtin_registry())
+    processor = Processor(
+        context.storage,
+        context.bus,
+        builtin_registry(webhook_origins=context.settings.webhook_origins),
+    )
     await context.bus.consume(CONSUMER_GROUP, processor.handle, stop=stop)
