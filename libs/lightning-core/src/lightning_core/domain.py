@@ -26,6 +26,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
 from lightning_core.storage.base import JsonScalar
 
@@ -81,19 +82,30 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class RequestTask(_Strict):
+def _require_kind(schema: JsonDict) -> None:
+    """Validation needs an action's `kind` (the union's tag) though Python callers may omit
+    it: say so in the JSON schema, or clients generated from it send actions we refuse."""
+    required = schema.get("required")
+    schema["required"] = ["kind", *(required if isinstance(required, list) else [])]
+
+
+class _Action(_Strict):
+    model_config = ConfigDict(json_schema_extra=_require_kind)
+
+
+class RequestTask(_Action):
     kind: Literal["request_task"] = "request_task"
     task: TaskKind
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-class Notify(_Strict):
+class Notify(_Action):
     kind: Literal["notify"] = "notify"
     title: str = Field(min_length=1, max_length=200)
     body: str = Field(default="", max_length=4000)
 
 
-class Emit(_Strict):
+class Emit(_Action):
     kind: Literal["emit"] = "emit"
     type: EventType
     data: dict[str, Any] = Field(default_factory=dict)
@@ -109,7 +121,7 @@ class InstructionSpec(_Strict):
     event_type: TypePattern
     data_filter: dict[str, JsonScalar] = Field(default_factory=dict)
     action: Action
-    enabled: bool = True
+    enabled: bool = Field(default=True, strict=True)  # JSON 0/1 is not a yes/no
 
 
 class Instruction(InstructionSpec):
