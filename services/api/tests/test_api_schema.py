@@ -82,5 +82,5 @@ class EntraToken:
 def test_api_conforms_to_its_schema(case: schemathesis.Case[Any]) -> None:
     # A continuation token is opaque (each storage provider has its own format), so the
     # schema cannot tell a forged one from a real one; the API answers a forged one 400.
-    opaque_cursor = case.operation.path == "/api/events" and "continuation" in (case.query or {})
+    opaque_cursor = "continuation" in (case.query or {})
     case.call_and_validate(excluded_checks=[positive_data_acceptance] if opaque_cursor else None)

@@ -1,11 +1,14 @@
-"""Request and response bodies of the events API."""
+"""Request and response bodies the API adds to the domain records of lightning-core."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
 
+from lightning_core.domain import TaskSpec
+from lightning_core.events import CloudEvent
 from lightning_core.records import EventRecord
 
 
@@ -28,3 +31,18 @@ class ErrorDetail(BaseModel):
     """What an error response carries (FastAPI's HTTPException body)."""
 
     detail: str
+
+
+class TaskIn(TaskSpec):
+    """A task request: the spec, and optionally the correlation id of what it belongs to."""
+
+    correlationid: str | None = Field(default=None, min_length=1, max_length=128)
+
+
+class DeadLetterOut(BaseModel):
+    """An event the processor gave up on, with the last error, for the caller to replay."""
+
+    event: CloudEvent
+    reason: str
+    attempts: int
+    failed_at: datetime

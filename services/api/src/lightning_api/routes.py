@@ -12,7 +12,8 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from lightning_api.changes import EventChanges
 from lightning_api.dependencies import BusDep, ContextDep, CurrentUser, StopDep, StorageDep
-from lightning_api.models import ErrorDetail, EventIn, EventPage
+from lightning_api.models import EventIn, EventPage
+from lightning_api.resource import BAD_BODY, BAD_CONTINUATION, UNAUTHORIZED
 from lightning_core.events import CloudEvent
 from lightning_core.records import EVENTS, EventRecord, EventStatus, record_received
 
@@ -20,11 +21,6 @@ router = APIRouter()
 
 POLL_INTERVAL = 0.25  # seconds between looks at storage: the stream's worst-case latency
 RECONNECT_MS = 1000  # how soon an EventSource reconnects after the stream ends
-
-# Declared per route so the schema lists every status a client can get (schemathesis checks).
-UNAUTHORIZED: dict[int | str, dict[str, object]] = {
-    401: {"model": ErrorDetail, "description": "Azure mode: no acceptable bearer token"}
-}
 
 
 @router.get("/healthz", tags=["health"])
@@ -56,10 +52,7 @@ async def readyz(context: ContextDep, response: Response) -> dict[str, str]:
     "/api/events",
     status_code=status.HTTP_202_ACCEPTED,
     tags=["events"],
-    responses={
-        **UNAUTHORIZED,
-        400: {"model": ErrorDetail, "description": "The body is not JSON"},
-    },
+    responses={**UNAUTHORIZED, **BAD_BODY},
 )
 async def submit_event(
     body: EventIn, user: CurrentUser, storage: StorageDep, bus: BusDep
@@ -74,10 +67,7 @@ async def submit_event(
 @router.get(
     "/api/events",
     tags=["events"],
-    responses={
-        **UNAUTHORIZED,
-        400: {"model": ErrorDetail, "description": "The continuation token is not one we issued"},
-    },
+    responses={**UNAUTHORIZED, **BAD_CONTINUATION},
 )
 async def list_events(
     user: CurrentUser,

@@ -1,0 +1,123 @@
+"""What every per-user resource shares: error declarations, paging, lookups, etags, updates.
+
+Every route reads and writes only the caller's partition (`storage.*(collection, user,
+...)`), so another user's record is indistinguishable from a missing one: 404, never 403,
+which would confirm that the id exists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Generic, TypeVar
+
+from fastapi import HTTPException, Query, Response, status
+from pydantic import BaseModel
+
+from lightning_api.models import ErrorDetail
+from lightning_core.storage.base import Document, JsonScalar, NotFound, PreconditionFailed, Storage
+
+Responses = dict[int | str, dict[str, Any]]
+
+# Declared per route so the schema lists every status a client can get (schemathesis checks).
+UNAUTHORIZED: Responses = {
+    401: {"model": ErrorDetail, "description": "Azure mode: no acceptable bearer token"}
+}
+BAD_BODY: Responses = {400: {"model": ErrorDetail, "description": "The body is not JSON"}}
+NOT_FOUND: Responses = {404: {"model": ErrorDetail, "description": "No such record of yours"}}
+BAD_CONTINUATION: Responses = {
+    400: {"model": ErrorDetail, "description": "The continuation token is not one we issued"}
+}
+CONTENDED: Responses = {
+    409: {"model": ErrorDetail, "description": "The record kept changing under us; try again"}
+}
+STALE: Responses = {
+    412: {"model": ErrorDetail, "description": "If-Match does not name the current ETag"}
+}
+
+Limit = Annotated[int, Query(ge=1, le=500, description="Most items in one page")]
+Continuation = Annotated[
+    str | None, Query(description="The `continuation` of the previous page, as given")
+]
+
+M = TypeVar("M", bound=BaseModel)
+
+#: A read-modify-write that keeps losing to concurrent writers gives up after this many tries.
+UPDATE_ATTEMPTS = 3
+
+
+class Page(BaseModel, Generic[M]):
+    items: list[M]
+    continuation: str | None
+
+
+async def list_page(
+    storage: Storage,
+    collection: str,
+    user: str,
+    model: type[M],
+    *,
+    where: Mapping[str, JsonScalar] | None,
+    limit: int,
+    continuation: str | None,
+) -> Page[M]:
+    """One page of the caller's records, newest first; 400 for a forged continuation."""
+    try:
+        page = await storage.query(
+            collection,
+            user,
+            where=where or None,
+            order_by="created_at",
+            descending=True,
+            limit=limit,
+            continuation=continuation,
+        )
+    except ValueError as error:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(error)) from None
+    return Page[model](  # type: ignore[valid-type]
+        items=[model.model_validate(doc.body) for doc in page.items],
+        continuation=page.continuation,
+    )
+
+
+async def get_or_404(storage: Storage, collection: str, user: str, doc_id: str) -> Document:
+    try:
+        return await storage.get(collection, user, doc_id)
+    except NotFound:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no {collection} record {doc_id}") from None
+
+
+def with_etag(response: Response, document: Document) -> Document:
+    """Expose the storage etag as an HTTP entity tag (quoted, as RFC 9110 spells it)."""
+    response.headers["ETag"] = f'"{document.etag}"'
+    return document
+
+
+def unquote_etag(value: str) -> str:
+    """The storage etag inside an If-Match value; clients may send it quoted, weak or bare."""
+    return value.strip().removeprefix("W/").strip('"')
+
+
+async def modify(
+    storage: Storage,
+    collection: str,
+    user: str,
+    doc_id: str,
+    change: Callable[[dict[str, Any]], dict[str, Any]],
+) -> Document:
+    """Apply `change` to the current body and write it only if nobody wrote in between.
+
+    For server-side transitions (enable, cancel, mark read) the client has no etag to
+    offer, yet a concurrent writer (the task runner moving a task to running) must not
+    be overwritten: the write is conditional on the etag read and re-read on conflict.
+    `change` may raise HTTPException to refuse, or return the body unchanged to skip
+    the write (the transition already happened).
+    """
+    for _ in range(UPDATE_ATTEMPTS):
+        document = await get_or_404(storage, collection, user, doc_id)
+        body = change(document.body)
+        if body == document.body:
+            return document
+        with contextlib.suppress(PreconditionFailed, NotFound):  # re-read: 404 if deleted
+            return await storage.replace(collection, user, doc_id, body, if_match=document.etag)
+    raise HTTPException(status.HTTP_409_CONFLICT, f"{collection} record {doc_id} is busy")
