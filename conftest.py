@@ -11,9 +11,11 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 import provider_backends
+from lightning_api.app import create_app as create_api
 from lightning_core.bus.base import RetryPolicy
 from lightning_core.bus.memory import MemoryBus
 from lightning_core.config import Settings, load_settings
@@ -107,3 +109,23 @@ def embedded_system(tmp_path: Path) -> Iterator[RunningSystem]:
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
+
+
+def api_client_as(context: ServiceContext, user: str) -> httpx.AsyncClient:
+    """An embedded-mode API client whose dev identity is `user` (one app per user, shared
+    stores): how the tests show one user never sees another's records."""
+    settings = context.settings.model_copy(update={"dev_user": user})
+    app = create_api(ServiceContext(settings, context.storage, context.bus))
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api")
+
+
+@pytest.fixture
+async def alice(context: ServiceContext) -> AsyncIterator[httpx.AsyncClient]:
+    async with api_client_as(context, "alice") as client:
+        yield client
+
+
+@pytest.fixture
+async def bob(context: ServiceContext) -> AsyncIterator[httpx.AsyncClient]:
+    async with api_client_as(context, "bob") as client:
+        yield client

@@ -1,31 +1,7 @@
-from collections.abc import AsyncIterator
-
 import httpx
-import pytest
 
-from lightning_api.app import create_app
 from lightning_core.domain import NOTIFICATIONS, Notification
-from lightning_core.service import ServiceContext
 from lightning_core.storage.base import Storage
-
-
-def client_as(context: ServiceContext, user: str) -> httpx.AsyncClient:
-    """An embedded-mode client whose dev identity is `user` (one app per user, shared stores)."""
-    settings = context.settings.model_copy(update={"dev_user": user})
-    app = create_app(ServiceContext(settings, context.storage, context.bus))
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api")
-
-
-@pytest.fixture
-async def alice(context: ServiceContext) -> AsyncIterator[httpx.AsyncClient]:
-    async with client_as(context, "alice") as client:
-        yield client
-
-
-@pytest.fixture
-async def bob(context: ServiceContext) -> AsyncIterator[httpx.AsyncClient]:
-    async with client_as(context, "bob") as client:
-        yield client
 
 
 async def notify(storage: Storage, user: str, title: str) -> Notification:

@@ -1,11 +1,11 @@
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
 import pytest
 
-from lightning_api.app import create_app
+from conftest import api_client_as as client_as
 from lightning_core.bus.memory import MemoryBus
 from lightning_core.config import Settings
 from lightning_core.domain import FINAL_TASK_STATUSES, TASK_REQUESTED, TASKS, Task, TaskStatus
@@ -13,26 +13,6 @@ from lightning_core.events import CloudEvent
 from lightning_core.service import ServiceContext
 from lightning_core.storage.base import Document, Storage
 from lightning_core.storage.sqlite import SqliteStorage
-
-
-def client_as(context: ServiceContext, user: str) -> httpx.AsyncClient:
-    """An embedded-mode client whose dev identity is `user` (one app per user, shared stores)."""
-    settings = context.settings.model_copy(update={"dev_user": user})
-    app = create_app(ServiceContext(settings, context.storage, context.bus))
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api")
-
-
-@pytest.fixture
-async def alice(context: ServiceContext) -> AsyncIterator[httpx.AsyncClient]:
-    async with client_as(context, "alice") as client:
-        yield client
-
-
-@pytest.fixture
-async def bob(context: ServiceContext) -> AsyncIterator[httpx.AsyncClient]:
-    async with client_as(context, "bob") as client:
-        yield client
-
 
 WAIT = {"kind": "wait", "params": {"seconds": 1}}
 

@@ -34,6 +34,9 @@ INSTRUCTIONS = "instructions"
 TASKS = "tasks"
 NOTIFICATIONS = "notifications"
 
+#: The event processor's consumer group: its dead letters are the ones users see and replay.
+PROCESSOR_GROUP = "event-processor"
+
 INTERNAL_PREFIX = "lightning."
 TASK_REQUESTED = "lightning.task.requested"
 TASK_SUCCEEDED = "lightning.task.succeeded"

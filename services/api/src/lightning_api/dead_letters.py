@@ -11,12 +11,12 @@ from fastapi import APIRouter, HTTPException, status
 from lightning_api.dependencies import BusDep, CurrentUser
 from lightning_api.models import DeadLetterOut
 from lightning_api.resource import NOT_FOUND, UNAUTHORIZED
+from lightning_core.domain import PROCESSOR_GROUP
 
 router = APIRouter(prefix="/api/dead-letters", tags=["dead letters"], responses=UNAUTHORIZED)
 
 #: The event processor's consumer group (`lightning_processor.handler.CONSUMER_GROUP`);
 #: spelled out because the API does not depend on the processor package.
-PROCESSOR_GROUP = "event-processor"
 
 
 @router.get("")

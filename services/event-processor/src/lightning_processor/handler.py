@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from lightning_core.bus.base import EventBus
+from lightning_core.domain import PROCESSOR_GROUP
 from lightning_core.events import CloudEvent
 from lightning_core.records import mark_processed
 from lightning_core.storage.base import Storage
@@ -18,7 +19,7 @@ from lightning_processor.drivers import DriverContext, Registry
 
 log = logging.getLogger(__name__)
 
-CONSUMER_GROUP = "event-processor"
+CONSUMER_GROUP = PROCESSOR_GROUP
 
 
 class Processor:
