@@ -34,7 +34,12 @@ ADMIN_URL = os.environ.get("DATABASE_URL") or (
     f"postgresql://{getpass.getuser()}@127.0.0.1:5432/postgres"
 )
 START_SHARED = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+# The newest server Debian/Ubuntu installed (15 on our machines, 16 on GitHub's runners).
+PG_BIN = max(
+    Path("/usr/lib/postgresql").glob("*/bin"),
+    key=lambda path: int(path.parent.name) if path.parent.name.isdigit() else 0,
+    default=Path("/usr/lib/postgresql/15/bin"),
+)
 # PostgreSQL refuses to run as root: as root, the private server runs as this OS user.
 SERVER_USER = "postgres"
 
@@ -99,11 +104,11 @@ def _as_server_user() -> list[str]:
 
 @pytest.fixture
 def faulty_postgres() -> Iterator[Faulty]:
-    """PostgreSQL 15 of our own (durable defaults: fsync and synchronous commit on)."""
+    """A PostgreSQL of our own (durable defaults: fsync and synchronous commit on)."""
     require(
         (PG_BIN / "postgres").exists(),
-        f"PostgreSQL 15 server binaries in {PG_BIN}",
-        "apt-get install postgresql-15",
+        f"PostgreSQL server binaries in {PG_BIN}",
+        "apt-get install postgresql",
     )
     # Not under pytest's tmp_path: the server's user must be able to reach its directory.
     root = Path(tempfile.mkdtemp(prefix="lightning-pg-"))
