@@ -1,21 +1,37 @@
-"""The UI reads everything through the API, as any other client would."""
+"""The UI reads and changes everything through the API, as any other client would."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 import httpx
+from pydantic import BaseModel
 
+from lightning_core.domain import Instruction, Notification, Task, TaskStatus
+from lightning_core.events import CloudEvent
 from lightning_core.records import EventRecord, EventStatus
 
 # The API sends a heartbeat every 15 s: a stream silent for twice that is dead.
 STREAM_TIMEOUT = httpx.Timeout(5.0, read=30.0)
 STATUSES = frozenset(EventStatus)  # stream messages named after a status carry a record
+COUNT_LIMIT = 500  # counts are one page long; more shows as "500+"
 
 
 class ApiUnavailable(Exception):
     """The API did not answer or answered with an error; the page says so instead of failing."""
+
+
+class ApiRejected(Exception):
+    """The API refused a request (4xx): `detail` is its body's `detail`, str or list."""
+
+    def __init__(self, status_code: int, detail: Any) -> None:
+        super().__init__(f"{status_code}: {detail}")
+        self.status_code = status_code
+        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -26,18 +42,137 @@ class Change:
     record: EventRecord | None = None
 
 
+class DeadLetter(BaseModel):
+    """An event the processor gave up on (the API's DeadLetterOut)."""
+
+    event: CloudEvent
+    reason: str
+    attempts: int
+    failed_at: datetime
+
+
+@dataclass(frozen=True)
+class Count:
+    value: int
+    more: bool = False  # there were more than one page
+
+    def __str__(self) -> str:
+        return f"{self.value}+" if self.more else str(self.value)
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """The API's /readyz: `checks` per dependency (storage, bus), or why it did not answer."""
+
+    ok: bool
+    checks: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Counts:
+    events: Count
+    tasks: dict[TaskStatus, Count]
+    unread_notifications: Count
+    dead_letters: Count
+
+
 class ApiClient:
     def __init__(self, base_url: str, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self._client = httpx.AsyncClient(base_url=base_url, timeout=5.0, transport=transport)
         self.base_url = base_url
 
-    async def recent_events(self, limit: int = 50) -> list[EventRecord]:
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str | int] | None = None,
+        json: Any = None,
+    ) -> Any:
+        """The answer's JSON body (None when empty); ApiRejected on 4xx, ApiUnavailable else."""
         try:
-            response = await self._client.get("/api/events", params={"limit": limit})
-            response.raise_for_status()
+            response = await self._client.request(method, path, params=params, json=json)
         except httpx.HTTPError as error:
             raise ApiUnavailable(f"API at {self.base_url} failed: {error}") from None
-        return [EventRecord.model_validate(item) for item in response.json()["items"]]
+        if 400 <= response.status_code < 500:
+            try:
+                detail = response.json().get("detail", response.text)
+            except ValueError:
+                detail = response.text
+            raise ApiRejected(response.status_code, detail)
+        if response.is_error:
+            raise ApiUnavailable(
+                f"API at {self.base_url} failed: {method} {path} answered {response.status_code}"
+            )
+        return response.json() if response.content else None
+
+    async def recent_events(self, limit: int = 50) -> list[EventRecord]:
+        body = await self._call("GET", "/api/events", params={"limit": limit})
+        return [EventRecord.model_validate(item) for item in body["items"]]
+
+    async def readiness(self) -> Readiness:
+        try:
+            response = await self._client.get("/readyz")
+            checks = response.json()
+        except (httpx.HTTPError, ValueError) as error:
+            return Readiness(False, {"api": f"unreachable: {error}"})
+        return Readiness(response.status_code == 200, {str(k): str(v) for k, v in checks.items()})
+
+    async def _count(self, path: str, params: dict[str, str | int] | None = None) -> Count:
+        body = await self._call("GET", path, params={**(params or {}), "limit": COUNT_LIMIT})
+        return Count(len(body["items"]), more=body["continuation"] is not None)
+
+    async def counts(self) -> Counts:
+        statuses = list(TaskStatus)
+        (events, unread, letters), tasks = await asyncio.gather(
+            asyncio.gather(
+                self._count("/api/events"),
+                self._count("/api/notifications", {"read": "false"}),
+                self.dead_letters(),
+            ),
+            asyncio.gather(*(self._count("/api/tasks", {"status": s.value}) for s in statuses)),
+        )
+        return Counts(
+            events=events,
+            tasks=dict(zip(statuses, tasks, strict=True)),
+            unread_notifications=unread,
+            dead_letters=Count(len(letters)),
+        )
+
+    async def instructions(self) -> list[Instruction]:
+        body = await self._call("GET", "/api/instructions", params={"limit": 200})
+        return [Instruction.model_validate(item) for item in body["items"]]
+
+    async def create_instruction(self, spec: dict[str, Any]) -> Instruction:
+        return Instruction.model_validate(await self._call("POST", "/api/instructions", json=spec))
+
+    async def set_instruction_enabled(self, instruction_id: str, enabled: bool) -> None:
+        verb = "enable" if enabled else "disable"
+        await self._call("POST", f"/api/instructions/{instruction_id}/{verb}")
+
+    async def delete_instruction(self, instruction_id: str) -> None:
+        await self._call("DELETE", f"/api/instructions/{instruction_id}")
+
+    async def tasks(self) -> list[Task]:
+        body = await self._call("GET", "/api/tasks", params={"limit": 100})
+        return [Task.model_validate(item) for item in body["items"]]
+
+    async def cancel_task(self, task_id: str) -> None:
+        await self._call("POST", f"/api/tasks/{task_id}/cancel")
+
+    async def notifications(self) -> list[Notification]:
+        body = await self._call("GET", "/api/notifications", params={"limit": 100})
+        return [Notification.model_validate(item) for item in body["items"]]
+
+    async def mark_read(self, notification_id: str) -> None:
+        await self._call("POST", f"/api/notifications/{notification_id}/read")
+
+    async def dead_letters(self) -> list[DeadLetter]:
+        body = await self._call("GET", "/api/dead-letters")
+        return [DeadLetter.model_validate(item) for item in body]
+
+    async def replay(self, event_id: str) -> None:
+        await self._call("POST", f"/api/dead-letters/{event_id}/replay")
 
     async def changes(self) -> AsyncGenerator[Change]:
         """The API's `/api/events/stream`, message by message, until it ends."""
@@ -55,11 +190,7 @@ class ApiClient:
                     elif not line:
                         record = (
                             EventRecord.model_validate_json(data)
-                            if kind
-                            not in (
-                                "ready",
-                                "heartbeat",
-                            )
+                            if kind not in ("ready", "heartbeat")
                             else None
                         )
                         yield Change(kind, record)

@@ -1,31 +1,48 @@
-"""Server-rendered pages: the recent events and their processing state, updated live.
+"""Server-rendered pages over the API: dashboard, instructions, tasks, notifications and
+dead letters.
 
-The page is rendered whole once; `/stream` then relays the API's event stream to the
-browser as Server-Sent Events carrying rendered table rows, so the browser needs no
-templates of its own and `static/live.js` only puts rows in place.
+Each page is rendered whole once and has a partial (`/partials/<page>`) with its live
+part: `static/poll.js` fetches that again every second or so (and right after a button
+changes something), and on the dashboard `/stream` relays the API's event stream as
+Server-Sent Events carrying rendered table rows that `static/live.js` puts in place. The
+browser has no templates of its own. Forms and buttons post JSON with fetch to the UI's
+own endpoints, which forward to the API and answer with JSON (`errors` per form field).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, StreamingResponse
+from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from lightning_ui.api_client import ApiClient, ApiUnavailable
+from lightning_core.domain import TaskKind, TaskStatus
+from lightning_ui.api_client import ApiClient, ApiRejected, ApiUnavailable
+from lightning_ui.forms import FIELDS, FORM, FormErrors, field_errors, spec_from_form
 
 STATIC = Path(__file__).parent / "static"
 RECONNECT_MS = 1000  # how soon the browser reconnects after the stream ends
 _templates = Environment(
     loader=PackageLoader("lightning_ui", "templates"), autoescape=select_autoescape()
 )
+_templates.filters["when"] = lambda value: value.strftime("%Y-%m-%d %H:%M:%S")
+_templates.globals.update(task_kinds=list(TaskKind), task_statuses=list(TaskStatus))
+#: Navigation: path, page name (template `<name>.html`, partial `_<name>.html`), label.
+PAGES = (
+    ("/", "index", "Dashboard"),
+    ("/instructions", "instructions", "Instructions"),
+    ("/tasks", "tasks", "Tasks"),
+    ("/notifications", "notifications", "Notifications"),
+    ("/dead-letters", "dead_letters", "Dead letters"),
+)
+_templates.globals["pages"] = PAGES
 T = TypeVar("T")
 
 
@@ -66,19 +83,47 @@ def create_app(api: ApiClient, *, stop: asyncio.Event | None = None) -> Starlett
     """The UI over an API client; `stop` (the runtime's) ends the open `/stream`s."""
     stopped = stop or asyncio.Event()
 
-    async def render(template: str) -> HTMLResponse:
+    async def dashboard() -> dict[str, Any]:
+        readiness, counts, events = await asyncio.gather(
+            api.readiness(), api.counts(), api.recent_events()
+        )
+        return {"readiness": readiness, "counts": counts, "events": events}
+
+    async def health_and_counts() -> dict[str, Any]:
+        readiness, counts = await asyncio.gather(api.readiness(), api.counts())
+        return {"readiness": readiness, "counts": counts}
+
+    loaders: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
+        "index": dashboard,
+        "dashboard": health_and_counts,
+        "events": lambda: _named(events=api.recent_events()),
+        "instructions": lambda: _named(instructions=api.instructions()),
+        "tasks": lambda: _named(tasks=api.tasks()),
+        "notifications": lambda: _named(notifications=api.notifications()),
+        "dead_letters": lambda: _named(dead_letters=api.dead_letters()),
+    }
+
+    async def render(template: str, loader: str, **extra: Any) -> HTMLResponse:
         try:
-            events, error = await api.recent_events(), None
+            values, error = await loaders[loader](), None
         except ApiUnavailable as problem:
-            events, error = [], str(problem)
-        html = _templates.get_template(template).render(events=events, error=error)
+            values, error = {}, str(problem)
+        html = _templates.get_template(template).render(
+            **values, **extra, error=error, fields=FIELDS
+        )
         return HTMLResponse(html, status_code=503 if error else 200)
 
-    async def index(_request: Request) -> HTMLResponse:
-        return await render("index.html")
+    def page(name: str, path: str) -> Route:
+        async def endpoint(_request: Request) -> HTMLResponse:
+            return await render(f"{name}.html", name, current=path)
 
-    async def events_partial(_request: Request) -> HTMLResponse:
-        return await render("_events.html")
+        return Route(path, endpoint)
+
+    def partial(name: str) -> Route:
+        async def endpoint(_request: Request) -> HTMLResponse:
+            return await render(f"_{name}.html", name)
+
+        return Route(f"/partials/{name.replace('_', '-')}", endpoint)
 
     async def relay() -> AsyncIterator[str]:
         yield f"retry: {RECONNECT_MS}\n\n"
@@ -106,15 +151,69 @@ def create_app(api: ApiClient, *, stop: asyncio.Event | None = None) -> Starlett
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
-    async def healthz(_request: Request) -> JSONResponse:
+    async def healthz(_request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
     return Starlette(
         routes=[
-            Route("/", index),
-            Route("/partials/events", events_partial),
+            *(page(name, path) for path, name, _label in PAGES),
+            *(partial(name) for name in loaders if name != "index"),
+            _instruction_form(api),
+            _action(
+                "/instructions/{id}/enable", lambda i: api.set_instruction_enabled(i, enabled=True)
+            ),
+            _action(
+                "/instructions/{id}/disable",
+                lambda i: api.set_instruction_enabled(i, enabled=False),
+            ),
+            _action("/instructions/{id}/delete", api.delete_instruction),
+            _action("/tasks/{id}/cancel", api.cancel_task),
+            _action("/notifications/{id}/read", api.mark_read),
+            _action("/dead-letters/{id}/replay", api.replay),
             Route("/stream", stream),
             Route("/healthz", healthz),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ]
     )
+
+
+def _action(path: str, call: Callable[[str], Awaitable[None]]) -> Route:
+    """A button's POST: forward to the API; JSON `{}` or `{"error": ...}` back."""
+
+    async def endpoint(request: Request) -> JSONResponse:
+        try:
+            await call(request.path_params["id"])
+        except ApiRejected as rejected:
+            return JSONResponse({"error": str(rejected.detail)}, rejected.status_code)
+        except ApiUnavailable as problem:
+            return JSONResponse({"error": str(problem)}, 503)
+        return JSONResponse({})
+
+    return Route(path, endpoint, methods=["POST"])
+
+
+def _instruction_form(api: ApiClient) -> Route:
+    async def create_instruction(request: Request) -> JSONResponse:
+        """The instruction form, posted as JSON: 201 `{id}`, or 422 `{errors: {field: msg}}`."""
+        try:
+            form = await request.json()
+            if not isinstance(form, dict):
+                raise FormErrors({FORM: "expected a JSON object"})
+            created = await api.create_instruction(spec_from_form(form))
+        except ValueError:
+            return JSONResponse({"errors": {FORM: "expected a JSON object"}}, 400)
+        except FormErrors as invalid:
+            return JSONResponse({"errors": invalid.errors}, 422)
+        except ApiRejected as rejected:
+            errors = field_errors(rejected.detail)
+            return JSONResponse({"errors": errors}, rejected.status_code)
+        except ApiUnavailable as problem:
+            return JSONResponse({"errors": {FORM: str(problem)}}, 503)
+        return JSONResponse({"id": created.id}, 201)
+
+    return Route("/instructions", create_instruction, methods=["POST"])
+
+
+async def _named(**values: Awaitable[Any]) -> dict[str, Any]:
+    """Await each value; the template gets them by name."""
+    return {name: await value for name, value in values.items()}

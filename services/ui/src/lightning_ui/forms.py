@@ -1,0 +1,125 @@
+"""The instruction form: its fields to an InstructionSpec body, and the API's 422 back to
+the fields, so each message can be shown next to the input it is about."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+#: The form's fields, in page order; `form` is for messages about no one field.
+FIELDS = (
+    "name",
+    "event_type",
+    "data_filter",
+    "action_kind",
+    "task_kind",
+    "task_params",
+    "notify_title",
+    "notify_body",
+    "emit_type",
+    "emit_data",
+)
+FORM = "form"
+
+# Where the API's `loc` (after "body") points, to the form field that holds it.
+_LOCATIONS: dict[tuple[str, ...], str] = {
+    ("name",): "name",
+    ("event_type",): "event_type",
+    ("data_filter",): "data_filter",
+    ("action",): "action_kind",
+    ("action", "request_task", "task"): "task_kind",
+    ("action", "request_task", "params"): "task_params",
+    ("action", "notify", "title"): "notify_title",
+    ("action", "notify", "body"): "notify_body",
+    ("action", "emit", "type"): "emit_type",
+    ("action", "emit", "data"): "emit_data",
+}
+
+
+class FormErrors(Exception):
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__(errors)
+        self.errors = errors
+
+
+def parse_mapping(text: str) -> dict[str, Any]:
+    """A JSON object, or `key=value` lines (values that read as JSON scalars, e.g. `3` or
+    `true`, are those; anything else is a string). Empty text is an empty mapping."""
+    text = text.strip()
+    if not text:
+        return {}
+    if text.startswith(("{", "[")):
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"not valid JSON: {error.msg} (line {error.lineno})") from None
+        if not isinstance(value, dict):
+            raise ValueError("must be a JSON object")
+        return value
+    mapping: dict[str, Any] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        key, equals, raw = line.partition("=")
+        if not equals or not key.strip():
+            raise ValueError(f"line {number}: expected key=value")
+        mapping[key.strip()] = _scalar(raw.strip())
+    return mapping
+
+
+def _scalar(raw: str) -> Any:
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+    return value if isinstance(value, (int, float, bool, str)) or value is None else raw
+
+
+def spec_from_form(form: dict[str, Any]) -> dict[str, Any]:
+    """The InstructionSpec body the form describes; FormErrors for what cannot be read."""
+    values = {name: str(form.get(name) or "") for name in FIELDS}
+    errors: dict[str, str] = {}
+
+    def mapping(field: str) -> dict[str, Any]:
+        try:
+            return parse_mapping(values[field])
+        except ValueError as error:
+            errors[field] = str(error)
+            return {}
+
+    kind = values["action_kind"]
+    action: dict[str, Any] = {"kind": kind}
+    if kind == "request_task":
+        action.update(task=values["task_kind"], params=mapping("task_params"))
+    elif kind == "notify":
+        action.update(title=values["notify_title"], body=values["notify_body"])
+    elif kind == "emit":
+        action.update(type=values["emit_type"], data=mapping("emit_data"))
+    else:
+        errors["action_kind"] = "choose an action"
+    spec = {
+        "name": values["name"].strip(),
+        "event_type": values["event_type"].strip(),
+        "data_filter": mapping("data_filter"),
+        "action": action,
+        "enabled": bool(form.get("enabled", True)),
+    }
+    if errors:
+        raise FormErrors(errors)
+    return spec
+
+
+def field_errors(detail: Any) -> dict[str, str]:
+    """The API's 422 `detail` ([{loc, msg}, ...] or a string) as messages per form field."""
+    if not isinstance(detail, list):
+        return {FORM: str(detail)}
+    errors: dict[str, str] = {}
+    for item in detail:
+        loc = tuple(str(part) for part in item.get("loc", ()) if part != "body")
+        message = str(item.get("msg", "invalid"))
+        field = next(
+            (_LOCATIONS[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in _LOCATIONS),
+            FORM,
+        )
+        errors[field] = f"{errors[field]}; {message}" if field in errors else message
+    return errors
