@@ -21,10 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -37,11 +33,10 @@ import asyncpg
 import httpx
 import pytest
 
-from conftest import free_port, require
+from conftest import require, start_runtime
 from lightning_core.bus.rabbitmq import RabbitMqBus
 from lightning_core.bus.redis import RedisBus
 from lightning_core.domain import PROCESSOR_GROUP
-from lightning_devtools.dev import wait_until_healthy
 from provider_backends import postgres, rabbitmq, redis
 
 DEADLINE = 30.0  # seconds for the whole chain: event -> instruction -> task -> notification
@@ -60,16 +55,6 @@ class Stack:
     env: dict[str, str]
     shared_bus: bool  # True: a second process sees the same events (not the memory bus)
     cleanups: list[Callable[[], None]] = field(default_factory=list)
-
-
-def _clean_environment() -> dict[str, str]:
-    """The test process's environment without any Lightning settings it may carry."""
-    names = {"DATABASE_URL", "REDIS_URL", "RABBITMQ_URL", "SERVICE_TYPE"}
-    return {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith("LIGHTNING_") and key not in names
-    }
 
 
 async def _admin(url: str, statement: str) -> None:
@@ -115,7 +100,7 @@ async def _delete_rabbitmq_topology(namespace: str) -> None:
 @pytest.fixture(params=["embedded", "postgres-redis", "postgres-rabbitmq"])
 def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
     name: str = request.param
-    env = _clean_environment()
+    env: dict[str, str] = {}
     if name == "embedded":
         env |= {"LIGHTNING_MODE": "embedded", "LIGHTNING_SQLITE_PATH": str(tmp_path / "db")}
         yield Stack(name, env, shared_bus=False)
@@ -151,44 +136,10 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
 
 @contextlib.contextmanager
 def runtime(stack: Stack, cwd: Path, *, user: str, services: str) -> Iterator[str]:
-    """One runtime process hosting `services` as `user`; yields the API's URL and checks
-    the process stops cleanly (exit 0) on SIGTERM."""
-    port = free_port()
-    api_url = f"http://127.0.0.1:{port}"
-    env = {
-        **stack.env,
-        "SERVICE_TYPE": services,
-        "LIGHTNING_DEV_USER": user,
-        "LIGHTNING_API_PORT": str(port),
-        "LIGHTNING_API_URL": api_url,
-    }
-    cwd.mkdir(parents=True, exist_ok=True)
-    log_path = cwd / "runtime.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "lightning_core.runtime"],
-            env=env,
-            cwd=cwd,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            healthy = wait_until_healthy(process, [f"{api_url}/healthz", f"{api_url}/readyz"])
-            assert healthy, f"the runtime ({services}) did not become ready:\n{_tail(log_path)}"
-            yield api_url
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                code = process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-                raise
-            assert code == 0, f"the runtime exited {code} on SIGTERM:\n{_tail(log_path)}"
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    """One runtime process hosting `services` as `user`; yields the API's URL."""
+    env = {**stack.env, "LIGHTNING_DEV_USER": user}
+    with start_runtime(env, cwd, services=services) as system:
+        yield system.api_url
 
 
 def eventually(probe: Callable[[], T | None], what: str, timeout: float = DEADLINE) -> T:
