@@ -1,0 +1,505 @@
+"""`python -m lightning_devtools.bench_api`: the API's POST throughput next to a bare FastAPI
+endpoint, and the time from POST to `processed` visible through the API, in one run.
+
+Throughput: the real runtime (`python -m lightning_core.runtime`, SERVICE_TYPE
+api,event-processor, embedded mode, so every accepted event is also consumed) and a bare
+FastAPI app with one POST endpoint taking the same pydantic body (`EventIn`) and returning
+202, served by the same uvicorn settings (`lightning_core.http.serve_asgi`, one process),
+each loaded by the same generator with the same connections: wrk when installed, else a
+plain asyncio generator in a process of its own. The ratio is the number to watch (target
+in issue 4: at least 0.70); absolute rates mean little on these shared machines.
+
+Latency: events posted one at a time; each is timed until its `processed` message arrives on
+the Server-Sent Events stream (`/api/events/stream`), in embedded mode (SQLite + memory bus)
+and local mode (PostgreSQL in a scratch database + Redis under a unique namespace, both
+removed afterwards). The stream looks at storage every `routes.POLL_INTERVAL` (0.25 s), so
+that interval is part of what a client sees, and of the number; a second row per mode polls
+GET /api/events?status=processed every 5 ms instead, which shows the processing path alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import httpx
+from fastapi import FastAPI, status
+from rich.console import Console
+from rich.table import Table
+
+from lightning_api.models import EventIn  # module level: FastAPI resolves the annotation here
+from lightning_api.routes import POLL_INTERVAL
+from lightning_devtools.bench import (
+    REDIS_URL,
+    Result,
+    bench_settings,
+    remove_namespace,
+    scratch_database,
+)
+from lightning_devtools.dev import wait_until_healthy
+
+CONNECTIONS = 64
+DURATION = 5.0  # seconds of measured load
+WARMUP = 2.0  # seconds of load before it, not counted
+LATENCY_EVENTS = 300
+POLL_EVERY = 0.005  # seconds between GETs in polled_latency
+PROCESSED_NEWEST = {"status": "processed", "limit": "1"}
+EVENT_TIMEOUT = 30.0  # seconds an event may take to show up as processed
+TARGET_RATIO = 0.70
+BODY: dict[str, Any] = {
+    "type": "bench.api",
+    "source": "bench",
+    "subject": "load",
+    "data": {"n": 1, "kind": "bench"},
+}
+INSTALL_WRK = (
+    "wrk is not installed: `apt-get install -y wrk` (falling back to a plain asyncio generator)"
+)
+
+Generator = Literal["wrk", "asyncio"]
+
+
+@dataclass(frozen=True)
+class Latency:
+    path: str
+    via: str
+    p50: float  # seconds
+    p99: float
+    count: int
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    """Nearest-rank percentile (p99 of 300 values is the 297th smallest)."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
+
+
+# --- the servers -------------------------------------------------------------------------
+
+
+def bare_app() -> FastAPI:
+    """One POST endpoint with the API's body model, answering 202: the framework's ceiling."""
+    app = FastAPI()
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/api/events", status_code=status.HTTP_202_ACCEPTED)
+    async def submit(body: EventIn) -> EventIn:
+        return body
+
+    return app
+
+
+def serve_bare(port: int) -> None:
+    """Run `bare_app` as the runtime runs the API: `serve_asgi`, stopped by SIGTERM."""
+    from lightning_core.http import serve_asgi  # noqa: PLC0415
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await serve_asgi(bare_app(), "127.0.0.1", port, stop)
+
+    asyncio.run(run())
+
+
+@contextlib.contextmanager
+def server(argv: list[str], env: Mapping[str, str], port: int) -> Iterator[str]:
+    """Start a server process on `port`, yield its URL once /healthz answers, stop it after."""
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory(prefix="lightning-bench-api-") as work:
+        log_path = Path(work) / "server.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(  # noqa: S603 - argv built here: this python, fixed modules
+                argv, env=dict(env), cwd=work, stdout=subprocess.DEVNULL, stderr=log
+            )
+        try:
+            if not wait_until_healthy(process, [f"{url}/healthz"]):
+                tail = log_path.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"{' '.join(argv)} did not become healthy:\n{tail}")
+            yield url
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def bare_server() -> contextlib.AbstractContextManager[str]:
+    port = free_port()
+    argv = [sys.executable, "-m", "lightning_devtools.bench_api", "bare-server", str(port)]
+    return server(argv, os.environ, port)
+
+
+def runtime_server(**settings: str) -> contextlib.AbstractContextManager[str]:
+    """The real runtime with the API and the processor in one process."""
+    port = free_port()
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("LIGHTNING_STORAGE_PROVIDER", "LIGHTNING_EVENT_BUS_PROVIDER")
+    }
+    env.update(
+        SERVICE_TYPE="api,event-processor",
+        LIGHTNING_HOST="127.0.0.1",
+        LIGHTNING_API_PORT=str(port),
+        LIGHTNING_API_URL=f"http://127.0.0.1:{port}",
+        **settings,
+    )
+    return server([sys.executable, "-m", "lightning_core.runtime"], env, port)
+
+
+def embedded_server(sqlite_path: Path) -> contextlib.AbstractContextManager[str]:
+    return runtime_server(LIGHTNING_MODE="embedded", LIGHTNING_SQLITE_PATH=str(sqlite_path))
+
+
+# --- throughput ------------------------------------------------------------------------------
+
+
+def post_rate(
+    url: str, generator: Generator, connections: int, duration: float, warmup: float
+) -> float:
+    """Accepted POST /api/events per second over `duration`, after `warmup` of the same load."""
+    target = f"{url}/api/events"
+    if generator == "wrk":
+        if warmup > 0:
+            run_wrk(target, connections, warmup)
+        return run_wrk(target, connections, duration)
+    argv = [sys.executable, "-m", "lightning_devtools.bench_api", "load", target]
+    argv += ["--connections", str(connections), "--duration", str(duration)]
+    argv += ["--warmup", str(warmup)]
+    output = subprocess.run(argv, check=True, capture_output=True, text=True).stdout  # noqa: S603
+    rate: float = json.loads(output)["rate"]
+    return rate
+
+
+def run_wrk(target: str, connections: int, duration: float) -> float:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(
+            'wrk.method = "POST"\n'
+            f"wrk.body = {json.dumps(json.dumps(BODY))}\n"
+            'wrk.headers["Content-Type"] = "application/json"\n'
+        )
+    try:
+        argv = ["wrk", "-t2", f"-c{connections}", f"-d{max(1, round(duration))}s"]
+        argv += ["-s", script.name, target]
+        output = subprocess.run(argv, check=True, capture_output=True, text=True).stdout  # noqa: S603
+    finally:
+        os.unlink(script.name)
+    if bad := re.search(r"Non-2xx or 3xx responses: (\d+)", output):
+        raise RuntimeError(f"{bad.group(1)} requests failed under wrk:\n{output}")
+    found = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    if not found:
+        raise RuntimeError(f"no Requests/sec in wrk's output:\n{output}")
+    return float(found.group(1))
+
+
+async def asyncio_load(target: str, connections: int, duration: float, warmup: float) -> float:
+    """`connections` keep-alive HTTP/1.1 connections posting back to back; only 202s count.
+
+    Plain asyncio streams, not an HTTP client library: httpx spends so much CPU per request
+    that on two cores it, not the server, sets the pace (measured: ~180 req/s against a bare
+    endpoint wrk drives at ~3,900), which would hide the difference being measured.
+    """
+    url = urlsplit(target)
+    host, port = url.hostname or "127.0.0.1", url.port or 80
+    body = json.dumps(BODY).encode()
+    request = (
+        f"POST {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+    async def worker(until: float) -> int:
+        reader, writer = await asyncio.open_connection(host, port)
+        done = 0
+        try:
+            while time.perf_counter() < until:
+                writer.write(request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                status_line, *headers = head.decode("latin-1").split("\r\n")
+                length = next(
+                    int(value)
+                    for name, _, value in (header.partition(":") for header in headers)
+                    if name.lower() == "content-length"
+                )
+                answer = await reader.readexactly(length)
+                if status_line.split()[1] != "202":
+                    raise RuntimeError(f"POST answered {status_line}: {answer!r}")
+                done += 1
+        finally:
+            writer.close()
+            await writer.wait_closed()
+        return done
+
+    async def load(seconds: float) -> float:
+        started = time.perf_counter()
+        counts = await asyncio.gather(*(worker(started + seconds) for _ in range(connections)))
+        return sum(counts) / (time.perf_counter() - started)
+
+    if warmup > 0:
+        await load(warmup)
+    return await load(duration)
+
+
+def generator_available() -> Generator:
+    return "wrk" if shutil.which("wrk") else "asyncio"
+
+
+def measure_throughput(
+    generator: Generator, connections: int, duration: float, warmup: float, work: Path
+) -> Result:
+    """The bare endpoint first, then the real API, each in a server process of its own."""
+    with bare_server() as url:
+        bare = post_rate(url, generator, connections, duration, warmup)
+    with embedded_server(work / "throughput.db") as url:
+        api = post_rate(url, generator, connections, duration, warmup)
+    label = f"bare FastAPI POST, {generator} -c{connections}, {duration:g} s"
+    return Result("POST /api/events, embedded (api+processor)", api, bare, label)
+
+
+# --- latency ---------------------------------------------------------------------------------
+
+
+async def processed_latency(url: str, count: int) -> list[float]:
+    """Seconds from each POST (one at a time) to its `processed` message on the SSE stream.
+
+    A random pause before each POST keeps the posts out of step with the stream's polling
+    (posting right after a message would always land just after a poll).
+    """
+    loop = asyncio.get_running_loop()
+    arrivals: dict[str, asyncio.Future[float]] = {}
+    ready = asyncio.Event()
+    pauses = random.Random(4)  # noqa: S311 - jitter, not security
+
+    def arrival(event_id: str) -> asyncio.Future[float]:
+        return arrivals.setdefault(event_id, loop.create_future())
+
+    async with httpx.AsyncClient(base_url=url, timeout=EVENT_TIMEOUT) as client:
+
+        async def watch() -> None:
+            async with client.stream("GET", "/api/events/stream") as response:
+                response.raise_for_status()
+                name = ""
+                async for line in response.aiter_lines():
+                    if line.startswith("event:"):
+                        name = line.removeprefix("event:").strip()
+                    elif line.startswith("data:") and name == "ready":
+                        ready.set()
+                    elif line.startswith("data:") and name == "processed":
+                        record = json.loads(line.removeprefix("data:"))
+                        future = arrival(record["event"]["id"])
+                        if not future.done():
+                            future.set_result(time.perf_counter())
+                    elif not line:
+                        name = ""
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await asyncio.wait_for(ready.wait(), EVENT_TIMEOUT)
+            latencies = []
+            for n in range(count):
+                await asyncio.sleep(pauses.uniform(0, POLL_INTERVAL))
+                started = time.perf_counter()
+                event_id = await post_one(client, n)
+                processed = await asyncio.wait_for(arrival(event_id), EVENT_TIMEOUT)
+                latencies.append(processed - started)
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+    return latencies
+
+
+async def polled_latency(url: str, count: int) -> list[float]:
+    """Seconds from each POST (one at a time) until GET /api/events?status=processed&limit=1
+    (newest first) names it, asked every POLL_EVERY: the processing path without the
+    stream's polling interval."""
+    latencies = []
+    async with httpx.AsyncClient(base_url=url, timeout=EVENT_TIMEOUT) as client:
+        for n in range(count):
+            started = time.perf_counter()
+            event_id = await post_one(client, n)
+            while True:
+                response = await client.get("/api/events", params=PROCESSED_NEWEST)
+                response.raise_for_status()
+                items = response.json()["items"]
+                if items and items[0]["event"]["id"] == event_id:
+                    latencies.append(time.perf_counter() - started)
+                    break
+                if time.perf_counter() - started > EVENT_TIMEOUT:
+                    raise TimeoutError(f"event {event_id} not processed in {EVENT_TIMEOUT} s")
+                await asyncio.sleep(POLL_EVERY)
+    return latencies
+
+
+async def post_one(client: httpx.AsyncClient, n: int) -> str:
+    response = await client.post("/api/events", json={**BODY, "data": {"n": n}})
+    response.raise_for_status()
+    event_id: str = response.json()["event"]["id"]
+    return event_id
+
+
+def summarize(path: str, via: str, latencies: list[float]) -> Latency:
+    return Latency(
+        path, via, percentile(latencies, 0.50), percentile(latencies, 0.99), len(latencies)
+    )
+
+
+async def both_latencies(url: str, mode: str, count: int) -> list[Latency]:
+    path = f"POST → processed, {mode}"
+    return [
+        summarize(path, "SSE /api/events/stream", await processed_latency(url, count)),
+        summarize(
+            path,
+            f"GET ?status=processed every {POLL_EVERY * 1000:g} ms",
+            await polled_latency(url, count),
+        ),
+    ]
+
+
+async def embedded_latency(count: int, work: Path) -> list[Latency]:
+    with embedded_server(work / "latency.db") as url:
+        return await both_latencies(url, "embedded (SQLite + memory)", count)
+
+
+async def local_latency(count: int) -> list[Latency]:
+    """PostgreSQL in a scratch database and Redis under a namespace of its own, both removed."""
+    from lightning_core.providers import build_bus  # noqa: PLC0415
+
+    settings = bench_settings(LIGHTNING_EVENT_BUS_PROVIDER="redis")
+    async with scratch_database() as database_url:
+        try:
+            with runtime_server(
+                LIGHTNING_MODE="local",
+                DATABASE_URL=database_url,
+                REDIS_URL=REDIS_URL,
+                LIGHTNING_BUS_NAMESPACE=settings.bus_namespace,
+            ) as url:
+                return await both_latencies(url, "local (PostgreSQL + Redis)", count)
+        finally:
+            bus = build_bus(settings)
+            await bus.connect()
+            await remove_namespace(bus)
+            await bus.close()
+
+
+# --- the run ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Measurements:
+    throughput: Result
+    latencies: list[Latency]
+    generator: Generator
+
+
+def measure(
+    generator: Generator | None = None,
+    connections: int = CONNECTIONS,
+    duration: float = DURATION,
+    warmup: float = WARMUP,
+    events: int = LATENCY_EVENTS,
+) -> Measurements:
+    chosen = generator or generator_available()
+    with tempfile.TemporaryDirectory(prefix="lightning-bench-api-") as work:
+        throughput = measure_throughput(chosen, connections, duration, warmup, Path(work))
+        latencies = asyncio.run(embedded_latency(events, Path(work)))
+        latencies += asyncio.run(local_latency(events))
+    return Measurements(throughput, latencies, chosen)
+
+
+def report(measurements: Measurements, console: Console) -> None:
+    table = Table(title="Lightning OS API: throughput next to bare FastAPI, latency (one run)")
+    columns = ("path", "api /s", "bare /s", "ratio", "p50 ms", "p99 ms", "compared with")
+    for column in columns:
+        table.add_column(column, justify="left" if column in (columns[0], columns[-1]) else "right")
+    result = measurements.throughput
+    table.add_row(
+        result.path,
+        f"{result.provider:,.0f}",
+        f"{result.raw:,.0f}" if result.raw else "-",
+        f"{result.ratio:.2f}" if result.ratio else "-",
+        "-",
+        "-",
+        result.raw_label,
+    )
+    for latency in measurements.latencies:
+        table.add_row(
+            latency.path,
+            "-",
+            "-",
+            "-",
+            f"{latency.p50 * 1000:,.1f}",
+            f"{latency.p99 * 1000:,.1f}",
+            f"{latency.count} events one at a time, seen via {latency.via}",
+        )
+    console.print(table)
+    ratio = result.ratio or 0.0
+    verdict = "met" if ratio >= TARGET_RATIO else "NOT met"
+    console.print(f"throughput target (>= {TARGET_RATIO:.0%} of bare): {verdict} ({ratio:.0%})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m lightning_devtools.bench_api")
+    commands = parser.add_subparsers(dest="command")
+    bare = commands.add_parser("bare-server", help="(internal) serve the bare FastAPI app")
+    bare.add_argument("port", type=int)
+    load = commands.add_parser("load", help="(internal) the asyncio load generator")
+    load.add_argument("target")
+    for options in (parser, load):
+        options.add_argument("--connections", type=int, default=CONNECTIONS)
+        options.add_argument("--duration", type=float, default=DURATION)
+        options.add_argument("--warmup", type=float, default=WARMUP)
+    parser.add_argument("--events", type=int, default=LATENCY_EVENTS)
+    parser.add_argument("--generator", choices=("wrk", "asyncio"), default=None)
+    args = parser.parse_args(argv)
+
+    if args.command == "bare-server":
+        serve_bare(args.port)
+        return 0
+    if args.command == "load":
+        rate = asyncio.run(asyncio_load(args.target, args.connections, args.duration, args.warmup))
+        print(json.dumps({"rate": rate}))
+        return 0
+    console = Console(width=None if sys.stdout.isatty() else 140)
+    if args.generator is None and not shutil.which("wrk"):
+        console.print(INSTALL_WRK, highlight=False)
+    measurements = measure(
+        args.generator, args.connections, args.duration, args.warmup, args.events
+    )
+    report(measurements, console)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

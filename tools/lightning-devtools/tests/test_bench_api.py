@@ -1,0 +1,50 @@
+"""`python -m lightning_devtools.bench_api` with tiny counts, so the benchmark cannot rot.
+
+Only that every path runs and reports: the numbers themselves are never asserted (these
+machines are shared and noisy; a benchmark is not a timed test)."""
+
+import shutil
+
+import pytest
+from rich.console import Console
+
+from lightning_devtools import bench_api
+
+
+@pytest.mark.parametrize(
+    "generator",
+    [
+        "asyncio",
+        pytest.param(
+            "wrk",
+            marks=pytest.mark.skipif(not shutil.which("wrk"), reason=bench_api.INSTALL_WRK),
+        ),
+    ],
+)
+def test_every_measurement_runs_and_is_reported(generator: bench_api.Generator) -> None:
+    measurements = bench_api.measure(generator, connections=4, duration=1, warmup=0.2, events=5)
+
+    assert measurements.generator == generator
+    assert measurements.throughput.provider > 0
+    assert measurements.throughput.raw
+    assert measurements.throughput.raw > 0
+    assert [(latency.path, latency.count) for latency in measurements.latencies] == [
+        ("POST → processed, embedded (SQLite + memory)", 5),
+        ("POST → processed, embedded (SQLite + memory)", 5),
+        ("POST → processed, local (PostgreSQL + Redis)", 5),
+        ("POST → processed, local (PostgreSQL + Redis)", 5),
+    ]
+    assert all(0 < latency.p50 <= latency.p99 for latency in measurements.latencies)
+
+    console = Console(record=True, width=200)
+    bench_api.report(measurements, console)
+    text = console.export_text()
+    assert "POST /api/events" in text
+    assert "target (>= 70% of bare)" in text
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = [float(n) for n in range(1, 301)]
+    assert bench_api.percentile(values, 0.50) == 150
+    assert bench_api.percentile(values, 0.99) == 297
+    assert bench_api.percentile([7.0], 0.99) == 7
