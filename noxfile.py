@@ -80,3 +80,10 @@ def bench(session: nox.Session) -> None:
     """Provider throughput next to the raw client ceiling, measured in the same run."""
     sync(session)
     session.run("python", "-m", "lightning_devtools.bench", *session.posargs)
+
+
+@nox.session(name="bench-api", default=False)
+def bench_api(session: nox.Session) -> None:
+    """POST /api/events req/s next to a bare FastAPI endpoint; POST-to-processed p50/p99."""
+    sync(session)
+    session.run("python", "-m", "lightning_devtools.bench_api", *session.posargs)
