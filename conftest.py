@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 
 import provider_backends
 from lightning_api.app import create_app as create_api
@@ -76,6 +77,33 @@ async def bus() -> AsyncIterator[MemoryBus]:
 @pytest.fixture
 def context(settings: Settings, storage: SqliteStorage, bus: MemoryBus) -> ServiceContext:
     return ServiceContext(settings, storage, bus)
+
+
+# Debian's chromium here; CI runners point this at the Chrome they ship.
+CHROMIUM = Path(os.environ.get("LIGHTNING_TEST_CHROMIUM", "/usr/bin/chromium"))
+# Flags that keep Chromium quiet on a closed network (see ENVIRONMENT.md).
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    require(
+        CHROMIUM.exists(),
+        f"a Chromium at {CHROMIUM}",
+        "apt-get install -y chromium, or set LIGHTNING_TEST_CHROMIUM to a Chrome binary",
+    )
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        yield launched
+        launched.close()
 
 
 @dataclass(frozen=True)

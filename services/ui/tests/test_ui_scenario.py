@@ -3,42 +3,14 @@ instruction in the UI (after one refused submit whose error shows next to its fi
 POST a matching event to the API, and watch the task succeed and the notification arrive.
 Screenshots of every page go to test-artifacts/."""
 
-import os
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
-import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-from conftest import ARTIFACTS, RunningSystem, require
+from conftest import ARTIFACTS, RunningSystem
 
-# The same Chromium and flags as test_ui_browser.py (see ENVIRONMENT.md).
-CHROMIUM = Path(os.environ.get("LIGHTNING_TEST_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 TITLE = "Front door opened"
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    require(
-        CHROMIUM.exists(),
-        f"a Chromium at {CHROMIUM}",
-        "apt-get install -y chromium, or set LIGHTNING_TEST_CHROMIUM to a Chrome binary",
-    )
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
-        yield launched
-        launched.close()
 
 
 def opened(browser: Browser, url: str) -> Page:
