@@ -9,7 +9,6 @@ from pydantic import BaseModel, Field
 
 from lightning_core.domain import TaskSpec
 from lightning_core.events import CloudEvent
-from lightning_core.records import EventRecord
 
 
 class EventIn(BaseModel):
@@ -20,11 +19,6 @@ class EventIn(BaseModel):
     subject: str | None = Field(default=None, max_length=256)
     data: dict[str, Any] = Field(default_factory=dict)
     correlationid: str | None = Field(default=None, max_length=128)
-
-
-class EventPage(BaseModel):
-    items: list[EventRecord]
-    continuation: str | None
 
 
 class ErrorDetail(BaseModel):

@@ -60,6 +60,7 @@ async def list_page(
     where: Mapping[str, JsonScalar] | None,
     limit: int,
     continuation: str | None,
+    order_by: str = "created_at",
 ) -> Page[M]:
     """One page of the caller's records, newest first; 400 for a forged continuation."""
     try:
@@ -67,7 +68,7 @@ async def list_page(
             collection,
             user,
             where=where or None,
-            order_by="created_at",
+            order_by=order_by,
             descending=True,
             limit=limit,
             continuation=continuation,

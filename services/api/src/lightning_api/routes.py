@@ -7,13 +7,13 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi import APIRouter, Query, Response, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from lightning_api.changes import EventChanges
 from lightning_api.dependencies import BusDep, ContextDep, CurrentUser, StopDep, StorageDep
-from lightning_api.models import EventIn, EventPage
-from lightning_api.resource import BAD_BODY, BAD_CONTINUATION, UNAUTHORIZED
+from lightning_api.models import EventIn
+from lightning_api.resource import BAD_BODY, BAD_CONTINUATION, UNAUTHORIZED, Page, list_page
 from lightning_core.events import CloudEvent
 from lightning_core.records import EVENTS, EventRecord, EventStatus, record_received
 
@@ -75,24 +75,18 @@ async def list_events(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     status_filter: Annotated[EventStatus | None, Query(alias="status")] = None,
     continuation: str | None = None,
-) -> EventPage:
+) -> Page[EventRecord]:
     """The caller's events, newest first."""
     where = {"status": status_filter.value} if status_filter else None
-    try:
-        page = await storage.query(
-            EVENTS,
-            user,
-            where=where,
-            order_by="received_at",
-            descending=True,
-            limit=limit,
-            continuation=continuation,
-        )
-    except ValueError as error:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(error)) from None
-    return EventPage(
-        items=[EventRecord.from_document(doc) for doc in page.items],
-        continuation=page.continuation,
+    return await list_page(
+        storage,
+        EVENTS,
+        user,
+        EventRecord,
+        where=where,
+        limit=limit,
+        continuation=continuation,
+        order_by="received_at",
     )
 
 
