@@ -25,7 +25,7 @@ from lightning_core.service import ServiceContext
 from lightning_core.storage.sqlite import SqliteStorage
 from lightning_devtools.dev import wait_until_healthy
 
-pytest_plugins = provider_backends.PLUGINS
+pytest_plugins = [*provider_backends.PLUGINS, "stacks"]
 
 REPO = Path(__file__).resolve().parent
 ARTIFACTS = REPO / "test-artifacts"

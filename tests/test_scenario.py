@@ -12,32 +12,23 @@ as another user on the same storage and bus. It must see none of the first user'
 records, and in local modes its own matching event must not trigger the first user's
 instruction (in embedded mode the memory bus is per process, so that half is skipped).
 
-The shared servers are left as found: a scratch PostgreSQL database per test (on the
-server DATABASE_URL names), a bus namespace per test, and that namespace's Redis keys or
-RabbitMQ exchanges and queues deleted afterwards.
+The stacks and their clean-up (scratch database, bus namespace) are the `stack` fixture's
+(libs/lightning-core/tests/stacks.py).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
-import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-import asyncpg
 import httpx
-import pytest
+from stacks import Stack
 
-from conftest import require, start_runtime
-from lightning_core.bus.rabbitmq import RabbitMqBus
-from lightning_core.bus.redis import RedisBus
-from lightning_core.domain import PROCESSOR_GROUP
-from provider_backends import postgres, rabbitmq, redis
+from conftest import start_runtime
 
 DEADLINE = 30.0  # seconds for the whole chain: event -> instruction -> task -> notification
 STOP_TIMEOUT = 30.0
@@ -45,93 +36,6 @@ TITLE = "Front door opened"
 ALICE, BOB = "alice", "bob"
 
 T = TypeVar("T")
-
-
-@dataclass
-class Stack:
-    """The environment a runtime needs for one storage + bus combination."""
-
-    name: str
-    env: dict[str, str]
-    shared_bus: bool  # True: a second process sees the same events (not the memory bus)
-    cleanups: list[Callable[[], None]] = field(default_factory=list)
-
-
-async def _admin(url: str, statement: str) -> None:
-    connection = await asyncpg.connect(url, timeout=10)
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
-
-
-def _scratch_database(stack: Stack) -> None:
-    """A database of this test's own on the shared server, dropped afterwards."""
-    name = f"lightning_scenario_{uuid.uuid4().hex[:12]}"
-    try:
-        asyncio.run(_admin(postgres.ADMIN_URL, f'CREATE DATABASE "{name}"'))
-    except (OSError, asyncpg.PostgresError) as error:
-        require(
-            False,
-            f"PostgreSQL at {postgres.ADMIN_URL} ({error})",
-            f"start it: {postgres.START_SHARED}",
-        )
-    stack.cleanups.append(
-        lambda: asyncio.run(
-            _admin(postgres.ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        )
-    )
-    stack.env["DATABASE_URL"] = postgres.database_url(postgres.ADMIN_URL, name)
-
-
-async def _delete_redis_namespace(namespace: str) -> None:
-    async with RedisBus(redis.REDIS_URL, namespace) as bus:
-        await bus.delete_namespace()
-
-
-async def _delete_rabbitmq_topology(namespace: str) -> None:
-    """AMQP cannot list queues: declare the groups the runtime used (idempotent) on a bus of
-    the same namespace, so that its delete_topology removes them and the exchanges."""
-    async with RabbitMqBus(rabbitmq.RABBITMQ_URL, namespace) as bus:
-        await bus.open_group(PROCESSOR_GROUP)
-        await bus.delete_topology()
-
-
-@pytest.fixture(params=["embedded", "postgres-redis", "postgres-rabbitmq"])
-def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
-    name: str = request.param
-    env: dict[str, str] = {}
-    if name == "embedded":
-        env |= {"LIGHTNING_MODE": "embedded", "LIGHTNING_SQLITE_PATH": str(tmp_path / "db")}
-        yield Stack(name, env, shared_bus=False)
-        return
-    namespace = f"t-{uuid.uuid4().hex[:12]}"
-    env |= {"LIGHTNING_MODE": "local", "LIGHTNING_BUS_NAMESPACE": namespace}
-    current = Stack(name, env, shared_bus=True)
-    try:
-        _scratch_database(current)
-        if name == "postgres-redis":
-            reachable = asyncio.run(redis.reachable(redis.REDIS_URL))
-            require(reachable, f"Redis at {redis.REDIS_URL}", f"start it: {redis.START_REDIS}")
-            env |= {"LIGHTNING_EVENT_BUS_PROVIDER": "redis", "REDIS_URL": redis.REDIS_URL}
-            current.cleanups.append(lambda: asyncio.run(_delete_redis_namespace(namespace)))
-        else:
-            reachable = asyncio.run(rabbitmq.reachable(rabbitmq.RABBITMQ_URL))
-            require(
-                reachable,
-                f"RabbitMQ at {rabbitmq.RABBITMQ_URL}",
-                "start it: rabbitmq-server -detached",
-            )
-            env |= {
-                "LIGHTNING_EVENT_BUS_PROVIDER": "rabbitmq",
-                "RABBITMQ_URL": rabbitmq.RABBITMQ_URL,
-            }
-            current.cleanups.append(lambda: asyncio.run(_delete_rabbitmq_topology(namespace)))
-        yield current
-    finally:
-        # Runtimes are stopped by then (they are entered inside the test); newest first.
-        for cleanup in reversed(current.cleanups):
-            cleanup()
 
 
 @contextlib.contextmanager
