@@ -8,7 +8,6 @@ token azure mode requires; schemathesis then also checks that requests without o
 or with a broken one, are refused.
 """
 
-import json
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -18,7 +17,7 @@ from typing import Any
 
 import jwt
 import schemathesis
-from cryptography.hazmat.primitives.asymmetric import rsa
+from entra_fake import jwks, new_key
 from fastapi import FastAPI
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
@@ -37,12 +36,11 @@ _settings = load_settings(
 _storage = SqliteStorage(_settings.sqlite_path)
 _bus = MemoryBus()
 ISSUER, AUDIENCE = "https://login.microsoftonline.com/tenant-1/v2.0", "api://lightning-os"
-_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+_key = new_key()
 
 
 async def _jwks() -> dict[str, Any]:
-    public = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(_key.public_key()))
-    return {"keys": [{**public, "kid": "k1"}]}
+    return jwks(("k1", _key))
 
 
 app = create_app(

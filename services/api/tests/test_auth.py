@@ -1,6 +1,5 @@
 """Azure-mode authentication with a locally generated Entra-like key set."""
 
-import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -9,6 +8,7 @@ import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from entra_fake import jwks, new_key
 
 from lightning_api.app import create_app, entra_validator
 from lightning_api.auth import TokenValidator, Unauthorized
@@ -19,20 +19,7 @@ ISSUER = "https://login.microsoftonline.com/tenant-1/v2.0"
 AUDIENCE = "api://lightning-os"
 
 
-def new_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
 SIGNING_KEY, STRANGER_KEY = new_key(), new_key()
-
-
-def jwks(*keys: tuple[str, rsa.RSAPrivateKey]) -> dict[str, Any]:
-    return {
-        "keys": [
-            {**json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key())), "kid": kid}
-            for kid, key in keys
-        ]
-    }
 
 
 def token(

@@ -13,7 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -103,6 +103,12 @@ class Settings(BaseSettings):
     entra_audience: str | None = Field(default=None, alias="ENTRA_AUDIENCE")
     entra_issuer: str | None = Field(default=None, alias="ENTRA_ISSUER")
     entra_jwks_url: str | None = Field(default=None, alias="ENTRA_JWKS_URL")
+    # The UI's own app registration: it signs users in and asks for tokens for the API.
+    entra_authority: str | None = Field(default=None, alias="ENTRA_AUTHORITY")
+    entra_ui_client_id: str | None = Field(default=None, alias="ENTRA_UI_CLIENT_ID")
+    entra_ui_client_secret: SecretStr | None = Field(default=None, alias="ENTRA_UI_CLIENT_SECRET")
+    entra_api_scope: str | None = Field(default=None, alias="ENTRA_API_SCOPE")
+    ui_public_url: str | None = Field(default=None, alias="LIGHTNING_UI_PUBLIC_URL")
 
     webhook_allowed_origins: str = Field(default="", alias="LIGHTNING_WEBHOOK_ALLOWED_ORIGINS")
 
@@ -119,6 +125,24 @@ class Settings(BaseSettings):
     @property
     def event_bus(self) -> BusProvider:
         return self.event_bus_provider or DEFAULT_PROVIDERS[self.mode][1]
+
+    @property
+    def sign_in_authority(self) -> str | None:
+        """Where the UI signs users in: the tenant on Entra ID, unless overridden."""
+        if self.entra_authority:
+            return self.entra_authority.rstrip("/")
+        if self.entra_tenant_id:
+            return f"https://login.microsoftonline.com/{self.entra_tenant_id}"
+        return None
+
+    @property
+    def api_scope(self) -> str | None:
+        """The scope the UI asks for on the user's behalf: the API's, by default all of it."""
+        if self.entra_api_scope:
+            return self.entra_api_scope
+        if self.entra_audience:
+            return f"{self.entra_audience}/.default"
+        return None
 
     @property
     def token_issuer(self) -> str | None:
@@ -191,6 +215,23 @@ def entra_problems(settings: Settings) -> list[str]:
     if not settings.entra_audience:
         problems.append("ENTRA_AUDIENCE is missing (the API's application ID URI or client id)")
     return problems
+
+
+def sign_in_problems(settings: Settings) -> list[str]:
+    """What the UI signing users in with Entra ID in azure mode is missing."""
+    needs = {
+        "ENTRA_TENANT_ID (or ENTRA_AUTHORITY) is missing (the UI signs users in there)": (
+            settings.sign_in_authority
+        ),
+        "ENTRA_UI_CLIENT_ID is missing (the UI's app registration)": settings.entra_ui_client_id,
+        "ENTRA_UI_CLIENT_SECRET is missing (the UI's client secret)": (
+            settings.entra_ui_client_secret
+        ),
+        "ENTRA_API_SCOPE (or ENTRA_AUDIENCE) is missing (the API scope the UI asks for)": (
+            settings.api_scope
+        ),
+    }
+    return [problem for problem, value in needs.items() if not value]
 
 
 def _field_problem(location: tuple[int | str, ...], message: str, value: object) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -80,6 +81,13 @@ class ApiClient:
     def __init__(self, base_url: str, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self._client = httpx.AsyncClient(base_url=base_url, timeout=5.0, transport=transport)
         self.base_url = base_url
+        self._headers: dict[str, str] = {}
+
+    def for_token(self, access_token: str) -> ApiClient:
+        """This client calling as the user `access_token` names (same connections)."""
+        user = copy.copy(self)
+        user._headers = {"Authorization": f"Bearer {access_token}"}
+        return user
 
     async def _call(
         self,
@@ -91,7 +99,9 @@ class ApiClient:
     ) -> Any:
         """The answer's JSON body (None when empty); ApiRejected on 4xx, ApiUnavailable else."""
         try:
-            response = await self._client.request(method, path, params=params, json=json)
+            response = await self._client.request(
+                method, path, params=params, json=json, headers=self._headers
+            )
         except httpx.HTTPError as error:
             raise ApiUnavailable(f"API at {self.base_url} failed: {error}") from None
         if 400 <= response.status_code < 500:
@@ -178,7 +188,7 @@ class ApiClient:
         """The API's `/api/events/stream`, message by message, until it ends."""
         try:
             async with self._client.stream(
-                "GET", "/api/events/stream", timeout=STREAM_TIMEOUT
+                "GET", "/api/events/stream", timeout=STREAM_TIMEOUT, headers=self._headers
             ) as response:
                 response.raise_for_status()
                 kind, data = "heartbeat", ""

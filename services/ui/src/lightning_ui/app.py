@@ -25,7 +25,9 @@ from starlette.staticfiles import StaticFiles
 
 from lightning_core.domain import TaskKind, TaskStatus
 from lightning_ui.api_client import ApiClient, ApiRejected, ApiUnavailable
+from lightning_ui.auth import Gate, sign_in_required
 from lightning_ui.forms import FIELDS, FORM, FormErrors, field_errors, spec_from_form
+from lightning_ui.signin import SignInRequired
 
 STATIC = Path(__file__).parent / "static"
 RECONNECT_MS = 1000  # how soon the browser reconnects after the stream ends
@@ -79,53 +81,58 @@ async def until(stop: asyncio.Event, items: AsyncGenerator[T]) -> AsyncIterator[
         await items.aclose()
 
 
-def create_app(api: ApiClient, *, stop: asyncio.Event | None = None) -> Starlette:
-    """The UI over an API client; `stop` (the runtime's) ends the open `/stream`s."""
+def create_app(
+    api: ApiClient, *, stop: asyncio.Event | None = None, gate: Gate | None = None
+) -> Starlette:
+    """The UI over an API client; `stop` (the runtime's) ends the open `/stream`s; `gate`
+    signs users in (azure mode), without one every request uses the API's dev identity."""
     stopped = stop or asyncio.Event()
+    callers = gate or Gate(api, sign_in=None)
 
-    async def dashboard() -> dict[str, Any]:
+    async def dashboard(api: ApiClient) -> dict[str, Any]:
         readiness, counts, events = await asyncio.gather(
             api.readiness(), api.counts(), api.recent_events()
         )
         return {"readiness": readiness, "counts": counts, "events": events}
 
-    async def health_and_counts() -> dict[str, Any]:
+    async def health_and_counts(api: ApiClient) -> dict[str, Any]:
         readiness, counts = await asyncio.gather(api.readiness(), api.counts())
         return {"readiness": readiness, "counts": counts}
 
-    loaders: dict[str, Callable[[], Awaitable[dict[str, Any]]]] = {
+    loaders: dict[str, Callable[[ApiClient], Awaitable[dict[str, Any]]]] = {
         "index": dashboard,
         "dashboard": health_and_counts,
-        "events": lambda: _named(events=api.recent_events()),
-        "instructions": lambda: _named(instructions=api.instructions()),
-        "tasks": lambda: _named(tasks=api.tasks()),
-        "notifications": lambda: _named(notifications=api.notifications()),
-        "dead_letters": lambda: _named(dead_letters=api.dead_letters()),
+        "events": lambda api: _named(events=api.recent_events()),
+        "instructions": lambda api: _named(instructions=api.instructions()),
+        "tasks": lambda api: _named(tasks=api.tasks()),
+        "notifications": lambda api: _named(notifications=api.notifications()),
+        "dead_letters": lambda api: _named(dead_letters=api.dead_letters()),
     }
 
-    async def render(template: str, loader: str, **extra: Any) -> HTMLResponse:
+    async def render(request: Request, template: str, loader: str, **extra: Any) -> HTMLResponse:
+        caller = await callers.caller(request)
         try:
-            values, error = await loaders[loader](), None
+            values, error = await loaders[loader](caller.api), None
         except ApiUnavailable as problem:
             values, error = {}, str(problem)
         html = _templates.get_template(template).render(
-            **values, **extra, error=error, fields=FIELDS
+            **values, **extra, error=error, fields=FIELDS, caller=caller
         )
         return HTMLResponse(html, status_code=503 if error else 200)
 
     def page(name: str, path: str) -> Route:
-        async def endpoint(_request: Request) -> HTMLResponse:
-            return await render(f"{name}.html", name, current=path)
+        async def endpoint(request: Request) -> HTMLResponse:
+            return await render(request, f"{name}.html", name, current=path)
 
         return Route(path, endpoint)
 
     def partial(name: str) -> Route:
-        async def endpoint(_request: Request) -> HTMLResponse:
-            return await render(f"_{name}.html", name)
+        async def endpoint(request: Request) -> HTMLResponse:
+            return await render(request, f"_{name}.html", name)
 
         return Route(f"/partials/{name.replace('_', '-')}", endpoint)
 
-    async def relay() -> AsyncIterator[str]:
+    async def relay(api: ApiClient) -> AsyncIterator[str]:
         yield f"retry: {RECONNECT_MS}\n\n"
         row = _templates.get_template("_event_row.html")
         try:
@@ -139,14 +146,15 @@ def create_app(api: ApiClient, *, stop: asyncio.Event | None = None) -> Starlett
         except ApiUnavailable as problem:
             yield sse("unavailable", str(problem))
 
-    async def stream(_request: Request) -> StreamingResponse:
+    async def stream(request: Request) -> StreamingResponse:
         """Rows as the API reports changes; `ready` when a fresh rendering is due.
 
-        Always 200: an EventSource gives up for good on an error status, while a stream
-        that ends (the API went away) is retried after RECONNECT_MS.
+        Always 200 once signed in: an EventSource gives up for good on an error status,
+        while a stream that ends (the API went away) is retried after RECONNECT_MS.
         """
+        caller = await callers.caller(request)
         return StreamingResponse(
-            relay(),
+            relay(caller.api),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -158,31 +166,35 @@ def create_app(api: ApiClient, *, stop: asyncio.Event | None = None) -> Starlett
         routes=[
             *(page(name, path) for path, name, _label in PAGES),
             *(partial(name) for name in loaders if name != "index"),
-            _instruction_form(api),
-            _action(
-                "/instructions/{id}/enable", lambda i: api.set_instruction_enabled(i, enabled=True)
-            ),
-            _action(
-                "/instructions/{id}/disable",
-                lambda i: api.set_instruction_enabled(i, enabled=False),
-            ),
-            _action("/instructions/{id}/delete", api.delete_instruction),
-            _action("/tasks/{id}/cancel", api.cancel_task),
-            _action("/notifications/{id}/read", api.mark_read),
-            _action("/dead-letters/{id}/replay", api.replay),
+            *callers.routes(),
+            _instruction_form(callers),
+            *(_action(path, call, callers) for path, call in ACTIONS),
             Route("/stream", stream),
             Route("/healthz", healthz),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
-        ]
+        ],
+        exception_handlers={SignInRequired: sign_in_required},
     )
 
 
-def _action(path: str, call: Callable[[str], Awaitable[None]]) -> Route:
+#: The buttons: path (with the record's id) and what it asks the API for.
+ACTIONS: list[tuple[str, Callable[[ApiClient, str], Awaitable[None]]]] = [
+    ("/instructions/{id}/enable", lambda api, i: api.set_instruction_enabled(i, enabled=True)),
+    ("/instructions/{id}/disable", lambda api, i: api.set_instruction_enabled(i, enabled=False)),
+    ("/instructions/{id}/delete", ApiClient.delete_instruction),
+    ("/tasks/{id}/cancel", ApiClient.cancel_task),
+    ("/notifications/{id}/read", ApiClient.mark_read),
+    ("/dead-letters/{id}/replay", ApiClient.replay),
+]
+
+
+def _action(path: str, call: Callable[[ApiClient, str], Awaitable[None]], callers: Gate) -> Route:
     """A button's POST: forward to the API; JSON `{}` or `{"error": ...}` back."""
 
     async def endpoint(request: Request) -> JSONResponse:
+        caller = await callers.caller(request)
         try:
-            await call(request.path_params["id"])
+            await call(caller.api, request.path_params["id"])
         except ApiRejected as rejected:
             return JSONResponse({"error": str(rejected.detail)}, rejected.status_code)
         except ApiUnavailable as problem:
@@ -192,14 +204,15 @@ def _action(path: str, call: Callable[[str], Awaitable[None]]) -> Route:
     return Route(path, endpoint, methods=["POST"])
 
 
-def _instruction_form(api: ApiClient) -> Route:
+def _instruction_form(callers: Gate) -> Route:
     async def create_instruction(request: Request) -> JSONResponse:
         """The instruction form, posted as JSON: 201 `{id}`, or 422 `{errors: {field: msg}}`."""
+        caller = await callers.caller(request)
         try:
             form = await request.json()
             if not isinstance(form, dict):
                 raise FormErrors({FORM: "expected a JSON object"})
-            created = await api.create_instruction(spec_from_form(form))
+            created = await caller.api.create_instruction(spec_from_form(form))
         except ValueError:
             return JSONResponse({"errors": {FORM: "expected a JSON object"}}, 400)
         except FormErrors as invalid:

@@ -1,0 +1,140 @@
+"""Who the UI calls the API as: the signed-in Entra ID user in azure mode, the API's dev
+identity elsewhere.
+
+`Gate.caller(request)` gives each request its API client: in azure mode one carrying the
+user's access token (renewed by MSAL), or it raises SignInRequired, which the handler
+here turns into the right answer for what was asked: a redirect to sign in for a page, a
+401 with a sign-in link for a polled partial, a 401 JSON error for a button's POST.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from jinja2 import Template
+from markupsafe import escape
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+
+from lightning_ui.api_client import ApiClient
+from lightning_ui.sessions import COOKIE, IDLE_TIMEOUT, SessionStore
+from lightning_ui.signin import EntraSignIn, SignInFailed, SignInRequired
+
+CALLBACK = "/auth/callback"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The API client for one request, and who it speaks for ("" for the dev identity)."""
+
+    api: ApiClient
+    user_name: str = ""
+    signed_in: bool = False
+
+
+class Gate:
+    def __init__(
+        self, api: ApiClient, sign_in: EntraSignIn | None, public_url: str | None = None
+    ) -> None:
+        self._api = api
+        self._sign_in = sign_in
+        self._public_url = public_url.rstrip("/") if public_url else None
+        self.sessions = SessionStore()
+
+    async def caller(self, request: Request) -> Caller:
+        if self._sign_in is None:
+            return Caller(self._api)
+        session = self.sessions.get(request.cookies.get(COOKIE))
+        if session is None:
+            raise SignInRequired
+        token = await self._sign_in.token(session)
+        return Caller(self._api.for_token(token), session.user_name, signed_in=True)
+
+    def routes(self) -> list[Route]:
+        """/auth/login, /auth/callback and /auth/logout; none with the dev identity."""
+        if self._sign_in is None:
+            return []
+        return _sign_in_routes(self._sign_in, self.sessions, self._public_url)
+
+
+def _sign_in_routes(
+    sign_in: EntraSignIn, sessions: SessionStore, public_url: str | None
+) -> list[Route]:
+    def base_url(request: Request) -> str:
+        return public_url or str(request.base_url).rstrip("/")
+
+    async def login(request: Request) -> Response:
+        session_id, session = sessions.new()
+        try:
+            url = await sign_in.start(session, base_url(request) + CALLBACK, _local_path(request))
+        except SignInFailed as failed:
+            return _failure_page(str(failed), 503)
+        response = RedirectResponse(url, status_code=303)
+        response.set_cookie(
+            COOKIE,
+            session_id,
+            max_age=int(IDLE_TIMEOUT),
+            httponly=True,
+            secure=base_url(request).startswith("https://"),
+            samesite="lax",  # sent on Entra's top-level redirect back, not on cross-site POSTs
+        )
+        return response
+
+    async def callback(request: Request) -> Response:
+        session = sessions.get(request.cookies.get(COOKIE))
+        if session is None:
+            return _failure_page("this browser has no sign-in in progress (cookies off?)", 400)
+        try:
+            next_path = await sign_in.finish(session, request.query_params)
+        except SignInFailed as failed:
+            return _failure_page(str(failed), 400)
+        return RedirectResponse(next_path, status_code=303)
+
+    async def logout(request: Request) -> Response:
+        session_id = request.cookies.get(COOKIE)
+        session = sessions.get(session_id)
+        sessions.drop(session_id)
+        url = "/"
+        if session is not None:
+            url = await sign_in.sign_out(session, base_url(request) + "/")
+        response = RedirectResponse(url, status_code=303)
+        response.delete_cookie(COOKIE)
+        return response
+
+    return [
+        Route("/auth/login", login),
+        Route(CALLBACK, callback),
+        Route("/auth/logout", logout),
+    ]
+
+
+def _local_path(request: Request) -> str:
+    """Where to go after signing in: `next` if it is a path on this site, else the start."""
+    wanted = request.query_params.get("next", "/")
+    return wanted if wanted.startswith("/") and not wanted.startswith("//") else "/"
+
+
+_FAILURE = Template(
+    "<!doctype html><title>Sign-in failed · Lightning OS</title>"
+    '<link rel="stylesheet" href="/static/style.css"><main>'
+    '<h1>Sign-in failed</h1><p class="error" role="alert">{{ message }}</p>'
+    '<p><a href="/auth/login">Try again</a></p></main>',
+    autoescape=True,
+)
+
+
+def _failure_page(message: str, status_code: int) -> HTMLResponse:
+    return HTMLResponse(_FAILURE.render(message=message), status_code)
+
+
+async def sign_in_required(request: Request, _error: Exception) -> Response:
+    """SignInRequired, answered for what was asked (see the module docstring)."""
+    login = "/auth/login?" + urlencode({"next": request.url.path})
+    if request.method != "GET":
+        return JSONResponse({"error": "signed out: reload the page to sign in"}, 401)
+    if request.url.path.startswith(("/partials/", "/stream")):
+        link = f'<p class="error">Signed out. <a href="{escape(login)}">Sign in</a></p>'
+        return HTMLResponse(link, 401)
+    return RedirectResponse(login, status_code=303)

@@ -1,0 +1,415 @@
+"""Azure-mode sign-in: the UI signs users in with the authorization code flow and PKCE
+(MSAL), against a local Entra ID stand-in served over TLS (entra_fake.py), and calls the
+API with the signed-in user's access token, which the API validates as it would Entra's.
+
+The browser test walks the real redirects in headless Chromium: the UI sends an unsigned
+browser to the authorize endpoint with a PKCE challenge, the user picks an account, the
+UI redeems the code (the stand-in checks the verifier, the client secret and the redirect
+URI) and the pages then show and change only that user's records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import ssl
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+import uvicorn
+from entra_fake import KEY_ID, FakeEntra, jwks, self_signed_tls
+from playwright.sync_api import Browser, BrowserContext, expect
+from pydantic import SecretStr
+
+from conftest import ARTIFACTS, free_port
+from lightning_api.app import create_app as create_api
+from lightning_api.auth import TokenValidator
+from lightning_core.bus.memory import MemoryBus
+from lightning_core.config import ConfigError, Mode, Settings
+from lightning_core.http import AsgiApp
+from lightning_core.service import ServiceContext
+from lightning_core.storage.sqlite import SqliteStorage
+from lightning_ui.api_client import ApiClient
+from lightning_ui.app import create_app as create_ui
+from lightning_ui.auth import Gate
+from lightning_ui.sessions import COOKIE, Session
+from lightning_ui.signin import EntraSignIn, SignInFailed, SignInRequired, entra_sign_in
+
+AUDIENCE = "api://lightning-os"
+SCOPE = f"{AUDIENCE}/access_as_user"
+USERS = {"alice-oid": "alice@contoso.test", "bob-oid": "bob@contoso.test"}
+
+
+@pytest.fixture
+async def api(context: ServiceContext) -> AsyncIterator[ApiClient]:
+    client = ApiClient("http://api", transport=httpx.ASGITransport(app=create_api(context)))
+    yield client
+    await client.aclose()
+
+
+@dataclass
+class Tls:
+    cert: Path
+    key: Path
+
+    def context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.cert)
+
+    def server_options(self) -> dict[str, Any]:
+        return {"ssl_certfile": str(self.cert), "ssl_keyfile": str(self.key)}
+
+
+@pytest.fixture
+def tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Tls:
+    """The stand-in's certificate; requests (under MSAL) would prefer a CA bundle named in
+    the environment to the `verify` MSAL is given, so those variables are dropped."""
+    for variable in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(variable, raising=False)
+    return Tls(*self_signed_tls(tmp_path))
+
+
+def fake_entra(port: int) -> FakeEntra:
+    return FakeEntra(
+        base_url=f"https://127.0.0.1:{port}",
+        client_id="lightning-ui",
+        client_secret="ui-secret-for-tests",  # the stand-in's, not a real one
+        audience=AUDIENCE,
+        users=USERS,
+    )
+
+
+@contextlib.asynccontextmanager
+async def sign_in_for(entra: FakeEntra, tls: Tls) -> AsyncIterator[EntraSignIn]:
+    sign_in = EntraSignIn(
+        authority=entra.authority,
+        client_id=entra.client_id,
+        client_secret=entra.client_secret,
+        scope=SCOPE,
+        verify=str(tls.cert),
+    )
+    try:
+        yield sign_in
+    finally:
+        await sign_in.aclose()
+
+
+async def serve_until(stop: asyncio.Event, apps: list[tuple[AsgiApp, int, dict[str, Any]]]) -> None:
+    """Serve each (app, port, uvicorn options) on 127.0.0.1 until `stop` is set."""
+    servers = [
+        uvicorn.Server(
+            uvicorn.Config(
+                app, host="127.0.0.1", port=port, log_level="warning", lifespan="off", **options
+            )
+        )
+        for app, port, options in apps
+    ]
+    serving = [asyncio.create_task(server.serve()) for server in servers]
+    await stop.wait()
+    for server in servers:
+        server.should_exit = True
+    await asyncio.gather(*serving)
+
+
+@contextlib.contextmanager
+def in_thread(
+    main: Callable[[asyncio.Event], Awaitable[None]], probes: list[str]
+) -> Iterator[None]:
+    """Run `main(stop)` on an event loop of its own thread until the block ends; enter once
+    every probe URL answers (TLS not verified: the probes only ask "is it up?")."""
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+    thread = threading.Thread(target=lambda: loop.run_until_complete(main(stop)), daemon=True)
+    thread.start()
+    try:
+        for url in probes:
+            for _ in range(200):
+                with contextlib.suppress(httpx.HTTPError):
+                    httpx.get(url, verify=False, timeout=1.0)  # noqa: S501
+                    break
+                assert thread.is_alive(), "the servers stopped before they were up"
+                thread.join(0.05)
+            else:
+                raise AssertionError(f"{url} did not answer")
+        yield
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(30)
+        assert not thread.is_alive(), "the servers did not stop within 30 s"
+        loop.close()
+
+
+@pytest.fixture
+def entra(tls: Tls) -> Iterator[FakeEntra]:
+    """The stand-in alone, served over TLS."""
+    fake = fake_entra(free_port())
+    port = int(fake.base_url.rsplit(":", 1)[1])
+
+    async def main(stop: asyncio.Event) -> None:
+        await serve_until(stop, [(fake.app(), port, tls.server_options())])
+
+    with in_thread(main, [f"{fake.issuer}/.well-known/openid-configuration"]):
+        yield fake
+
+
+async def approve(auth_url: str, user: str, tls: Tls) -> dict[str, str]:
+    """What a browser brings back to the callback after `user` signs in at `auth_url`
+    (httpx standing in for the browser: open the page, press the user's button)."""
+    async with httpx.AsyncClient(verify=tls.context()) as browser:
+        page = await browser.get(auth_url)
+        assert page.status_code == 200, page.text
+        request_id = re.search(r'name="request" value="([^"]+)"', page.text)
+        assert request_id is not None
+        approve_url = auth_url.split("/authorize?", 1)[0] + "/approve"
+        back = await browser.post(approve_url, data={"request": request_id[1], "user": user})
+    assert back.status_code == 303, back.text
+    return {
+        key: values[0] for key, values in parse_qs(urlsplit(back.headers["location"]).query).items()
+    }
+
+
+async def start(sign_in: EntraSignIn, next_path: str = "/") -> tuple[Session, str]:
+    session = Session(touched=0.0)
+    return session, await sign_in.start(session, "https://ui.test/auth/callback", next_path)
+
+
+async def test_code_is_redeemed_with_pkce_and_the_token_renewed_when_due(
+    entra: FakeEntra, tls: Tls
+) -> None:
+    async with sign_in_for(entra, tls) as sign_in:
+        await sign_in_and_renew(entra, tls, sign_in)
+
+
+async def sign_in_and_renew(entra: FakeEntra, tls: Tls, sign_in: EntraSignIn) -> None:
+    session, url = await start(sign_in, "/tasks")
+    query = parse_qs(urlsplit(url).query)
+    assert query["code_challenge_method"] == ["S256"]
+    assert query["redirect_uri"] == ["https://ui.test/auth/callback"]
+    assert SCOPE in query["scope"][0].split()
+
+    assert await sign_in.finish(session, await approve(url, "alice-oid", tls)) == "/tasks"
+    assert session.user_name == "alice@contoso.test"
+    assert [e["grant_type"] for e in entra.exchanges] == ["authorization_code"]
+    assert entra.exchanges[0]["code_verifier"]  # the stand-in checked it against the challenge
+
+    token = await sign_in.token(session)
+    validator = TokenValidator(issuer=entra.issuer, audience=AUDIENCE, fetch_jwks=entra_keys(entra))
+    assert await validator.user(token) == "alice-oid"
+    assert await sign_in.token(session) == token  # from MSAL's cache: no second exchange
+    assert len(entra.exchanges) == 1
+
+    entra.token_lifetime = 60  # MSAL renews a token that expires within five minutes
+    await sign_in.sign_out(session, "https://ui.test/")  # forgets the long-lived one
+    with pytest.raises(SignInRequired):
+        await sign_in.token(session)
+    session, url = await start(sign_in)
+    await sign_in.finish(session, await approve(url, "alice-oid", tls))
+    renewed = await sign_in.token(session)
+    assert [e["grant_type"] for e in entra.exchanges[1:]] == ["authorization_code", "refresh_token"]
+    assert await validator.user(renewed) == "alice-oid"
+
+
+async def test_a_wrong_verifier_or_state_fails_the_sign_in(entra: FakeEntra, tls: Tls) -> None:
+    async with sign_in_for(entra, tls) as sign_in:
+        await refused_sign_ins(tls, sign_in)
+
+
+async def refused_sign_ins(tls: Tls, sign_in: EntraSignIn) -> None:
+    session, url = await start(sign_in)
+    answer = await approve(url, "alice-oid", tls)
+    assert session.flow is not None
+    session.flow["code_verifier"] = "x" * 43  # not the one the challenge was made from
+    with pytest.raises(SignInFailed, match="PKCE code_verifier does not match"):
+        await sign_in.finish(session, answer)
+    assert session.account_id is None
+
+    session, url = await start(sign_in)
+    answer = await approve(url, "alice-oid", tls)
+    with pytest.raises(SignInFailed, match="does not match this browser"):
+        await sign_in.finish(session, {**answer, "state": "forged"})
+    with pytest.raises(SignInFailed, match="no sign-in is in progress"):
+        await sign_in.finish(session, answer)  # a flow is used once
+
+
+async def test_an_unreachable_authority_is_one_clear_error(tls: Tls) -> None:
+    nowhere = fake_entra(free_port())  # nothing listens there
+    async with sign_in_for(nowhere, tls) as sign_in:
+        with pytest.raises(SignInFailed, match=r"Entra ID at https://127\.0\.0\.1:\d+/tenant-1"):
+            await start(sign_in)
+
+
+def entra_keys(entra: FakeEntra) -> Callable[[], Awaitable[dict[str, Any]]]:
+    async def fetch() -> dict[str, Any]:
+        return jwks((KEY_ID, entra.key))
+
+    return fetch
+
+
+def test_azure_mode_without_the_ui_registration_refuses_to_start(settings: Settings) -> None:
+    azure = settings.model_copy(update={"mode": Mode.AZURE})
+    with pytest.raises(ConfigError) as refused:
+        entra_sign_in(azure)
+    assert refused.value.problems == [
+        "ENTRA_TENANT_ID (or ENTRA_AUTHORITY) is missing (the UI signs users in there)",
+        "ENTRA_UI_CLIENT_ID is missing (the UI's app registration)",
+        "ENTRA_UI_CLIENT_SECRET is missing (the UI's client secret)",
+        "ENTRA_API_SCOPE (or ENTRA_AUDIENCE) is missing (the API scope the UI asks for)",
+    ]
+    configured = azure.model_copy(
+        update={
+            "entra_tenant_id": "tenant-9",
+            "entra_audience": AUDIENCE,
+            "entra_ui_client_id": "ui",
+            "entra_ui_client_secret": SecretStr("s"),
+        }
+    )
+    made = entra_sign_in(configured)
+    assert made.authority == "https://login.microsoftonline.com/tenant-9"
+    assert configured.api_scope == f"{AUDIENCE}/.default"
+
+
+async def test_signed_out_requests_are_answered_for_what_they_asked(
+    api: ApiClient, tls: Tls
+) -> None:
+    async with sign_in_for(fake_entra(free_port()), tls) as sign_in:  # never reached
+        app = create_ui(api, gate=Gate(api, sign_in))
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://ui") as browser:
+            page = await browser.get("/tasks")
+            assert page.status_code == 303
+            assert page.headers["location"] == "/auth/login?next=%2Ftasks"
+            polled = await browser.get("/partials/tasks")
+            assert polled.status_code == 401
+            assert 'href="/auth/login?next=%2Fpartials%2Ftasks"' in polled.text
+            button = await browser.post("/tasks/t-1/cancel")
+            assert button.status_code == 401
+            assert "sign in" in button.json()["error"]
+            browser.cookies.set(COOKIE, "made-up")
+            assert (await browser.get("/tasks")).status_code == 303
+            assert (await browser.get("/healthz")).status_code == 200
+
+
+@dataclass(frozen=True)
+class AzureSystem:
+    ui_url: str
+    api_url: str
+    entra: FakeEntra
+
+
+@pytest.fixture
+def azure_system(settings: Settings, tls: Tls) -> Iterator[AzureSystem]:
+    """The API (azure mode, validating the stand-in's tokens) and the UI signing users in
+    at the stand-in, each on its own port, over SQLite and the memory bus."""
+    entra = fake_entra(free_port())
+    entra_port = int(entra.base_url.rsplit(":", 1)[1])
+    api_port, ui_port = free_port(), free_port()
+    system = AzureSystem(f"http://127.0.0.1:{ui_port}", f"http://127.0.0.1:{api_port}", entra)
+    azure = settings.model_copy(update={"mode": Mode.AZURE})
+
+    async def main(stop: asyncio.Event) -> None:
+        entra_stop = asyncio.Event()  # the stand-in stops last: MSAL is connected to it
+        entra_served = asyncio.create_task(
+            serve_until(entra_stop, [(entra.app(), entra_port, tls.server_options())])
+        )
+        try:
+            async with (
+                SqliteStorage(azure.sqlite_path) as storage,
+                MemoryBus() as bus,
+                sign_in_for(entra, tls) as sign_in,
+            ):
+                validator = TokenValidator(
+                    issuer=entra.issuer, audience=AUDIENCE, fetch_jwks=entra_keys(entra)
+                )
+                api_app = create_api(ServiceContext(azure, storage, bus), validator)
+                api = ApiClient(system.api_url)
+                try:
+                    ui_app = create_ui(api, stop=stop, gate=Gate(api, sign_in))
+                    await serve_until(stop, [(api_app, api_port, {}), (ui_app, ui_port, {})])
+                finally:
+                    await api.aclose()
+        finally:
+            entra_stop.set()
+            await entra_served
+
+    probes = [f"{entra.issuer}/.well-known/openid-configuration"]
+    probes += [f"{system.api_url}/healthz", f"{system.ui_url}/healthz"]
+    with in_thread(main, probes):
+        yield system
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_the_browser_signs_in_with_entra_and_the_ui_acts_as_that_user(
+    browser: Browser, azure_system: AzureSystem
+) -> None:
+    entra = azure_system.entra
+    authorize = re.compile(re.escape(f"{entra.authority}/oauth2/v2.0/authorize?"))
+    ARTIFACTS.mkdir(exist_ok=True)
+    # Contexts of their own (one per user), closed before the servers stop: the stand-in's
+    # TLS connections would otherwise hold its shutdown up. It has its own certificate.
+    with contexts(browser, 2) as (alice, bob):
+        signed_in_story(alice, bob, azure_system, authorize)
+
+
+def signed_in_story(
+    alice: BrowserContext, bob: BrowserContext, system: AzureSystem, authorize: re.Pattern[str]
+) -> None:
+    ui, api, entra = system.ui_url, system.api_url, system.entra
+    page = alice.new_page()
+    page.goto(f"{ui}/instructions")
+    expect(page).to_have_url(authorize)
+    query = parse_qs(urlsplit(page.url).query)
+    assert query["code_challenge_method"] == ["S256"]
+    assert query["redirect_uri"] == [f"{ui}/auth/callback"]
+    page.screenshot(path=ARTIFACTS / "ui-azure-sign-in.png")
+
+    page.get_by_role("button", name="Sign in as alice@contoso.test").click()
+    expect(page).to_have_url(f"{ui}/instructions")
+    expect(page.locator(".who")).to_contain_text("alice@contoso.test")
+    [session] = alice.cookies()
+    assert session["name"] == COOKIE
+    assert session["httpOnly"]
+    assert session["sameSite"] == "Lax"
+    assert "eyJ" not in session["value"]  # an opaque id, never a token
+
+    page.get_by_label("Name").fill("Door alert")
+    page.get_by_label("Event type pattern").fill("door.opened")
+    page.get_by_role("button", name="Create instruction").click()
+    expect(page.locator("#instructions tbody tr")).to_have_count(1)
+    page.screenshot(path=ARTIFACTS / "ui-azure-instructions.png", full_page=True)
+
+    as_alice = httpx.get(f"{api}/api/instructions", headers=bearer(entra.access_token("alice-oid")))
+    [created] = as_alice.json()["items"]
+    assert (created["name"], created["user"]) == ("Door alert", "alice-oid")
+    as_bob = httpx.get(f"{api}/api/instructions", headers=bearer(entra.access_token("bob-oid")))
+    assert as_bob.json()["items"] == []
+    assert httpx.get(f"{api}/api/instructions").status_code == 401  # no dev identity here
+
+    other = bob.new_page()
+    other.goto(f"{ui}/instructions")
+    other.get_by_role("button", name="Sign in as bob@contoso.test").click()
+    expect(other.locator(".who")).to_contain_text("bob@contoso.test")
+    expect(other.get_by_text("No instructions yet")).to_be_visible()
+
+    page.get_by_role("link", name="Sign out").click()
+    expect(page).to_have_url(authorize)  # signed out of Entra, then asked to sign in again
+    assert [c["value"] for c in alice.cookies()] != [session["value"]]  # that session is gone
+    assert [e["grant_type"] for e in entra.exchanges] == ["authorization_code"] * 2
+
+
+@contextlib.contextmanager
+def contexts(browser: Browser, count: int) -> Iterator[list[BrowserContext]]:
+    opened = [browser.new_context(ignore_https_errors=True) for _ in range(count)]
+    try:
+        yield opened
+    finally:
+        for context in opened:
+            context.close()
