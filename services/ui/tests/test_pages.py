@@ -14,7 +14,7 @@ from lightning_core.events import CloudEvent
 from lightning_core.service import ServiceContext
 from lightning_ui.api_client import ApiClient
 from lightning_ui.app import create_app
-from lightning_ui.forms import field_errors, parse_mapping
+from lightning_ui.forms import field_errors, format_mapping, parse_mapping
 
 
 @pytest.fixture
@@ -250,3 +250,68 @@ def test_mappings_read_json_or_key_value_lines() -> None:
         "emit_data": "m"
     }
     assert field_errors([{"loc": ["body", "other"], "msg": "m"}]) == {"form": "m"}
+
+
+@pytest.mark.parametrize(
+    "mapping",
+    [
+        {},
+        {"floor": 1, "room": "lobby", "open": True, "ratio": 0.5, "none": None},
+        {"looks_like_a_number": "3", "padded": " x ", "json_text": "[1]", "quote": '"q"'},
+        {"nested": {"a": [1, 2]}},
+        {"has=equals": "v", "multi": "line\nvalue"},
+    ],
+)
+def test_formatted_mappings_read_back_the_same(mapping: dict[str, object]) -> None:
+    assert parse_mapping(format_mapping(mapping)) == mapping
+
+
+async def test_edit_loads_the_form_and_saves_over_the_version_it_loaded(
+    ui: httpx.AsyncClient, api: httpx.AsyncClient
+) -> None:
+    instruction_id = (await ui.post("/instructions", json=NOTIFY_TASK)).json()["id"]
+    await ui.post(f"/instructions/{instruction_id}/disable")
+    loaded = (await ui.get(f"/instructions/{instruction_id}/form")).json()
+    fields = loaded["fields"]
+    assert {k: fields[k] for k in NOTIFY_TASK} == NOTIFY_TASK
+    assert fields["enabled"] == "false"
+
+    edited = {**fields, "name": "Back door", "data_filter": "door=back", "etag": loaded["etag"]}
+    saved = await ui.post(f"/instructions/{instruction_id}", json=edited)
+    assert saved.status_code == 200, saved.text
+    stored = (await api.get(f"/api/instructions/{instruction_id}")).json()
+    assert (stored["name"], stored["data_filter"]) == ("Back door", {"door": "back"})
+    assert stored["enabled"] is False  # an edit keeps the state it had
+
+    stale = await ui.post(f"/instructions/{instruction_id}", json={**edited, "name": "Mine"})
+    assert stale.status_code == 412  # the ETag loaded first is no longer current
+    assert "changed elsewhere" in stale.json()["errors"]["form"]
+    assert (await api.get(f"/api/instructions/{instruction_id}")).json()["name"] == "Back door"
+
+    invalid = await ui.post(
+        f"/instructions/{instruction_id}", json={**edited, "event_type": "no good!"}
+    )
+    assert set(invalid.json()["errors"]) == {"event_type"}
+    missing = await ui.get("/instructions/nope/form")
+    assert missing.status_code == 404
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        {"name": "n", "event_type": "a.*", "action_kind": "notify", "notify_title": "Hi"},
+        {
+            "name": "e",
+            "event_type": "a.b",
+            "action_kind": "emit",
+            "emit_type": "c.d",
+            "emit_data": '{"x": [1]}',
+        },
+    ],
+)
+async def test_every_action_kind_loads_back_into_its_fields(
+    ui: httpx.AsyncClient, form: dict[str, str]
+) -> None:
+    instruction_id = (await ui.post("/instructions", json=form)).json()["id"]
+    fields = (await ui.get(f"/instructions/{instruction_id}/form")).json()["fields"]
+    assert {k: fields[k] for k in form} == form

@@ -23,3 +23,53 @@ def test_new_event_shows_processed_within_a_second_without_reload(
     assert page.evaluate("window.loadedOnce") is True
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=ARTIFACTS / "ui-events.png", full_page=True)
+
+
+def test_an_instruction_is_edited_in_place_and_a_stale_edit_is_refused(
+    browser: Browser, embedded_system: RunningSystem
+) -> None:
+    api = httpx.Client(base_url=embedded_system.api_url)
+    spec = {
+        "name": "Door alert",
+        "event_type": "door.opened",
+        "action": {"kind": "notify", "title": "Door opened"},
+    }
+    instruction_id = api.post("/api/instructions", json=spec).json()["id"]
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(f"{embedded_system.ui_url}/instructions")
+    page.evaluate("window.loadedOnce = true")  # gone if the page reloads
+    row = page.locator(f'tr[data-instruction-id="{instruction_id}"]')
+
+    row.get_by_role("button", name="Edit").click()
+    expect(page.get_by_role("heading", name="Edit “Door alert”")).to_be_visible()
+    expect(page.get_by_label("Action")).to_have_value("notify")
+    expect(page.get_by_label("Title")).to_have_value("Door opened")
+    page.get_by_label("Name").fill("Front door alert")
+    page.get_by_label("Data filter").fill("door=front")
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.get_by_text("Saved.")).to_be_visible()
+    expect(row).to_contain_text("Front door alert")
+    expect(row).to_contain_text("door=front")
+    expect(page.get_by_role("heading", name="New instruction")).to_be_visible()
+
+    row.get_by_role("button", name="Edit").click()
+    expect(page.get_by_label("Name")).to_have_value("Front door alert")
+    current = api.get(f"/api/instructions/{instruction_id}")
+    changed = {**spec, "name": "Changed by a script"}
+    replaced = api.put(
+        f"/api/instructions/{instruction_id}",
+        json=changed,
+        headers={"If-Match": current.headers["ETag"]},
+    )
+    assert replaced.status_code == 200
+    page.get_by_label("Name").fill("My late edit")
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.locator('[data-error-for="form"]')).to_contain_text("changed elsewhere")
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "ui-instructions-stale-edit.png", full_page=True)
+    assert api.get(f"/api/instructions/{instruction_id}").json()["name"] == "Changed by a script"
+    expect(row).to_contain_text("Changed by a script")  # the list shows what is stored
+    page.get_by_role("button", name="Cancel editing").click()
+    expect(page.get_by_role("heading", name="New instruction")).to_be_visible()
+    assert page.evaluate("window.loadedOnce") is True
+    api.close()

@@ -89,18 +89,19 @@ class ApiClient:
         user._headers = {"Authorization": f"Bearer {access_token}"}
         return user
 
-    async def _call(
+    async def _send(
         self,
         method: str,
         path: str,
         *,
         params: dict[str, str | int] | None = None,
         json: Any = None,
-    ) -> Any:
-        """The answer's JSON body (None when empty); ApiRejected on 4xx, ApiUnavailable else."""
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """The API's answer; ApiRejected on 4xx, ApiUnavailable on no answer or 5xx."""
         try:
             response = await self._client.request(
-                method, path, params=params, json=json, headers=self._headers
+                method, path, params=params, json=json, headers={**self._headers, **(headers or {})}
             )
         except httpx.HTTPError as error:
             raise ApiUnavailable(f"API at {self.base_url} failed: {error}") from None
@@ -114,6 +115,18 @@ class ApiClient:
             raise ApiUnavailable(
                 f"API at {self.base_url} failed: {method} {path} answered {response.status_code}"
             )
+        return response
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str | int] | None = None,
+        json: Any = None,
+    ) -> Any:
+        """The answer's JSON body (None when empty)."""
+        response = await self._send(method, path, params=params, json=json)
         return response.json() if response.content else None
 
     async def recent_events(self, limit: int = 50) -> list[EventRecord]:
@@ -155,6 +168,20 @@ class ApiClient:
 
     async def create_instruction(self, spec: dict[str, Any]) -> Instruction:
         return Instruction.model_validate(await self._call("POST", "/api/instructions", json=spec))
+
+    async def instruction(self, instruction_id: str) -> tuple[Instruction, str]:
+        """One instruction and its ETag, which replacing it requires."""
+        response = await self._send("GET", f"/api/instructions/{instruction_id}")
+        return Instruction.model_validate(response.json()), response.headers["ETag"]
+
+    async def replace_instruction(
+        self, instruction_id: str, spec: dict[str, Any], etag: str
+    ) -> Instruction:
+        """Replace it only if it is still the version `etag` names (else ApiRejected 412)."""
+        response = await self._send(
+            "PUT", f"/api/instructions/{instruction_id}", json=spec, headers={"If-Match": etag}
+        )
+        return Instruction.model_validate(response.json())
 
     async def set_instruction_enabled(self, instruction_id: str, enabled: bool) -> None:
         verb = "enable" if enabled else "disable"

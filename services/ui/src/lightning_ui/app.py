@@ -23,10 +23,17 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from lightning_core.domain import TaskKind, TaskStatus
+from lightning_core.domain import Instruction, TaskKind, TaskStatus
 from lightning_ui.api_client import ApiClient, ApiRejected, ApiUnavailable
 from lightning_ui.auth import Gate, sign_in_required
-from lightning_ui.forms import FIELDS, FORM, FormErrors, field_errors, spec_from_form
+from lightning_ui.forms import (
+    FIELDS,
+    FORM,
+    FormErrors,
+    field_errors,
+    form_from_instruction,
+    spec_from_form,
+)
 from lightning_ui.signin import SignInRequired
 
 STATIC = Path(__file__).parent / "static"
@@ -167,7 +174,7 @@ def create_app(
             *(page(name, path) for path, name, _label in PAGES),
             *(partial(name) for name in loaders if name != "index"),
             *callers.routes(),
-            _instruction_form(callers),
+            *_instruction_routes(callers),
             *(_action(path, call, callers) for path, call in ACTIONS),
             Route("/stream", stream),
             Route("/healthz", healthz),
@@ -204,27 +211,74 @@ def _action(path: str, call: Callable[[ApiClient, str], Awaitable[None]], caller
     return Route(path, endpoint, methods=["POST"])
 
 
-def _instruction_form(callers: Gate) -> Route:
-    async def create_instruction(request: Request) -> JSONResponse:
-        """The instruction form, posted as JSON: 201 `{id}`, or 422 `{errors: {field: msg}}`."""
+STALE_EDIT = (
+    "this instruction was changed elsewhere since you opened it (another tab or a script): "
+    "open it again to edit the current version"
+)
+
+
+def _instruction_routes(callers: Gate) -> list[Route]:
+    """The instruction form, posted as JSON: `{id}` back, or `{errors: {field: message}}`."""
+
+    async def read_form(request: Request) -> dict[str, Any]:
+        form = await request.json()  # ValueError: not JSON at all
+        if not isinstance(form, dict):
+            raise FormErrors({FORM: "expected a JSON object"})
+        return form
+
+    async def save(
+        request: Request,
+        call: Callable[[ApiClient, dict[str, Any]], Awaitable[Instruction]],
+        status_code: int,
+    ) -> JSONResponse:
         caller = await callers.caller(request)
         try:
-            form = await request.json()
-            if not isinstance(form, dict):
-                raise FormErrors({FORM: "expected a JSON object"})
-            created = await caller.api.create_instruction(spec_from_form(form))
+            form = await read_form(request)
+            saved = await call(caller.api, form)
         except ValueError:
             return JSONResponse({"errors": {FORM: "expected a JSON object"}}, 400)
         except FormErrors as invalid:
             return JSONResponse({"errors": invalid.errors}, 422)
         except ApiRejected as rejected:
-            errors = field_errors(rejected.detail)
+            errors = (
+                {FORM: STALE_EDIT} if rejected.status_code == 412 else field_errors(rejected.detail)
+            )
             return JSONResponse({"errors": errors}, rejected.status_code)
         except ApiUnavailable as problem:
             return JSONResponse({"errors": {FORM: str(problem)}}, 503)
-        return JSONResponse({"id": created.id}, 201)
+        return JSONResponse({"id": saved.id}, status_code)
 
-    return Route("/instructions", create_instruction, methods=["POST"])
+    async def create(request: Request) -> JSONResponse:
+        return await save(
+            request, lambda api, form: api.create_instruction(spec_from_form(form)), 201
+        )
+
+    async def replace(request: Request) -> JSONResponse:
+        instruction_id = request.path_params["id"]
+        return await save(
+            request,
+            lambda api, form: api.replace_instruction(
+                instruction_id, spec_from_form(form), str(form.get("etag", ""))
+            ),
+            200,
+        )
+
+    async def edit(request: Request) -> JSONResponse:
+        """The form's fields for one instruction, and the ETag its save must match."""
+        caller = await callers.caller(request)
+        try:
+            instruction, etag = await caller.api.instruction(request.path_params["id"])
+        except ApiRejected as rejected:
+            return JSONResponse({"error": str(rejected.detail)}, rejected.status_code)
+        except ApiUnavailable as problem:
+            return JSONResponse({"error": str(problem)}, 503)
+        return JSONResponse({"fields": form_from_instruction(instruction), "etag": etag})
+
+    return [
+        Route("/instructions", create, methods=["POST"]),
+        Route("/instructions/{id}", replace, methods=["POST"]),
+        Route("/instructions/{id}/form", edit),
+    ]
 
 
 async def _named(**values: Awaitable[Any]) -> dict[str, Any]:

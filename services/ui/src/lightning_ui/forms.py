@@ -1,10 +1,13 @@
-"""The instruction form: its fields to an InstructionSpec body, and the API's 422 back to
-the fields, so each message can be shown next to the input it is about."""
+"""The instruction form: its fields to an InstructionSpec body and an Instruction back to
+its fields (for editing), and the API's 422 back to the fields, so each message can be
+shown next to the input it is about."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
+
+from lightning_core.domain import Emit, Instruction, Notify, RequestTask
 
 #: The form's fields, in page order; `form` is for messages about no one field.
 FIELDS = (
@@ -75,6 +78,45 @@ def _scalar(raw: str) -> Any:
     return value if isinstance(value, (int, float, bool, str)) or value is None else raw
 
 
+def format_mapping(mapping: dict[str, Any]) -> str:
+    """`mapping` as the text parse_mapping reads back to it: `key=value` lines where each
+    value survives that, else a JSON object."""
+    lines = [f"{key}={_format_scalar(value)}" for key, value in mapping.items()]
+    text = "\n".join(lines)
+    try:
+        readable = parse_mapping(text) == mapping
+    except ValueError:
+        readable = False
+    return text if readable else json.dumps(mapping, ensure_ascii=False)
+
+
+def _format_scalar(value: Any) -> str:
+    """A string as itself unless it would read as something else (`3`, `true`, padded)."""
+    if isinstance(value, str) and _scalar(value.strip()) == value:
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def form_from_instruction(instruction: Instruction) -> dict[str, str]:
+    """The form's fields showing `instruction`, for editing it (and `enabled` kept)."""
+    form = dict.fromkeys(FIELDS, "")
+    form.update(
+        name=instruction.name,
+        event_type=instruction.event_type,
+        data_filter=format_mapping(dict(instruction.data_filter)),
+        action_kind=instruction.action.kind,
+        enabled="true" if instruction.enabled else "false",
+    )
+    action = instruction.action
+    if isinstance(action, RequestTask):
+        form.update(task_kind=action.task.value, task_params=format_mapping(action.params))
+    elif isinstance(action, Notify):
+        form.update(notify_title=action.title, notify_body=action.body)
+    elif isinstance(action, Emit):
+        form.update(emit_type=action.type, emit_data=format_mapping(action.data))
+    return form
+
+
 def spec_from_form(form: dict[str, Any]) -> dict[str, Any]:
     """The InstructionSpec body the form describes; FormErrors for what cannot be read."""
     values = {name: str(form.get(name) or "") for name in FIELDS}
@@ -102,7 +144,8 @@ def spec_from_form(form: dict[str, Any]) -> dict[str, Any]:
         "event_type": values["event_type"].strip(),
         "data_filter": mapping("data_filter"),
         "action": action,
-        "enabled": bool(form.get("enabled", True)),
+        # Absent on a new instruction; "true"/"false" when an edited one keeps its state.
+        "enabled": str(form.get("enabled", "true")).lower() != "false",
     }
     if errors:
         raise FormErrors(errors)
