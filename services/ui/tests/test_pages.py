@@ -127,7 +127,7 @@ async def test_api_validation_errors_come_back_per_field(
     assert answer.status_code == 422
     errors = answer.json()["errors"]
     assert set(errors) == {"name", "event_type", "task_kind"}
-    assert "pattern" in errors["event_type"]
+    assert errors["event_type"].startswith("use letters, digits and . _ : / -")
     missing_title = {**NOTIFY_TASK, "action_kind": "notify", "notify_title": ""}
     answer = await ui.post("/instructions", json=missing_title)
     assert set(answer.json()["errors"]) == {"notify_title"}
@@ -250,6 +250,9 @@ def test_mappings_read_json_or_key_value_lines() -> None:
         "emit_data": "m"
     }
     assert field_errors([{"loc": ["body", "other"], "msg": "m"}]) == {"form": "m"}
+    emit_pattern = {"loc": ["body", "action", "emit", "type"], "msg": "m"}
+    hint = field_errors([{**emit_pattern, "type": "string_pattern_mismatch"}])["emit_type"]
+    assert "e.g. door.closed" in hint
 
 
 @pytest.mark.parametrize(

@@ -56,7 +56,7 @@ def story(browser: Browser, ui: str, api: str, stack: Stack) -> None:
     editor.get_by_role("button", name="Create instruction").click()
 
     error = editor.locator('[data-error-for="event_type"]')
-    expect(error).to_contain_text("String should match pattern")
+    expect(error).to_contain_text("use letters, digits and . _ : / -")
     expect(editor.locator('input[name="event_type"]')).to_have_attribute("aria-invalid", "")
     expect(editor.locator('[data-error-for="name"]')).to_be_empty()
     screenshot(editor, stack, "instructions-invalid")

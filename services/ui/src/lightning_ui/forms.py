@@ -39,6 +39,19 @@ _LOCATIONS: dict[tuple[str, ...], str] = {
 }
 
 
+# What a pattern mismatch means, in words, for the fields whose API type has a pattern:
+# the API's own message quotes the regular expression, which is for programs.
+_PATTERN_HINTS = {
+    "event_type": (
+        "use letters, digits and . _ : / - (starting with a letter or digit), with * ? [ ]"
+        " as wildcards, e.g. door.* or door.opened"
+    ),
+    "emit_type": (
+        "use letters, digits and . _ : / - (starting with a letter or digit), e.g. door.closed"
+    ),
+}
+
+
 class FormErrors(Exception):
     def __init__(self, errors: dict[str, str]) -> None:
         super().__init__(errors)
@@ -159,10 +172,12 @@ def field_errors(detail: Any) -> dict[str, str]:
     errors: dict[str, str] = {}
     for item in detail:
         loc = tuple(str(part) for part in item.get("loc", ()) if part != "body")
-        message = str(item.get("msg", "invalid"))
         field = next(
             (_LOCATIONS[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in _LOCATIONS),
             FORM,
         )
+        message = str(item.get("msg", "invalid"))
+        if item.get("type") == "string_pattern_mismatch" and field in _PATTERN_HINTS:
+            message = _PATTERN_HINTS[field]
         errors[field] = f"{errors[field]}; {message}" if field in errors else message
     return errors
