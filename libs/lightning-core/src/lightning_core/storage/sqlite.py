@@ -1,19 +1,29 @@
 """SQLite storage for embedded mode: one file, one table, documents as JSON text.
 
 One table holds every collection, so a collection exists as soon as a document is written
-to it. WAL mode lets readers (the API listing events) run beside the writer (the processor).
+to it. WAL mode lets other connections (a second process on the same file) read beside
+the writer.
+
+sqlite3 blocks, so one thread owns the connection and every operation is one trip to it.
+Writes are group-committed: writes that arrive while a commit is under way wait in a
+queue, and the writer task applies all of them in one transaction with one commit (one
+fsync). Each caller's write returns only after the commit that holds it, so a returned
+write is as durable as with a commit per write; under load (the API storing every
+accepted event while the processor marks others processed) there are far fewer fsyncs
+and thread trips than writes.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import json
 import sqlite3
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
-
-import aiosqlite
+from typing import Any, TypeVar
 
 from lightning_core.config import Settings
 from lightning_core.lifecycle import Connectable
@@ -29,6 +39,8 @@ from lightning_core.storage.base import (
     encode_offset,
 )
 
+T = TypeVar("T")
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS documents (
     collection TEXT NOT NULL,
@@ -40,19 +52,61 @@ CREATE TABLE IF NOT EXISTS documents (
 )
 """
 
+Params = Sequence[Any]
+# One queued write: a single statement, and the caller waiting for its row count.
+Write = tuple[str, Params, "asyncio.Future[int]"]
+
 
 def _etag() -> str:
     return uuid.uuid4().hex
+
+
+def _open(path: str) -> sqlite3.Connection:
+    # isolation_level=None: no implicit transactions; `_apply` opens and commits its own.
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute(_SCHEMA)
+    return db
+
+
+def _apply(db: sqlite3.Connection, statements: list[tuple[str, Params]]) -> list[int | Exception]:
+    """Run the statements in one transaction; each one's row count or its own error.
+
+    A failing statement (a duplicate id) is undone alone and the others still commit.
+    If the commit fails, or an error rolled the whole transaction back, every statement
+    gets that error: none of them is stored.
+    """
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        outcomes: list[int | Exception] = []
+        for sql, params in statements:
+            try:
+                outcomes.append(db.execute(sql, params).rowcount)
+            except sqlite3.Error as error:
+                outcomes.append(error)
+        db.execute("COMMIT")
+    except sqlite3.Error as error:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        return [error] * len(statements)
+    return outcomes
+
+
+def _fetch(db: sqlite3.Connection, sql: str, params: Params) -> list[Any]:
+    return db.execute(sql, params).fetchall()
 
 
 class SqliteStorage(Connectable):
     def __init__(self, path: Path | str) -> None:
         super().__init__()
         self._path = str(path)
-        self._db: aiosqlite.Connection | None = None
+        self._thread: ThreadPoolExecutor | None = None
+        self._db: sqlite3.Connection | None = None
+        self._writes: asyncio.Queue[Write | None] | None = None
+        self._writer: asyncio.Task[None] | None = None
 
     @property
-    def db(self) -> aiosqlite.Connection:
+    def db(self) -> sqlite3.Connection:
         if self._db is None:
             raise RuntimeError("SqliteStorage is not connected: use `async with storage:`")
         return self._db
@@ -60,41 +114,87 @@ class SqliteStorage(Connectable):
     async def _connect(self) -> None:
         if self._path != ":memory:":
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = await aiosqlite.connect(self._path)
-        await self._db.execute("PRAGMA journal_mode=WAL")
-        await self._db.execute(_SCHEMA)
-        await self._db.commit()
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._db = await self._run(_open, self._path)
+        self._writes = asyncio.Queue()
+        self._writer = asyncio.create_task(self._write_loop(self._writes), name="sqlite-writer")
 
     async def _close(self) -> None:
-        await self.db.close()
+        writes, self._writes = self._writes, None  # writes from here on are refused
+        if writes is not None and self._writer is not None:
+            writes.put_nowait(None)
+            await self._writer  # commits everything queued before the None
+        await self._run(self.db.close)
         self._db = None
+        if self._thread is not None:
+            self._thread.shutdown()
+
+    async def _run(self, function: Callable[..., T], *args: Any) -> T:
+        """Call `function(*args)` on the connection's thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, functools.partial(function, *args))
+
+    async def _read(self, sql: str, params: Params) -> list[Any]:
+        return await self._run(_fetch, self.db, sql, params)
+
+    async def _write(self, sql: str, params: Params) -> int:
+        """Queue one statement for the next group commit; its row count once committed."""
+        if self._writes is None:
+            raise RuntimeError("SqliteStorage is not connected: use `async with storage:`")
+        done: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._writes.put_nowait((sql, params, done))
+        return await done
+
+    async def _write_loop(self, writes: asyncio.Queue[Write | None]) -> None:
+        """Commit whatever is waiting, one transaction at a time, until a None arrives."""
+        while True:
+            batch = [await writes.get()]
+            while not writes.empty():
+                batch.append(writes.get_nowait())
+            pending = [write for write in batch if write is not None]
+            if pending:
+                await self._commit(pending)
+            if len(pending) < len(batch):
+                return
+
+    async def _commit(self, pending: list[Write]) -> None:
+        statements = [(sql, params) for sql, params, _ in pending]
+        try:
+            outcomes = await self._run(_apply, self.db, statements)
+        except Exception as error:  # the thread is gone: nobody's write is stored
+            outcomes = [error] * len(pending)
+        for (_, _, done), outcome in zip(pending, outcomes, strict=True):
+            if done.done():  # the caller was cancelled; its write stands or fails alike
+                continue
+            if isinstance(outcome, Exception):
+                done.set_exception(outcome)
+            else:
+                done.set_result(outcome)
 
     async def ping(self) -> None:
-        await self.db.execute("SELECT 1")
+        await self._read("SELECT 1", ())
 
     async def create(
         self, collection: str, partition: str, doc_id: str, body: dict[str, Any]
     ) -> Document:
         etag = _etag()
         try:
-            await self.db.execute(
+            await self._write(
                 "INSERT INTO documents (collection, partition, id, body, etag) VALUES (?,?,?,?,?)",
                 (collection, partition, doc_id, json.dumps(body), etag),
             )
         except sqlite3.IntegrityError:
             raise Conflict(f"{collection}/{doc_id} already exists") from None
-        await self.db.commit()
         return Document(doc_id, partition, body, etag)
 
     async def get(self, collection: str, partition: str, doc_id: str) -> Document:
-        async with self.db.execute(
+        rows = await self._read(
             "SELECT body, etag FROM documents WHERE collection=? AND partition=? AND id=?",
             (collection, partition, doc_id),
-        ) as cursor:
-            row = await cursor.fetchone()
-        if row is None:
+        )
+        if not rows:
             raise NotFound(f"{collection}/{doc_id} not found")
-        return Document(doc_id, partition, json.loads(row[0]), row[1])
+        return Document(doc_id, partition, json.loads(rows[0][0]), rows[0][1])
 
     async def replace(
         self,
@@ -106,13 +206,12 @@ class SqliteStorage(Connectable):
         if_match: str,
     ) -> Document:
         etag = _etag()
-        cursor = await self.db.execute(
+        changed = await self._write(
             "UPDATE documents SET body=?, etag=? "
             "WHERE collection=? AND partition=? AND id=? AND etag=?",
             (json.dumps(body), etag, collection, partition, doc_id, if_match),
         )
-        await self.db.commit()
-        if cursor.rowcount == 0:
+        if changed == 0:
             await self.get(collection, partition, doc_id)  # NotFound if it is gone
             raise PreconditionFailed(f"{collection}/{doc_id} changed since etag {if_match}")
         return Document(doc_id, partition, body, etag)
@@ -121,13 +220,12 @@ class SqliteStorage(Connectable):
         self, collection: str, partition: str, doc_id: str, body: dict[str, Any]
     ) -> Document:
         etag = _etag()
-        await self.db.execute(
+        await self._write(
             "INSERT INTO documents (collection, partition, id, body, etag) VALUES (?,?,?,?,?) "
             "ON CONFLICT (collection, partition, id) DO UPDATE SET body=excluded.body, "
             "etag=excluded.etag",
             (collection, partition, doc_id, json.dumps(body), etag),
         )
-        await self.db.commit()
         return Document(doc_id, partition, body, etag)
 
     async def delete(
@@ -138,9 +236,7 @@ class SqliteStorage(Connectable):
         if if_match is not None:
             sql += " AND etag=?"
             params += (if_match,)
-        cursor = await self.db.execute(sql, params)
-        await self.db.commit()
-        if cursor.rowcount == 0:
+        if await self._write(sql, params) == 0:
             await self.get(collection, partition, doc_id)
             raise PreconditionFailed(f"{collection}/{doc_id} changed since etag {if_match}")
 
@@ -179,8 +275,7 @@ class SqliteStorage(Connectable):
             f"ORDER BY {order} LIMIT ? OFFSET ?"
         )
         params.extend([limit + 1, offset])
-        async with self.db.execute(sql, params) as cursor:
-            rows = list(await cursor.fetchall())
+        rows = await self._read(sql, params)
         items = [Document(row[0], partition, json.loads(row[1]), row[2]) for row in rows[:limit]]
         more = len(rows) > limit
         return Page(items, encode_offset(offset + limit) if more else None)

@@ -1,0 +1,59 @@
+"""What SQLite's group commit must keep: every caller gets its own answer, and a write that
+returned is committed (another connection sees it), however many shared its transaction."""
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from lightning_core.storage import sqlite
+from lightning_core.storage.base import Conflict
+from lightning_core.storage.sqlite import SqliteStorage
+
+
+def committed_ids(path: Path) -> set[str]:
+    """The ids another connection sees: only what was committed."""
+    with sqlite3.connect(path) as other:
+        return {row[0] for row in other.execute("SELECT id FROM documents")}
+
+
+async def test_concurrent_writes_share_commits_and_keep_their_own_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batches: list[int] = []
+    apply = sqlite._apply
+
+    def counting(db: sqlite3.Connection, statements: list[tuple[str, sqlite.Params]]) -> object:
+        batches.append(len(statements))
+        return apply(db, statements)
+
+    monkeypatch.setattr(sqlite, "_apply", counting)
+    path = tmp_path / "group.db"
+    async with SqliteStorage(path) as storage:
+        await storage.create("things", "alice", "taken", {})
+        ids = [f"t{n}" for n in range(50)]
+        outcomes = await asyncio.gather(
+            *(storage.create("things", "alice", doc_id, {"n": doc_id}) for doc_id in ids),
+            storage.create("things", "alice", "taken", {}),
+            return_exceptions=True,
+        )
+        *created, duplicate = outcomes
+        assert isinstance(duplicate, Conflict)
+        assert [getattr(document, "id", document) for document in created] == ids
+        assert committed_ids(path) == {*ids, "taken"}
+    assert max(batches) > 1
+    assert sum(batches) == 52
+
+
+async def test_close_commits_the_writes_already_queued(tmp_path: Path) -> None:
+    path = tmp_path / "close.db"
+    storage = SqliteStorage(path)
+    await storage.connect()
+    writes = [asyncio.create_task(storage.create("things", "alice", f"t{n}", {})) for n in range(5)]
+    await asyncio.sleep(0)  # queued, not yet committed
+    await storage.close()
+    assert all(write.done() and write.exception() is None for write in writes)
+    assert committed_ids(path) == {f"t{n}" for n in range(5)}
+    with pytest.raises(RuntimeError, match="not connected"):
+        await storage.create("things", "alice", "late", {})
