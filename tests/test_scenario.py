@@ -117,6 +117,8 @@ def test_instruction_to_task_to_notification(stack: Stack, tmp_path: Path) -> No
         for event_id in (matching["id"], other["id"]):
             eventually(partial(processed, alice, event_id), f"event {event_id} processed")
         chain = time.monotonic() - started
+        [processor] = alice.get("/api/services").json()  # the worker's heartbeat
+        assert (processor["service"], processor["alive"]) == ("event-processor", 1)
 
         assert task["kind"] == "notify"
         assert task["params"]["title"] == TITLE

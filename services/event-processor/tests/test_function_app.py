@@ -33,6 +33,7 @@ from lightning_core.domain import (
     TaskKind,
 )
 from lightning_core.events import CloudEvent
+from lightning_core.heartbeats import recent
 from lightning_core.records import EVENTS, EventRecord, EventStatus, record_received
 from lightning_core.storage.base import Document
 from lightning_processor.functions import NotACloudEvent
@@ -252,3 +253,13 @@ def test_bad_settings_fail_the_import_with_one_logged_line(
     assert "COSMOS_CONNECTION_STRING" in line.getMessage()
     assert "\n" not in line.getMessage()
     assert MODULE not in sys.modules
+
+
+async def test_invocations_beat_at_most_once_per_interval(function_app: ModuleType) -> None:
+    function, _trigger = the_function(function_app)
+    storage = function_app.process.processor.context.storage
+    await function(event_message(make_event()))
+    [first] = await recent(storage)
+    assert first.service == CONSUMER_GROUP
+    await function(event_message(make_event()))  # within the interval: no second write
+    assert await recent(storage) == [first]

@@ -4,11 +4,12 @@ import pytest
 
 from lightning_core.bus.memory import MemoryBus
 from lightning_core.events import CloudEvent
+from lightning_core.heartbeats import instance_name, recent
 from lightning_core.records import EVENTS, EventRecord, EventStatus, record_received
 from lightning_core.service import ServiceContext
 from lightning_core.storage.sqlite import SqliteStorage
 from lightning_processor.drivers import builtin_registry
-from lightning_processor.handler import Processor
+from lightning_processor.handler import CONSUMER_GROUP, Processor
 from lightning_processor.service import service
 
 
@@ -57,6 +58,8 @@ async def test_service_consumes_until_stopped(
     async with asyncio.timeout(5):
         while (await stored(storage, events[-1])).status is not EventStatus.PROCESSED:
             await asyncio.sleep(0.01)
+    [beat] = await recent(storage)  # the worker said it is alive while it ran
+    assert (beat.service, beat.instance) == (CONSUMER_GROUP, instance_name())
     stop.set()
     await asyncio.wait_for(running, 5)
     statuses = {(await stored(storage, event)).status for event in events}

@@ -11,6 +11,7 @@ from lightning_core.bus.base import RetryPolicy
 from lightning_core.bus.memory import MemoryBus
 from lightning_core.domain import NOTIFICATIONS, PROCESSOR_GROUP, Notification
 from lightning_core.events import CloudEvent
+from lightning_core.heartbeats import Heart
 from lightning_core.service import ServiceContext
 from lightning_ui.api_client import ApiClient
 from lightning_ui.app import create_app
@@ -318,3 +319,14 @@ async def test_every_action_kind_loads_back_into_its_fields(
     instruction_id = (await ui.post("/instructions", json=form)).json()["id"]
     fields = (await ui.get(f"/instructions/{instruction_id}/form")).json()["fields"]
     assert {k: fields[k] for k in form} == form
+
+
+async def test_dashboard_shows_whether_the_processor_beats(
+    ui: httpx.AsyncClient, context: ServiceContext
+) -> None:
+    silent = (await ui.get("/partials/dashboard")).text
+    assert "not seen: is it running?" in silent
+    await Heart(context.storage, PROCESSOR_GROUP, "host:1").beat()
+    beating = (await ui.get("/partials/dashboard")).text
+    assert 'data-service="event-processor"' in beating
+    assert "1 running, last beat 0 s ago" in beating

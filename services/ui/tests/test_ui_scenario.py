@@ -93,6 +93,7 @@ def story(browser: Browser, ui: str, api: str, stack: Stack) -> None:
     )
     expect(dashboard.locator('[data-count="tasks-succeeded"]')).to_have_text("1")
     expect(dashboard.locator('[data-count="unread"]')).to_have_text("1")
+    expect(dashboard.locator('[data-service="event-processor"]')).to_contain_text("1 running")
     expect(dashboard.locator("#events .status-processed").first).to_be_visible()
 
     notifications.get_by_role("button", name="Mark read").click()

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from lightning_api import dead_letters, instructions, notifications, tasks
+from lightning_api import dead_letters, instructions, notifications, services, tasks
 from lightning_api.auth import TokenValidator, http_jwks
 from lightning_api.routes import router
 from lightning_core.config import ConfigError, Mode, Settings, entra_problems
@@ -77,7 +77,7 @@ def create_app(
     app.state.token_validator = validator or entra_validator(context.settings)
     app.state.stop = stop or asyncio.Event()
     app.include_router(router)
-    for resource in (instructions, tasks, notifications, dead_letters):
+    for resource in (instructions, tasks, notifications, dead_letters, services):
         app.include_router(resource.router)
     app.add_exception_handler(405, method_not_allowed)
     return app

@@ -15,9 +15,6 @@ from lightning_core.domain import PROCESSOR_GROUP
 
 router = APIRouter(prefix="/api/dead-letters", tags=["dead letters"], responses=UNAUTHORIZED)
 
-#: The event processor's consumer group (`lightning_processor.handler.CONSUMER_GROUP`);
-#: spelled out because the API does not depend on the processor package.
-
 
 @router.get("")
 async def list_dead_letters(user: CurrentUser, bus: BusDep) -> list[DeadLetterOut]:

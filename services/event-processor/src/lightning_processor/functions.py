@@ -56,12 +56,14 @@ invocation); extension bundle 4.x carries the Service Bus extension 5.x these na
 from __future__ import annotations
 
 import logging
+import time
 
 from pydantic import ValidationError
 
 from lightning_core.bus.servicebus import topic_name
 from lightning_core.config import ConfigError, Settings, load_settings
 from lightning_core.events import CloudEvent
+from lightning_core.heartbeats import INTERVAL, Heart
 from lightning_core.providers import build_bus, build_storage
 from lightning_processor.drivers import builtin_registry
 from lightning_processor.handler import CONSUMER_GROUP, Processor
@@ -92,6 +94,10 @@ class EventFunction:
         self.processor = processor
         self.topic = topic_name(settings.bus_namespace)
         self.subscription = CONSUMER_GROUP
+        # A Function has no loop of its own to beat in: invocations beat, at most every
+        # INTERVAL, so an idle app shows as not seen (which, with no events, it is not).
+        self._heart = Heart(processor.context.storage, CONSUMER_GROUP)
+        self._next_beat = 0.0
 
     async def __call__(self, body: bytes, message_id: str) -> None:
         try:
@@ -102,6 +108,9 @@ class EventFunction:
             raise NotACloudEvent(reason) from None
         await self.processor.connect()
         await self.processor.handle(event)
+        if time.monotonic() >= self._next_beat:
+            self._next_beat = time.monotonic() + INTERVAL
+            await self._heart.try_beat()
 
 
 def load() -> EventFunction:

@@ -1,13 +1,16 @@
 """The `event-processor` service entry point: a long-running bus consumer.
 
 Drivers run inside the handler and start no background tasks, so the bus loop finishing
-the event in flight on SIGTERM is all a graceful shutdown needs.
+the event in flight on SIGTERM is all a graceful shutdown needs. Beside it, the worker
+writes a heartbeat (lightning_core.heartbeats), which the API reports and the UI's
+dashboard shows: the only sign of life a worker without an HTTP port can give.
 """
 
 from __future__ import annotations
 
 import asyncio
 
+from lightning_core.heartbeats import Heart
 from lightning_core.service import ServiceContext
 from lightning_processor.drivers import builtin_registry
 from lightning_processor.handler import CONSUMER_GROUP, Processor
@@ -19,4 +22,10 @@ async def service(context: ServiceContext, stop: asyncio.Event) -> None:
         context.bus,
         builtin_registry(webhook_origins=context.settings.webhook_origins),
     )
-    await context.bus.consume(CONSUMER_GROUP, processor.handle, stop=stop)
+    stopped_consuming = asyncio.Event()
+    async with asyncio.TaskGroup() as group:
+        group.create_task(Heart(context.storage, CONSUMER_GROUP).beat_until(stopped_consuming))
+        try:
+            await context.bus.consume(CONSUMER_GROUP, processor.handle, stop=stop)
+        finally:
+            stopped_consuming.set()

@@ -52,6 +52,23 @@ class DeadLetter(BaseModel):
     failed_at: datetime
 
 
+class InstanceState(BaseModel):
+    """One instance of a background service, by its last heartbeat (the API's InstanceOut)."""
+
+    instance: str
+    started_at: datetime
+    seen_at: datetime
+    alive: bool
+
+
+class ServiceState(BaseModel):
+    """A background service and its instances seen lately (the API's ServiceOut)."""
+
+    service: str
+    alive: int
+    instances: list[InstanceState]
+
+
 @dataclass(frozen=True)
 class Count:
     value: int
@@ -161,6 +178,12 @@ class ApiClient:
             unread_notifications=unread,
             dead_letters=Count(len(letters)),
         )
+
+    async def services(self) -> dict[str, ServiceState]:
+        """Background services by name, from their heartbeats."""
+        body = await self._call("GET", "/api/services")
+        states = [ServiceState.model_validate(item) for item in body]
+        return {state.service: state for state in states}
 
     async def instructions(self) -> list[Instruction]:
         body = await self._call("GET", "/api/instructions", params={"limit": 200})

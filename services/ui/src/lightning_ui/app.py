@@ -23,7 +23,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from lightning_core.domain import Instruction, TaskKind, TaskStatus
+from lightning_core.domain import PROCESSOR_GROUP, Instruction, TaskKind, TaskStatus, now
 from lightning_ui.api_client import ApiClient, ApiRejected, ApiUnavailable
 from lightning_ui.auth import Gate, sign_in_required
 from lightning_ui.forms import (
@@ -42,7 +42,10 @@ _templates = Environment(
     loader=PackageLoader("lightning_ui", "templates"), autoescape=select_autoescape()
 )
 _templates.filters["when"] = lambda value: value.strftime("%Y-%m-%d %H:%M:%S")
+_templates.filters["ago"] = lambda value: f"{max(0, round((now() - value).total_seconds()))} s ago"
 _templates.globals.update(task_kinds=list(TaskKind), task_statuses=list(TaskStatus))
+#: The background services the dashboard expects a heartbeat from.
+_templates.globals["background_services"] = [PROCESSOR_GROUP]
 #: Navigation: path, page name (template `<name>.html`, partial `_<name>.html`), label.
 PAGES = (
     ("/", "index", "Dashboard"),
@@ -96,15 +99,15 @@ def create_app(
     stopped = stop or asyncio.Event()
     callers = gate or Gate(api, sign_in=None)
 
-    async def dashboard(api: ApiClient) -> dict[str, Any]:
-        readiness, counts, events = await asyncio.gather(
-            api.readiness(), api.counts(), api.recent_events()
-        )
-        return {"readiness": readiness, "counts": counts, "events": events}
-
     async def health_and_counts(api: ApiClient) -> dict[str, Any]:
-        readiness, counts = await asyncio.gather(api.readiness(), api.counts())
-        return {"readiness": readiness, "counts": counts}
+        readiness, services, counts = await asyncio.gather(
+            api.readiness(), api.services(), api.counts()
+        )
+        return {"readiness": readiness, "services": services, "counts": counts}
+
+    async def dashboard(api: ApiClient) -> dict[str, Any]:
+        health, events = await asyncio.gather(health_and_counts(api), api.recent_events())
+        return {**health, "events": events}
 
     loaders: dict[str, Callable[[ApiClient], Awaitable[dict[str, Any]]]] = {
         "index": dashboard,
