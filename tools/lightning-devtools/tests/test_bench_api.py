@@ -22,7 +22,9 @@ from lightning_devtools import bench_api
     ],
 )
 def test_every_measurement_runs_and_is_reported(generator: bench_api.Generator) -> None:
-    measurements = bench_api.measure(generator, connections=4, duration=1, warmup=0.2, events=5)
+    measurements = bench_api.measure(
+        generator, connections=4, duration=1, warmup=0.2, events=5, rounds=2
+    )
 
     assert measurements.generator == generator
     assert measurements.throughput.provider > 0
@@ -41,6 +43,7 @@ def test_every_measurement_runs_and_is_reported(generator: bench_api.Generator) 
     text = console.export_text()
     assert "POST /api/events" in text
     assert "target (>= 70% of bare)" in text
+    assert "median of 2" in text
 
 
 def test_percentile_is_nearest_rank() -> None:
