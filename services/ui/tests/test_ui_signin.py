@@ -371,6 +371,7 @@ def signed_in_story(
     assert query["redirect_uri"] == [f"{ui}/auth/callback"]
     page.screenshot(path=ARTIFACTS / "ui-azure-sign-in.png")
 
+    [pending] = alice.cookies()
     page.get_by_role("button", name="Sign in as alice@contoso.test").click()
     expect(page).to_have_url(f"{ui}/instructions")
     expect(page.locator(".who")).to_contain_text("alice@contoso.test")
@@ -379,6 +380,7 @@ def signed_in_story(
     assert session["httpOnly"]
     assert session["sameSite"] == "Lax"
     assert "eyJ" not in session["value"]  # an opaque id, never a token
+    assert session["value"] != pending["value"]  # a new id once signed in
 
     page.get_by_label("Name").fill("Door alert")
     page.get_by_label("Event type pattern").fill("door.opened")

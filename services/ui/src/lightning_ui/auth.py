@@ -65,13 +65,7 @@ def _sign_in_routes(
     def base_url(request: Request) -> str:
         return public_url or str(request.base_url).rstrip("/")
 
-    async def login(request: Request) -> Response:
-        session_id, session = sessions.new()
-        try:
-            url = await sign_in.start(session, base_url(request) + CALLBACK, _local_path(request))
-        except SignInFailed as failed:
-            return _failure_page(str(failed), 503)
-        response = RedirectResponse(url, status_code=303)
+    def with_cookie(request: Request, response: Response, session_id: str) -> Response:
         response.set_cookie(
             COOKIE,
             session_id,
@@ -82,15 +76,25 @@ def _sign_in_routes(
         )
         return response
 
+    async def login(request: Request) -> Response:
+        session_id, session = sessions.new()
+        try:
+            url = await sign_in.start(session, base_url(request) + CALLBACK, _local_path(request))
+        except SignInFailed as failed:
+            return _failure_page(str(failed), 503)
+        return with_cookie(request, RedirectResponse(url, status_code=303), session_id)
+
     async def callback(request: Request) -> Response:
-        session = sessions.get(request.cookies.get(COOKIE))
-        if session is None:
+        session_id = request.cookies.get(COOKIE)
+        session = sessions.get(session_id)
+        if session_id is None or session is None:
             return _failure_page("this browser has no sign-in in progress (cookies off?)", 400)
         try:
             next_path = await sign_in.finish(session, request.query_params)
         except SignInFailed as failed:
             return _failure_page(str(failed), 400)
-        return RedirectResponse(next_path, status_code=303)
+        signed_in_id = sessions.rotate(session_id, session)
+        return with_cookie(request, RedirectResponse(next_path, status_code=303), signed_in_id)
 
     async def logout(request: Request) -> Response:
         session_id = request.cookies.get(COOKIE)

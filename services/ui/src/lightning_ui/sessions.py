@@ -1,9 +1,11 @@
 """Browser sessions of the signed-in UI: an opaque cookie naming state kept in this process.
 
 The browser never holds a token, only a random session id; what the id stands for (a
-sign-in in progress, or the MSAL account the user signed in as) stays here. Sessions idle
-longer than `idle_timeout` are forgotten, so a process serving many browsers stays small.
-Kept in memory: a UI scaled to several replicas needs session affinity on its ingress.
+sign-in in progress, or the MSAL account the user signed in as) stays here. Anyone can
+start a sign-in, so the store is bounded: sessions idle longer than `idle_timeout` are
+forgotten, sign-ins not completed within `PENDING_TIMEOUT` too, and beyond `MAX_SESSIONS`
+the least recently used go first. Kept in memory: a UI scaled to several replicas needs
+session affinity on its ingress.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Any
 
 COOKIE = "lightning_session"
 IDLE_TIMEOUT = 8 * 3600.0  # a working day
+PENDING_TIMEOUT = 600.0  # long enough to type a password and answer MFA
+MAX_SESSIONS = 10_000
 
 
 @dataclass
@@ -31,27 +35,40 @@ class Session:
 
 class SessionStore:
     def __init__(
-        self, idle_timeout: float = IDLE_TIMEOUT, clock: Callable[[], float] = time.monotonic
+        self,
+        idle_timeout: float = IDLE_TIMEOUT,
+        max_sessions: int = MAX_SESSIONS,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._sessions: dict[str, Session] = {}
+        self._sessions: dict[str, Session] = {}  # least recently used first
         self._idle_timeout = idle_timeout
+        self._max_sessions = max_sessions
         self._clock = clock
 
     def new(self) -> tuple[str, Session]:
-        self._forget_idle()
+        self._forget_expired()
+        while len(self._sessions) >= self._max_sessions:
+            del self._sessions[next(iter(self._sessions))]
         session_id = secrets.token_urlsafe(32)
         session = self._sessions[session_id] = Session(touched=self._clock())
         return session_id, session
 
     def get(self, session_id: str | None) -> Session | None:
-        if not session_id or (session := self._sessions.get(session_id)) is None:
+        if not session_id or (session := self._sessions.pop(session_id, None)) is None:
             return None
-        now = self._clock()
-        if now - session.touched > self._idle_timeout:
-            del self._sessions[session_id]
+        if self._expired(session):
             return None
-        session.touched = now
+        session.touched = self._clock()
+        self._sessions[session_id] = session  # now the most recently used
         return session
+
+    def rotate(self, session_id: str, session: Session) -> str:
+        """A new id for `session` (the old one stops working): at sign-in, so an id
+        planted before it, or seen during it, is worth nothing afterwards."""
+        self._sessions.pop(session_id, None)
+        new_id = secrets.token_urlsafe(32)
+        self._sessions[new_id] = session
+        return new_id
 
     def drop(self, session_id: str | None) -> None:
         if session_id:
@@ -60,7 +77,10 @@ class SessionStore:
     def __len__(self) -> int:
         return len(self._sessions)
 
-    def _forget_idle(self) -> None:
-        deadline = self._clock() - self._idle_timeout
-        for session_id in [k for k, s in self._sessions.items() if s.touched < deadline]:
+    def _expired(self, session: Session) -> bool:
+        timeout = self._idle_timeout if session.account_id else PENDING_TIMEOUT
+        return self._clock() - session.touched > timeout
+
+    def _forget_expired(self) -> None:
+        for session_id in [k for k, s in self._sessions.items() if self._expired(s)]:
             del self._sessions[session_id]

@@ -1,0 +1,59 @@
+"""The UI's session store stays bounded whatever browsers do."""
+
+from lightning_ui.sessions import IDLE_TIMEOUT, PENDING_TIMEOUT, SessionStore
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_signed_in_sessions_last_while_used_pending_sign_ins_expire_sooner() -> None:
+    clock = Clock()
+    store = SessionStore(clock=clock)
+    signed_in_id, signed_in = store.new()
+    signed_in.account_id = "alice-oid"
+    pending_id, _pending = store.new()
+    clock.now += PENDING_TIMEOUT + 1
+    assert store.get(pending_id) is None  # an abandoned sign-in
+    assert store.get(signed_in_id) is signed_in
+    clock.now += IDLE_TIMEOUT - 1
+    assert store.get(signed_in_id) is signed_in  # used in time: the timeout restarts
+    clock.now += IDLE_TIMEOUT + 1
+    assert store.get(signed_in_id) is None
+    assert store.get("made-up") is None
+    assert store.get(None) is None
+
+
+def test_a_flood_of_sign_ins_evicts_the_least_recently_used() -> None:
+    store = SessionStore(max_sessions=3, clock=Clock())
+    first_id, _ = store.new()
+    second_id, _ = store.new()
+    store.new()
+    assert store.get(first_id) is not None  # used: no longer the oldest
+    store.new()
+    assert len(store) == 3
+    assert store.get(second_id) is None
+    assert store.get(first_id) is not None
+
+
+def test_expired_sessions_are_dropped_when_new_ones_come() -> None:
+    clock = Clock()
+    store = SessionStore(clock=clock)
+    for _ in range(5):
+        store.new()
+    clock.now += PENDING_TIMEOUT + 1
+    store.new()
+    assert len(store) == 1
+
+
+def test_rotating_gives_the_session_a_new_id_and_retires_the_old() -> None:
+    store = SessionStore(clock=Clock())
+    old_id, session = store.new()
+    new_id = store.rotate(old_id, session)
+    assert new_id != old_id
+    assert store.get(old_id) is None
+    assert store.get(new_id) is session
