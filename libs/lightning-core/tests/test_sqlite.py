@@ -57,3 +57,17 @@ async def test_close_commits_the_writes_already_queued(tmp_path: Path) -> None:
     assert committed_ids(path) == {f"t{n}" for n in range(5)}
     with pytest.raises(RuntimeError, match="not connected"):
         await storage.create("things", "alice", "late", {})
+
+
+def test_a_transaction_lost_before_its_commit_fails_every_statement_in_it(
+    tmp_path: Path,
+) -> None:
+    """What SQLite does on a full disk or an I/O error, played by a ROLLBACK statement:
+    nobody whose write was in the lost transaction may be told it was stored."""
+    path = tmp_path / "lost.db"
+    db = sqlite._open(str(path))
+    insert = "INSERT INTO documents VALUES ('things', 'alice', 'lost', '{}', 'e')"
+    outcomes = sqlite._apply(db, [(insert, ()), ("ROLLBACK", ())])
+    db.close()
+    assert all(isinstance(outcome, sqlite3.OperationalError) for outcome in outcomes)
+    assert committed_ids(path) == set()
