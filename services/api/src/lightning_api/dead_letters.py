@@ -1,7 +1,9 @@
 """The dead-letters resource: events the processor gave up on, listed and replayed per user.
 
 The bus keeps dead letters per consumer group, not per user, so the routes filter by the
-event's owner; another user's dead letter is a 404 like a missing one.
+event's owner; another user's dead letter is a 404 like a missing one. Pages have the
+shape of every other list (`items`, `continuation`); the continuation is an offset into
+the caller's letters newest first, so a replay between two pages shifts the later ones.
 """
 
 from __future__ import annotations
@@ -10,15 +12,29 @@ from fastapi import APIRouter, HTTPException, status
 
 from lightning_api.dependencies import BusDep, CurrentUser
 from lightning_api.models import DeadLetterOut
-from lightning_api.resource import NOT_FOUND, UNAUTHORIZED
+from lightning_api.resource import (
+    BAD_CONTINUATION,
+    NOT_FOUND,
+    UNAUTHORIZED,
+    Continuation,
+    Limit,
+    Page,
+)
 from lightning_core.domain import PROCESSOR_GROUP
+from lightning_core.storage.base import decode_offset, encode_offset
 
 router = APIRouter(prefix="/api/dead-letters", tags=["dead letters"], responses=UNAUTHORIZED)
 
 
-@router.get("")
-async def list_dead_letters(user: CurrentUser, bus: BusDep) -> list[DeadLetterOut]:
+@router.get("", responses=BAD_CONTINUATION)
+async def list_dead_letters(
+    user: CurrentUser, bus: BusDep, limit: Limit = 100, continuation: Continuation = None
+) -> Page[DeadLetterOut]:
     """The caller's dead letters, newest failure first."""
+    try:
+        offset = decode_offset(continuation) if continuation else 0
+    except ValueError as error:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(error)) from None
     letters = [
         DeadLetterOut(
             event=letter.event,
@@ -29,7 +45,12 @@ async def list_dead_letters(user: CurrentUser, bus: BusDep) -> list[DeadLetterOu
         for letter in await bus.dead_letters(PROCESSOR_GROUP)
         if letter.event.user == user
     ]
-    return sorted(letters, key=lambda letter: letter.failed_at, reverse=True)
+    letters.sort(key=lambda letter: letter.failed_at, reverse=True)
+    more = offset + limit < len(letters)
+    return Page[DeadLetterOut](
+        items=letters[offset : offset + limit],
+        continuation=encode_offset(offset + limit) if more else None,
+    )
 
 
 @router.post("/{event_id}/replay", status_code=status.HTTP_202_ACCEPTED, responses=NOT_FOUND)

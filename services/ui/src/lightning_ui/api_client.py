@@ -168,7 +168,7 @@ class ApiClient:
             asyncio.gather(
                 self._count("/api/events"),
                 self._count("/api/notifications", {"read": "false"}),
-                self.dead_letters(),
+                self._count("/api/dead-letters"),
             ),
             asyncio.gather(*(self._count("/api/tasks", {"status": s.value}) for s in statuses)),
         )
@@ -176,7 +176,7 @@ class ApiClient:
             events=events,
             tasks=dict(zip(statuses, tasks, strict=True)),
             unread_notifications=unread,
-            dead_letters=Count(len(letters)),
+            dead_letters=letters,
         )
 
     async def services(self) -> dict[str, ServiceState]:
@@ -228,8 +228,8 @@ class ApiClient:
         await self._call("POST", f"/api/notifications/{notification_id}/read")
 
     async def dead_letters(self) -> list[DeadLetter]:
-        body = await self._call("GET", "/api/dead-letters")
-        return [DeadLetter.model_validate(item) for item in body]
+        body = await self._call("GET", "/api/dead-letters", params={"limit": 100})
+        return [DeadLetter.model_validate(item) for item in body["items"]]
 
     async def replay(self, event_id: str) -> None:
         await self._call("POST", f"/api/dead-letters/{event_id}/replay")
