@@ -11,6 +11,7 @@ from starlette.routing import Match
 
 from lightning_api import dead_letters, instructions, notifications, services, tasks
 from lightning_api.auth import TokenValidator, http_jwks
+from lightning_api.pace import Activity
 from lightning_api.routes import router
 from lightning_core.config import ConfigError, Mode, Settings, entra_problems
 from lightning_core.service import ServiceContext
@@ -76,6 +77,7 @@ def create_app(
     app.state.context = context
     app.state.token_validator = validator or entra_validator(context.settings)
     app.state.stop = stop or asyncio.Event()
+    app.state.activity = Activity()  # POSTs wake their user's event streams
     app.include_router(router)
     for resource in (instructions, tasks, notifications, dead_letters, services):
         app.include_router(resource.router)

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from lightning_api.changes import EventChanges
 from lightning_api.dependencies import ContextDep, CurrentUser, StopDep, StorageDep
 from lightning_api.models import EventIn
+from lightning_api.pace import Activity, Pace, first_of
 from lightning_api.resource import BAD_BODY, BAD_CONTINUATION, UNAUTHORIZED, Page, list_page
 from lightning_core.events import CloudEvent
 from lightning_core.records import EVENTS, EventRecord, EventStatus, record_received
 
 router = APIRouter()
 
-POLL_INTERVAL = 0.25  # seconds between looks at storage: the stream's worst-case latency
 RECONNECT_MS = 1000  # how soon an EventSource reconnects after the stream ends
 
 
@@ -54,12 +52,15 @@ async def readyz(context: ContextDep, response: Response) -> dict[str, str]:
     tags=["events"],
     responses={**UNAUTHORIZED, **BAD_BODY},
 )
-async def submit_event(body: EventIn, user: CurrentUser, context: ContextDep) -> EventRecord:
+async def submit_event(
+    body: EventIn, user: CurrentUser, context: ContextDep, request: Request
+) -> EventRecord:
     """Accept an event: store it as `received`, then publish it to the bus."""
     # One dependency for storage and bus: each one FastAPI solves costs this hot route.
     event = CloudEvent(user=user, **body.model_dump())
     record = await record_received(context.storage, event)
     await context.bus.publish(event)
+    activity(request).notify(user)  # the user's open streams look now, and often
     return record
 
 
@@ -96,7 +97,7 @@ async def list_events(
     responses=UNAUTHORIZED,
 )
 async def stream_events(
-    user: CurrentUser, storage: StorageDep, stop: StopDep
+    user: CurrentUser, storage: StorageDep, stop: StopDep, request: Request
 ) -> AsyncIterator[ServerSentEvent]:
     """The caller's new events and status changes, as Server-Sent Events.
 
@@ -108,16 +109,25 @@ async def stream_events(
     stops; EventSource clients reconnect after `retry` ms. How changes are found (polling
     storage, not the bus) is explained in `lightning_api.changes`.
     """
-    changes = EventChanges(storage, user)
+    changes, pace = EventChanges(storage, user), Pace()
     await changes.poll()  # what exists already is not news
     yield ServerSentEvent(event="ready", data={}, retry=RECONNECT_MS)
-    while not await _stopping(stop, POLL_INTERVAL):
-        for record in await changes.poll():
-            yield ServerSentEvent(event=record.status.value, data=record)
+    with activity(request).watch(user) as woken:
+        while True:
+            await first_of([stop, woken], pace.interval())
+            if stop.is_set():
+                return
+            if woken.is_set():
+                woken.clear()
+                pace.saw_activity()
+            records = await changes.poll()
+            if records:
+                pace.saw_activity()
+            for record in records:
+                yield ServerSentEvent(event=record.status.value, data=record)
 
 
-async def _stopping(stop: asyncio.Event, within: float) -> bool:
-    """Wait up to `within` seconds for `stop`; True once it is set."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), within)
-    return stop.is_set()
+def activity(request: Request) -> Activity:
+    """This app's wake-ups for streams (`create_app` makes one)."""
+    woken: Activity = request.app.state.activity
+    return woken

@@ -14,8 +14,10 @@ watch (target in issue 4: at least 0.70); absolute rates mean little here.
 Latency: events posted one at a time; each is timed until its `processed` message arrives on
 the Server-Sent Events stream (`/api/events/stream`), in embedded mode (SQLite + memory bus)
 and local mode (PostgreSQL in a scratch database + Redis under a unique namespace, both
-removed afterwards). The stream looks at storage every `routes.POLL_INTERVAL` (0.25 s), so
-that interval is part of what a client sees, and of the number; a second row per mode polls
+removed afterwards). The stream looks at storage at a pace (`lightning_api.pace`): at once
+when this API accepted an event of its user, then every 50 ms while the user is active
+(every 0.5 s when idle), so that pace is part of what a client sees, and of the number;
+the pauses between events are random up to the idle interval. A second row per mode polls
 GET /api/events?status=processed every 5 ms instead, which shows the processing path alone.
 """
 
@@ -49,7 +51,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lightning_api.models import EventIn  # module level: FastAPI resolves the annotation here
-from lightning_api.routes import POLL_INTERVAL
+from lightning_api.pace import SLOW
 from lightning_devtools.bench import (
     REDIS_URL,
     Result,
@@ -347,7 +349,7 @@ async def processed_latency(url: str, count: int) -> list[float]:
             await asyncio.wait_for(ready.wait(), EVENT_TIMEOUT)
             latencies = []
             for n in range(count):
-                await asyncio.sleep(pauses.uniform(0, POLL_INTERVAL))
+                await asyncio.sleep(pauses.uniform(0, SLOW))
                 started = time.perf_counter()
                 event_id = await post_one(client, n)
                 processed = await asyncio.wait_for(arrival(event_id), EVENT_TIMEOUT)
