@@ -16,7 +16,7 @@ from lightning_core.heartbeats import (
     Heart,
     recent,
 )
-from lightning_core.storage.base import Document, StorageError
+from lightning_core.storage.base import Document
 from lightning_core.storage.sqlite import SqliteStorage
 
 
@@ -63,11 +63,16 @@ async def test_beats_repeat_until_stopped(storage: SqliteStorage) -> None:
     assert later.seen_at > first.seen_at
     stop.set()
     await asyncio.wait_for(beating, 1)
+    assert await recent(storage) == []  # a stopped worker is not shown as running
+
+
+class Throttled(Exception):
+    """Not a StorageError: what a provider SDK may raise (Cosmos 429, a driver's own)."""
 
 
 class Unavailable(SqliteStorage):
     async def upsert(self, *_args: object, **_kwargs: object) -> Document:
-        raise StorageError("the store is down")
+        raise Throttled("the store is down")
 
 
 async def test_a_beat_storage_refuses_is_logged_not_raised(
@@ -75,3 +80,9 @@ async def test_a_beat_storage_refuses_is_logged_not_raised(
 ) -> None:
     await Heart(Unavailable(settings.sqlite_path), "worker", "host:1").try_beat()
     assert "heartbeat of worker not written: the store is down" in caplog.text
+
+
+async def test_an_unreadable_beat_is_skipped(storage: SqliteStorage) -> None:
+    await Heart(storage, "worker", "ok:1").beat()
+    await storage.upsert(COLLECTION, PARTITION, "garbage", {"service": "worker", "seen_at": "x"})
+    assert [beat.instance for beat in await recent(storage)] == ["ok:1"]

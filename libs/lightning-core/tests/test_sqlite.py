@@ -71,3 +71,32 @@ def test_a_transaction_lost_before_its_commit_fails_every_statement_in_it(
     db.close()
     assert all(isinstance(outcome, sqlite3.OperationalError) for outcome in outcomes)
     assert committed_ids(path) == set()
+
+
+def test_an_error_that_rolls_the_transaction_back_stores_nothing_after_it(
+    tmp_path: Path,
+) -> None:
+    """A full database (SQLITE_FULL) rolls the transaction back by itself; the small
+    write queued behind the big one must not then be stored on its own."""
+    path = tmp_path / "full.db"
+    db = sqlite._open(str(path))
+    db.execute("PRAGMA max_page_count = 8")
+    insert = "INSERT INTO documents VALUES ('things', 'alice', ?, ?, 'e')"
+    outcomes = sqlite._apply(db, [(insert, ("big", "x" * 100_000)), (insert, ("small", "{}"))])
+    db.close()
+    assert all(isinstance(outcome, sqlite3.Error) for outcome in outcomes)
+    assert committed_ids(path) == set()
+
+
+async def test_a_writer_that_dies_fails_queued_writes_and_refuses_new_ones(
+    tmp_path: Path,
+) -> None:
+    storage = SqliteStorage(tmp_path / "dead.db")
+    await storage.connect()
+    assert storage._writer is not None
+    storage._writer.cancel()  # as a bug or a stray cancel would end it
+    with pytest.raises(RuntimeError, match="closed before this write"):
+        await storage.create("things", "alice", "t", {})
+    with pytest.raises(RuntimeError, match="not connected"):
+        await storage.create("things", "alice", "u", {})
+    await storage.close()

@@ -6,8 +6,9 @@ Beats go through the storage contract, so they work in every mode with nothing m
 run or expose: an event processor on Container Apps or Functions has no address the API
 could probe, but it shares the API's storage. A beat that cannot be written is logged
 and tried again at the next interval (the API's readiness check reports the storage).
-Instances that stopped leave their last beat; readers ignore beats older than
-`FORGET_AFTER`, and each instance deletes such beats of its service when it starts.
+A worker deletes its beat when it stops; one that crashed leaves its last beat, which
+readers ignore once older than `FORGET_AFTER` and which the next instance of its service
+deletes when it starts.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from lightning_core.domain import now
-from lightning_core.storage.base import Storage, StorageError
+from lightning_core.storage.base import Document, Storage
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ PARTITION = "_services"  # one partition for all: a handful of documents, read t
 INTERVAL = 10.0  # seconds between beats
 STALE_AFTER = timedelta(seconds=3 * INTERVAL)
 FORGET_AFTER = timedelta(hours=1)
+FORGET_BATCH = 200  # old beats removed per start: more are left for the next one
 
 
 def instance_name() -> str:
@@ -56,13 +58,14 @@ class Heart:
         self.service = service
         self.instance = instance or instance_name()
         self._started_at = now()
+        self._doc_id = f"{service}@{self.instance}"
 
     async def beat(self) -> None:
         seen_at = now()
         await self._storage.upsert(
             COLLECTION,
             PARTITION,
-            f"{self.service}@{self.instance}",  # the same as _doc_id of its beats
+            self._doc_id,
             {
                 "service": self.service,
                 "instance": self.instance,
@@ -73,26 +76,36 @@ class Heart:
         )
 
     async def try_beat(self) -> None:
-        """Beat; if storage refuses, say so in the log and carry on (the work matters more)."""
+        """Beat; whatever goes wrong is logged and nothing more: a heartbeat must never
+        take down (or fail an invocation of) the service it speaks for."""
         try:
             await self.beat()
-        except (StorageError, OSError) as error:
+        except Exception as error:  # any provider's error, throttling included
             log.warning("heartbeat of %s not written: %s", self.service, error)
 
     async def beat_until(self, stop: asyncio.Event, interval: float = INTERVAL) -> None:
-        """Beat now and every `interval` until `stop` is set; forget long-gone instances."""
-        await self._forget_gone()
+        """Beat now and every `interval` until `stop` is set; forget long-gone instances
+        first, and this instance's beat at the end (a stopped worker is not running)."""
+        await self.forget_gone()
         while not stop.is_set():
             await self.try_beat()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
-
-    async def _forget_gone(self) -> None:
         try:
-            for beat in await recent(self._storage, forget_after=None):
+            await self._storage.delete(COLLECTION, PARTITION, self._doc_id)
+        except Exception as error:  # it ages out by itself
+            log.warning("heartbeat of %s not removed at stop: %s", self.service, error)
+
+    async def forget_gone(self) -> None:
+        """Delete this service's beats older than FORGET_AFTER, oldest first."""
+        try:
+            page = await self._storage.query(
+                COLLECTION, PARTITION, order_by="seen_at", limit=FORGET_BATCH
+            )
+            for beat in _beats(page.items):
                 if beat.service == self.service and now() - beat.seen_at > FORGET_AFTER:
                     await self._storage.delete(COLLECTION, PARTITION, _doc_id(beat))
-        except (StorageError, OSError) as error:
+        except Exception as error:  # tried again at the next start
             log.warning("old heartbeats of %s not removed: %s", self.service, error)
 
 
@@ -103,19 +116,29 @@ async def recent(
     page = await storage.query(
         COLLECTION, PARTITION, order_by="seen_at", descending=True, limit=limit
     )
-    beats = [
-        Beat(
-            service=str(doc.body["service"]),
-            instance=str(doc.body["instance"]),
-            started_at=datetime.fromisoformat(doc.body["started_at"]),
-            seen_at=datetime.fromisoformat(doc.body["seen_at"]),
-        )
-        for doc in page.items
-    ]
+    beats = _beats(page.items)
     if forget_after is None:
         return beats
     at = now()
     return [beat for beat in beats if at - beat.seen_at <= forget_after]
+
+
+def _beats(documents: list[Document]) -> list[Beat]:
+    """The beats the documents hold; one that cannot be read is skipped and logged."""
+    beats = []
+    for doc in documents:
+        try:
+            beats.append(
+                Beat(
+                    service=str(doc.body["service"]),
+                    instance=str(doc.body["instance"]),
+                    started_at=datetime.fromisoformat(doc.body["started_at"]),
+                    seen_at=datetime.fromisoformat(doc.body["seen_at"]),
+                )
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            log.warning("heartbeat %s unreadable, skipped: %r", doc.id, error)
+    return beats
 
 
 def _doc_id(beat: Beat) -> str:

@@ -109,6 +109,8 @@ class EventFunction:
         await self.processor.connect()
         await self.processor.handle(event)
         if time.monotonic() >= self._next_beat:
+            if not self._next_beat:  # the first invocation of this worker process
+                await self._heart.forget_gone()
             self._next_beat = time.monotonic() + INTERVAL
             await self._heart.try_beat()
 

@@ -81,8 +81,10 @@ def _apply(db: sqlite3.Connection, statements: list[tuple[str, Params]]) -> list
     """Run the statements in one transaction; each one's row count or its own error.
 
     A failing statement (a duplicate id) is undone alone and the others still commit.
-    If the commit fails, or an error rolled the whole transaction back, every statement
-    gets that error: none of them is stored.
+    Some errors (a full disk, an I/O error) make SQLite roll the whole transaction back
+    by itself; the statements after it would then run outside any transaction and be
+    stored one by one, so none of them runs and every statement gets that error. If the
+    commit fails, every statement gets that error too: none of them is stored.
     """
     try:
         db.execute("BEGIN IMMEDIATE")
@@ -91,6 +93,8 @@ def _apply(db: sqlite3.Connection, statements: list[tuple[str, Params]]) -> list
             try:
                 outcomes.append(db.execute(sql, params).rowcount)
             except sqlite3.Error as error:
+                if not db.in_transaction:  # the transaction is gone, with every write in it
+                    return [error] * len(statements)
                 outcomes.append(error)
         db.execute("COMMIT")
     except sqlite3.Error as error:
@@ -126,12 +130,15 @@ class SqliteStorage(Connectable):
         self._db = await self._run(_open, self._path)
         self._writes = asyncio.Queue()
         self._writer = asyncio.create_task(self._write_loop(self._writes), name="sqlite-writer")
+        self._writer.add_done_callback(functools.partial(self._writer_ended, self._writes))
 
     async def _close(self) -> None:
         writes, self._writes = self._writes, None  # writes from here on are refused
         if writes is not None and self._writer is not None:
             writes.put_nowait(None)
-            await self._writer  # commits everything queued before the None
+            # Commits everything queued before the None; shielded, so that cancelling
+            # close() cannot cut a commit in half.
+            await asyncio.shield(self._writer)
         await self._run(self.db.close)
         self._db = None
         if self._thread is not None:
@@ -164,6 +171,16 @@ class SqliteStorage(Connectable):
                 await self._commit(pending)
             if len(pending) < len(batch):
                 return
+
+    def _writer_ended(self, writes: asyncio.Queue[Write | None], _task: object) -> None:
+        """However the writer ended (closed, cancelled, a bug), writes still queued fail
+        instead of waiting forever, and later writes are refused."""
+        if self._writes is writes:
+            self._writes = None
+        while not writes.empty():
+            write = writes.get_nowait()
+            if write is not None and not write[2].done():
+                write[2].set_exception(RuntimeError("SQLite storage closed before this write"))
 
     async def _commit(self, pending: list[Write]) -> None:
         statements = [(sql, params) for sql, params, _ in pending]
