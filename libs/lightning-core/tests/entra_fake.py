@@ -3,7 +3,8 @@ it without a tenant. It is an ASGI app with Entra's endpoints under `/<tenant>`:
 
 - `v2.0/.well-known/openid-configuration` (what MSAL discovers),
 - `oauth2/v2.0/authorize`: a page with a "Sign in as ..." button per user; it refuses a
-  request without a PKCE challenge (S256), an unknown client or redirect URI,
+  request without a PKCE challenge (S256), a nonce or a redirect URI, or from an unknown
+  client,
 - `oauth2/v2.0/token`: redeems a code once, only with the client's secret, the same
   redirect URI and the PKCE verifier matching the challenge; also refresh tokens,
 - `oauth2/v2.0/logout` and `discovery/v2.0/keys` (the JWKS the API checks tokens with).
@@ -180,6 +181,8 @@ class FakeEntra:
             if query.get("code_challenge_method") != "S256" or not query.get("code_challenge")
             else "redirect_uri is missing"
             if not query.get("redirect_uri")
+            else "nonce is missing"
+            if not query.get("nonce")
             else None
         )
         if problem:

@@ -1,6 +1,7 @@
 """Each page and form endpoint of the UI over the real API app (httpx, no browser)."""
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import httpx
@@ -146,7 +147,25 @@ async def test_unreadable_form_fields_are_refused_before_the_api(ui: httpx.Async
     answer = await ui.post("/instructions", json={**NOTIFY_TASK, "action_kind": "dance"})
     assert answer.json()["errors"] == {"action_kind": "choose an action"}
     assert (await ui.post("/instructions", json=[1])).status_code == 422
-    assert (await ui.post("/instructions", content=b"{")).status_code == 400
+    as_json = {"content-type": "application/json"}
+    assert (await ui.post("/instructions", content=b"{", headers=as_json)).status_code == 400
+    # A cross-site HTML form can only send text/plain (or form encodings): refused.
+    plain = await ui.post(
+        "/instructions", content=json.dumps(NOTIFY_TASK), headers={"content-type": "text/plain"}
+    )
+    assert plain.status_code == 422
+    assert plain.json()["errors"] == {"form": "expected a application/json body"}
+
+
+async def test_changes_from_another_sites_page_are_refused(ui: httpx.AsyncClient) -> None:
+    forged = await ui.post(
+        "/instructions", json=NOTIFY_TASK, headers={"origin": "https://evil.example"}
+    )
+    assert forged.status_code == 403
+    button = await ui.post("/tasks/t-1/cancel", headers={"origin": "https://evil.example"})
+    assert button.status_code == 403
+    ours = await ui.post("/instructions", json=NOTIFY_TASK, headers={"origin": "http://ui"})
+    assert ours.status_code == 201
 
 
 async def test_enable_disable_and_delete(ui: httpx.AsyncClient, api: httpx.AsyncClient) -> None:
@@ -330,3 +349,27 @@ async def test_dashboard_shows_whether_the_processor_beats(
     beating = (await ui.get("/partials/dashboard")).text
     assert 'data-service="event-processor"' in beating
     assert "1 running, last beat 0 s ago" in beating
+
+
+class OlderApi(httpx.AsyncBaseTransport):
+    """An API from before /api/services (as during a rolling deploy)."""
+
+    def __init__(self, current: httpx.AsyncBaseTransport) -> None:
+        self.current = current
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/services":
+            return httpx.Response(404, json={"detail": "Not Found"})
+        return await self.current.handle_async_request(request)
+
+
+async def test_dashboard_still_shows_when_the_api_cannot_list_services(
+    context: ServiceContext,
+) -> None:
+    client = ApiClient("http://api", transport=OlderApi(httpx.ASGITransport(create_api(context))))
+    transport = httpx.ASGITransport(app=create_app(client))
+    async with httpx.AsyncClient(transport=transport, base_url="http://ui") as http:
+        page = await http.get("/")
+    await client.aclose()
+    assert page.status_code == 200
+    assert "unknown: the API did not say" in page.text

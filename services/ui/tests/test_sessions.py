@@ -28,16 +28,16 @@ def test_signed_in_sessions_last_while_used_pending_sign_ins_expire_sooner() -> 
     assert store.get(None) is None
 
 
-def test_a_flood_of_sign_ins_evicts_the_least_recently_used() -> None:
-    store = SessionStore(max_sessions=3, clock=Clock())
-    first_id, _ = store.new()
-    second_id, _ = store.new()
-    store.new()
-    assert store.get(first_id) is not None  # used: no longer the oldest
-    store.new()
-    assert len(store) == 3
-    assert store.get(second_id) is None
-    assert store.get(first_id) is not None
+def test_a_flood_of_sign_ins_never_pushes_out_a_signed_in_user() -> None:
+    store = SessionStore(max_pending=3, clock=Clock())
+    signed_in_id, signed_in = store.new()
+    signed_in.account_id = "alice-oid"
+    first_pending, _ = store.new()
+    for _ in range(10):
+        store.new()
+    assert len(store) == 4  # alice and the three newest sign-ins in progress
+    assert store.get(signed_in_id) is signed_in
+    assert store.get(first_pending) is None
 
 
 def test_expired_sessions_are_dropped_when_new_ones_come() -> None:

@@ -40,7 +40,13 @@ from lightning_ui.api_client import ApiClient
 from lightning_ui.app import create_app as create_ui
 from lightning_ui.auth import Gate
 from lightning_ui.sessions import COOKIE, Session
-from lightning_ui.signin import EntraSignIn, SignInFailed, SignInRequired, entra_sign_in
+from lightning_ui.signin import (
+    EntraSignIn,
+    EntraUnavailable,
+    SignInFailed,
+    SignInRequired,
+    entra_sign_in,
+)
 
 AUDIENCE = "api://lightning-os"
 SCOPE = f"{AUDIENCE}/access_as_user"
@@ -215,6 +221,44 @@ async def sign_in_and_renew(entra: FakeEntra, tls: Tls, sign_in: EntraSignIn) ->
     assert await validator.user(renewed) == "alice-oid"
 
 
+async def test_an_unreachable_entra_at_renewal_keeps_the_user_signed_in(
+    entra: FakeEntra, tls: Tls, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with sign_in_for(entra, tls) as sign_in:
+        session, url = await start(sign_in)
+        await sign_in.finish(session, await approve(url, "alice-oid", tls))
+        app = await sign_in._msal()
+
+        def unreachable(*_args: object, **_kwargs: object) -> None:
+            raise ConnectionError("Entra is down")
+
+        monkeypatch.setattr(app, "acquire_token_silent", unreachable)
+        with pytest.raises(EntraUnavailable, match="cannot be renewed right now"):
+            await sign_in.token(session)
+        assert session.account_id == "alice-oid"  # still signed in: try again later
+        monkeypatch.undo()
+        assert await sign_in.token(session)
+
+
+@pytest.mark.parametrize(
+    "wanted", ["//evil.example/x", "/\\evil.example", "/a\tb", "https://evil.example/"]
+)
+async def test_after_sign_in_only_plain_local_paths_are_followed(
+    api: ApiClient, tls: Tls, wanted: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with sign_in_for(fake_entra(free_port()), tls) as sign_in:
+        monkeypatch.setattr(sign_in, "start", _remember_next)  # no Entra needed
+        app = create_ui(api, gate=Gate(api, sign_in))
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://ui") as browser:
+            answer = await browser.get("/auth/login", params={"next": wanted})
+        assert answer.headers["location"] == "https://entra.test/authorize?next=/"
+
+
+async def _remember_next(_session: Session, _redirect_uri: str, next_path: str) -> str:
+    return f"https://entra.test/authorize?next={next_path}"
+
+
 async def test_a_wrong_verifier_or_state_fails_the_sign_in(entra: FakeEntra, tls: Tls) -> None:
     async with sign_in_for(entra, tls) as sign_in:
         await refused_sign_ins(tls, sign_in)
@@ -260,6 +304,7 @@ def test_azure_mode_without_the_ui_registration_refuses_to_start(settings: Setti
         "ENTRA_UI_CLIENT_ID is missing (the UI's app registration)",
         "ENTRA_UI_CLIENT_SECRET is missing (the UI's client secret)",
         "ENTRA_API_SCOPE (or ENTRA_AUDIENCE) is missing (the API scope the UI asks for)",
+        "LIGHTNING_UI_PUBLIC_URL is missing (the UI's https address as browsers reach it)",
     ]
     configured = azure.model_copy(
         update={
@@ -267,6 +312,7 @@ def test_azure_mode_without_the_ui_registration_refuses_to_start(settings: Setti
             "entra_audience": AUDIENCE,
             "entra_ui_client_id": "ui",
             "entra_ui_client_secret": SecretStr("s"),
+            "ui_public_url": "https://ui.example",
         }
     )
     made = entra_sign_in(configured)
@@ -401,7 +447,7 @@ def signed_in_story(
     expect(other.locator(".who")).to_contain_text("bob@contoso.test")
     expect(other.get_by_text("No instructions yet")).to_be_visible()
 
-    page.get_by_role("link", name="Sign out").click()
+    page.get_by_role("button", name="Sign out").click()
     expect(page).to_have_url(authorize)  # signed out of Entra, then asked to sign in again
     assert [c["value"] for c in alice.cookies()] != [session["value"]]  # that session is gone
     assert [e["grant_type"] for e in entra.exchanges] == ["authorization_code"] * 2

@@ -230,6 +230,11 @@ def sign_in_problems(settings: Settings) -> list[str]:
         "ENTRA_API_SCOPE (or ENTRA_AUDIENCE) is missing (the API scope the UI asks for)": (
             settings.api_scope
         ),
+        # Behind an ingress the request's own address is not the browser's: the redirect
+        # URI and the cookie's Secure flag must come from the public one.
+        "LIGHTNING_UI_PUBLIC_URL is missing (the UI's https address as browsers reach it)": (
+            settings.ui_public_url
+        ),
     }
     return [problem for problem, value in needs.items() if not value]
 

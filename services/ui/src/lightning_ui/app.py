@@ -24,8 +24,14 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from lightning_core.domain import PROCESSOR_GROUP, Instruction, TaskKind, TaskStatus, now
-from lightning_ui.api_client import ApiClient, ApiRejected, ApiUnavailable
-from lightning_ui.auth import Gate, sign_in_required
+from lightning_ui.api_client import ApiClient, ApiRejected, ApiUnavailable, ServiceState
+from lightning_ui.auth import (
+    CrossSiteRequest,
+    Gate,
+    cross_site_request,
+    entra_unavailable,
+    sign_in_required,
+)
 from lightning_ui.forms import (
     FIELDS,
     FORM,
@@ -34,7 +40,7 @@ from lightning_ui.forms import (
     form_from_instruction,
     spec_from_form,
 )
-from lightning_ui.signin import SignInRequired
+from lightning_ui.signin import EntraUnavailable, SignInRequired
 
 STATIC = Path(__file__).parent / "static"
 RECONNECT_MS = 1000  # how soon the browser reconnects after the stream ends
@@ -101,7 +107,7 @@ def create_app(
 
     async def health_and_counts(api: ApiClient) -> dict[str, Any]:
         readiness, services, counts = await asyncio.gather(
-            api.readiness(), api.services(), api.counts()
+            api.readiness(), _services_if_known(api), api.counts()
         )
         return {"readiness": readiness, "services": services, "counts": counts}
 
@@ -183,7 +189,11 @@ def create_app(
             Route("/healthz", healthz),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
-        exception_handlers={SignInRequired: sign_in_required},
+        exception_handlers={
+            SignInRequired: sign_in_required,
+            EntraUnavailable: entra_unavailable,
+            CrossSiteRequest: cross_site_request,
+        },
     )
 
 
@@ -214,6 +224,7 @@ def _action(path: str, call: Callable[[ApiClient, str], Awaitable[None]], caller
     return Route(path, endpoint, methods=["POST"])
 
 
+JSON = "application/json"
 STALE_EDIT = (
     "this instruction was changed elsewhere since you opened it (another tab or a script): "
     "open it again to edit the current version"
@@ -224,6 +235,9 @@ def _instruction_routes(callers: Gate) -> list[Route]:
     """The instruction form, posted as JSON: `{id}` back, or `{errors: {field: message}}`."""
 
     async def read_form(request: Request) -> dict[str, Any]:
+        # Only JSON: a cross-site HTML form can send text/plain that happens to parse.
+        if request.headers.get("content-type", "").partition(";")[0].strip() != JSON:
+            raise FormErrors({FORM: f"expected a {JSON} body"})
         form = await request.json()  # ValueError: not JSON at all
         if not isinstance(form, dict):
             raise FormErrors({FORM: "expected a JSON object"})
@@ -282,6 +296,15 @@ def _instruction_routes(callers: Gate) -> list[Route]:
         Route("/instructions/{id}", replace, methods=["POST"]),
         Route("/instructions/{id}/form", edit),
     ]
+
+
+async def _services_if_known(api: ApiClient) -> dict[str, ServiceState] | None:
+    """The heartbeats, or None when the API cannot say (an older API during a rolling
+    deploy, a store refusing the query): the rest of the dashboard still shows."""
+    try:
+        return await api.services()
+    except (ApiRejected, ApiUnavailable):
+        return None
 
 
 async def _named(**values: Awaitable[Any]) -> dict[str, Any]:

@@ -10,7 +10,7 @@ here turns into the right answer for what was asked: a redirect to sign in for a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from jinja2 import Template
 from markupsafe import escape
@@ -19,7 +19,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 from lightning_ui.api_client import ApiClient
-from lightning_ui.sessions import COOKIE, IDLE_TIMEOUT, SessionStore
+from lightning_ui.sessions import COOKIE, SessionStore
 from lightning_ui.signin import EntraSignIn, SignInFailed, SignInRequired
 
 CALLBACK = "/auth/callback"
@@ -44,6 +44,8 @@ class Gate:
         self.sessions = SessionStore()
 
     async def caller(self, request: Request) -> Caller:
+        if request.method != "GET" and _cross_site(request, self._public_url):
+            raise CrossSiteRequest
         if self._sign_in is None:
             return Caller(self._api)
         session = self.sessions.get(request.cookies.get(COOKIE))
@@ -68,8 +70,7 @@ def _sign_in_routes(
     def with_cookie(request: Request, response: Response, session_id: str) -> Response:
         response.set_cookie(
             COOKIE,
-            session_id,
-            max_age=int(IDLE_TIMEOUT),
+            session_id,  # no max_age: the browser keeps it until it closes, we until idle
             httponly=True,
             secure=base_url(request).startswith("https://"),
             samesite="lax",  # sent on Entra's top-level redirect back, not on cross-site POSTs
@@ -97,6 +98,8 @@ def _sign_in_routes(
         return with_cookie(request, RedirectResponse(next_path, status_code=303), signed_in_id)
 
     async def logout(request: Request) -> Response:
+        if _cross_site(request, public_url):
+            raise CrossSiteRequest
         session_id = request.cookies.get(COOKIE)
         session = sessions.get(session_id)
         sessions.drop(session_id)
@@ -110,14 +113,31 @@ def _sign_in_routes(
     return [
         Route("/auth/login", login),
         Route(CALLBACK, callback),
-        Route("/auth/logout", logout),
+        Route("/auth/logout", logout, methods=["POST"]),
     ]
 
 
+class CrossSiteRequest(Exception):
+    """A browser sent a changing request from another site's page (a forged request)."""
+
+
+def _cross_site(request: Request, public_url: str | None) -> bool:
+    """Browsers name the page's origin on every POST; one that is not this site's is
+    refused. No Origin: not a browser (a script), which has no cookie of a user to abuse."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return False
+    ours = public_url or str(request.base_url)
+    return urlsplit(origin).netloc != urlsplit(ours).netloc
+
+
 def _local_path(request: Request) -> str:
-    """Where to go after signing in: `next` if it is a path on this site, else the start."""
+    """Where to go after signing in: `next` if it is a plain path on this site, else the
+    start (no `//host`, no backslash or control characters browsers might read as one)."""
     wanted = request.query_params.get("next", "/")
-    return wanted if wanted.startswith("/") and not wanted.startswith("//") else "/"
+    plain = wanted.startswith("/") and not wanted.startswith("//")
+    odd = "\\" in wanted or any(ord(character) < 0x20 for character in wanted)
+    return wanted if plain and not odd else "/"
 
 
 _FAILURE = Template(
@@ -142,3 +162,16 @@ async def sign_in_required(request: Request, _error: Exception) -> Response:
         link = f'<p class="error">Signed out. <a href="{escape(login)}">Sign in</a></p>'
         return HTMLResponse(link, 401)
     return RedirectResponse(login, status_code=303)
+
+
+async def entra_unavailable(request: Request, error: Exception) -> Response:
+    """EntraUnavailable: a 503 saying so, in the shape of what was asked; still signed in."""
+    if request.method != "GET":
+        return JSONResponse({"error": str(error)}, 503)
+    if request.url.path.startswith(("/partials/", "/stream")):
+        return HTMLResponse(f'<p class="error">{escape(str(error))}</p>', 503)
+    return _failure_page(str(error), 503)
+
+
+async def cross_site_request(_request: Request, _error: Exception) -> Response:
+    return JSONResponse({"error": "refused: the request came from another site's page"}, 403)

@@ -2,10 +2,11 @@
 
 The browser never holds a token, only a random session id; what the id stands for (a
 sign-in in progress, or the MSAL account the user signed in as) stays here. Anyone can
-start a sign-in, so the store is bounded: sessions idle longer than `idle_timeout` are
-forgotten, sign-ins not completed within `PENDING_TIMEOUT` too, and beyond `MAX_SESSIONS`
-the least recently used go first. Kept in memory: a UI scaled to several replicas needs
-session affinity on its ingress.
+start a sign-in, so sign-ins in progress are bounded: they are forgotten after
+`PENDING_TIMEOUT`, and beyond `MAX_PENDING` the oldest go first, so a flood of them
+never pushes out a signed-in user. Signed-in sessions (each took a real sign-in) are
+forgotten when idle longer than `idle_timeout`. Kept in memory: a UI scaled to several
+replicas needs session affinity on its ingress.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 COOKIE = "lightning_session"
 IDLE_TIMEOUT = 8 * 3600.0  # a working day
 PENDING_TIMEOUT = 600.0  # long enough to type a password and answer MFA
-MAX_SESSIONS = 10_000
+MAX_PENDING = 1_000
 
 
 @dataclass
@@ -37,18 +38,19 @@ class SessionStore:
     def __init__(
         self,
         idle_timeout: float = IDLE_TIMEOUT,
-        max_sessions: int = MAX_SESSIONS,
+        max_pending: int = MAX_PENDING,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._sessions: dict[str, Session] = {}  # least recently used first
         self._idle_timeout = idle_timeout
-        self._max_sessions = max_sessions
+        self._max_pending = max_pending
         self._clock = clock
 
     def new(self) -> tuple[str, Session]:
         self._forget_expired()
-        while len(self._sessions) >= self._max_sessions:
-            del self._sessions[next(iter(self._sessions))]
+        pending = [key for key, session in self._sessions.items() if not session.account_id]
+        for session_id in pending[: max(0, len(pending) - self._max_pending + 1)]:
+            del self._sessions[session_id]  # the oldest sign-ins in progress
         session_id = secrets.token_urlsafe(32)
         session = self._sessions[session_id] = Session(touched=self._clock())
         return session_id, session

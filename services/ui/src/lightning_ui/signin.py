@@ -41,6 +41,10 @@ class SignInFailed(Exception):
     """Entra refused or could not complete a sign-in; the message is safe to show."""
 
 
+class EntraUnavailable(Exception):
+    """Entra cannot be reached to renew a token: the user stays signed in and tries again."""
+
+
 class EntraSignIn:
     def __init__(
         self,
@@ -105,6 +109,8 @@ class EntraSignIn:
             raise SignInFailed(
                 f"the sign-in response does not match this browser: {error}"
             ) from None
+        except RuntimeError as error:  # MSAL's IdTokenError: issuer, audience or nonce
+            raise SignInFailed(f"Entra's ID token was refused: {type(error).__name__}") from None
         except OSError as error:
             raise SignInFailed(f"Entra ID at {self.authority} is unreachable: {error}") from None
         if "error" in result:
@@ -124,8 +130,11 @@ class EntraSignIn:
         account = await self._account(app, session.account_id)
         try:
             result = await asyncio.to_thread(app.acquire_token_silent, self._scopes, account)
-        except OSError:
-            result = None
+        except OSError as error:  # renewing needs Entra; signing in again would too
+            raise EntraUnavailable(
+                f"Entra ID at {self.authority} is unreachable, so your session cannot be "
+                f"renewed right now; try again shortly ({type(error).__name__})"
+            ) from None
         if not result or "access_token" not in result:
             session.account_id = None
             raise SignInRequired
@@ -159,8 +168,9 @@ def entra_sign_in(settings: Settings) -> EntraSignIn:
     """The UI's sign-in from the settings; ConfigError naming what is missing."""
     authority, client_id = settings.sign_in_authority, settings.entra_ui_client_id
     secret, scope = settings.entra_ui_client_secret, settings.api_scope
-    if not (authority and client_id and secret and scope):
-        raise ConfigError(sign_in_problems(settings))
+    problems = sign_in_problems(settings)
+    if problems or not (authority and client_id and secret and scope):
+        raise ConfigError(problems)
     return EntraSignIn(
         authority=authority,
         client_id=client_id,
