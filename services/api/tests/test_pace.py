@@ -2,15 +2,9 @@
 
 import asyncio
 
+from clock import Clock
+
 from lightning_api.pace import ACTIVE_FOR, FAST, SLOW, Activity, Pace, first_of
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_fast_for_a_while_after_activity_then_slow() -> None:

@@ -1,14 +1,8 @@
 """The UI's session store stays bounded whatever browsers do."""
 
+from clock import Clock
+
 from lightning_ui.sessions import IDLE_TIMEOUT, PENDING_TIMEOUT, SessionStore
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_signed_in_sessions_last_while_used_pending_sign_ins_expire_sooner() -> None:
