@@ -32,6 +32,8 @@ class Session:
     next_path: str = "/"
     account_id: str | None = None  # the user's object id (MSAL's local_account_id)
     user_name: str = ""
+    access_token: str | None = None  # the last one MSAL gave, until shortly before...
+    token_expires_at: float = 0.0  # ...this time (time.time())
 
 
 class SessionStore:

@@ -19,6 +19,7 @@ use, not at start: a UI whose Entra is unreachable still starts and says so per 
 from __future__ import annotations
 
 import asyncio
+import time
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -31,6 +32,9 @@ from lightning_ui.sessions import Session
 
 # The choice above, made on purpose: MSAL warns about it on every sign-in otherwise.
 warnings.filterwarnings("ignore", "response_mode='form_post' is recommended", UserWarning)
+
+
+RENEW_BEFORE = 300.0  # seconds before expiry a token is renewed (MSAL renews then too)
 
 
 class SignInRequired(Exception):
@@ -123,9 +127,16 @@ class EntraSignIn:
         return session.next_path
 
     async def token(self, session: Session) -> str:
-        """The signed-in user's access token for the API, renewed by MSAL when due."""
+        """The signed-in user's access token for the API, renewed by MSAL when due.
+
+        The session keeps the token it was last given until `RENEW_BEFORE` its expiry
+        (MSAL's own margin), so the pages a browser polls every second or so do not each
+        cost two thread hops into MSAL.
+        """
         if session.account_id is None:
             raise SignInRequired
+        if session.access_token and time.time() < session.token_expires_at - RENEW_BEFORE:
+            return session.access_token
         app = await self._msal()
         account = await self._account(app, session.account_id)
         try:
@@ -139,6 +150,8 @@ class EntraSignIn:
             session.account_id = None
             raise SignInRequired
         access_token: str = result["access_token"]
+        session.access_token = access_token
+        session.token_expires_at = time.time() + float(result.get("expires_in", 0))
         return access_token
 
     async def sign_out(self, session: Session, public_url: str) -> str:
@@ -148,6 +161,7 @@ class EntraSignIn:
             account = await self._account(app, session.account_id)
             if account is not None:
                 await asyncio.to_thread(app.remove_account, account)
+        session.account_id, session.access_token = None, None
         query = urlencode({"post_logout_redirect_uri": public_url})
         return f"{self.authority}/oauth2/v2.0/logout?{query}"
 
