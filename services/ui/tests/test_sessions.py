@@ -51,3 +51,19 @@ def test_rotating_gives_the_session_a_new_id_and_retires_the_old() -> None:
     assert new_id != old_id
     assert store.get(old_id) is None
     assert store.get(new_id) is session
+
+
+def test_an_accounts_tokens_go_with_its_last_session() -> None:
+    clock, forgotten = Clock(), list[str]()
+    store = SessionStore(clock=clock, on_last_session_gone=forgotten.append)
+    laptop_id, laptop = store.new()
+    phone_id, phone = store.new()
+    laptop.account_id = phone.account_id = "alice-oid"
+    store.drop(laptop_id)
+    assert forgotten == []  # the phone still uses them
+    clock.now += IDLE_TIMEOUT + 1
+    assert store.get(phone_id) is None
+    assert forgotten == ["alice-oid"]
+    pending_id, _ = store.new()
+    store.drop(pending_id)
+    assert forgotten == ["alice-oid"]  # a sign-in in progress has no tokens

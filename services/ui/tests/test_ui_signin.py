@@ -210,6 +210,8 @@ async def sign_in_and_renew(entra: FakeEntra, tls: Tls, sign_in: EntraSignIn) ->
     assert await sign_in.token(session) == token  # kept in the session: no second exchange
     assert len(entra.exchanges) == 1
 
+    sign_in.forget("bob-oid")  # another account: alice's tokens stay
+    assert [a["local_account_id"] for a in (await sign_in._msal()).get_accounts()] == ["alice-oid"]
     entra.token_lifetime = 60  # MSAL renews a token that expires within five minutes
     await sign_in.sign_out(session, "https://ui.test/")  # forgets the long-lived one
     with pytest.raises(SignInRequired):
@@ -217,6 +219,8 @@ async def sign_in_and_renew(entra: FakeEntra, tls: Tls, sign_in: EntraSignIn) ->
     session, url = await start(sign_in)
     await sign_in.finish(session, await approve(url, "alice-oid", tls))
     renewed = await sign_in.token(session)
+    sign_in.forget("alice-oid")  # her last session went: MSAL holds nothing of hers
+    assert (await sign_in._msal()).get_accounts() == []
     assert [e["grant_type"] for e in entra.exchanges[1:]] == ["authorization_code", "refresh_token"]
     assert await validator.user(renewed) == "alice-oid"
 

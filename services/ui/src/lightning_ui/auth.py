@@ -41,7 +41,9 @@ class Gate:
         self._api = api
         self._sign_in = sign_in
         self._public_url = public_url.rstrip("/") if public_url else None
-        self.sessions = SessionStore()
+        self.sessions = SessionStore(
+            on_last_session_gone=sign_in.forget if sign_in else lambda _account_id: None
+        )
 
     async def caller(self, request: Request) -> Caller:
         if request.method != "GET" and _cross_site(request, self._public_url):

@@ -42,11 +42,15 @@ class SessionStore:
         idle_timeout: float = IDLE_TIMEOUT,
         max_pending: int = MAX_PENDING,
         clock: Callable[[], float] = time.monotonic,
+        on_last_session_gone: Callable[[str], None] = lambda _account_id: None,
     ) -> None:
+        """`on_last_session_gone(account_id)`: no session of that account is left (the
+        sign-in drops the account's tokens then, so they do not outlive every session)."""
         self._sessions: dict[str, Session] = {}  # least recently used first
         self._idle_timeout = idle_timeout
         self._max_pending = max_pending
         self._clock = clock
+        self._on_last_session_gone = on_last_session_gone
 
     def new(self) -> tuple[str, Session]:
         self._forget_expired()
@@ -61,6 +65,7 @@ class SessionStore:
         if not session_id or (session := self._sessions.pop(session_id, None)) is None:
             return None
         if self._expired(session):
+            self._gone(session)
             return None
         session.touched = self._clock()
         self._sessions[session_id] = session  # now the most recently used
@@ -75,8 +80,8 @@ class SessionStore:
         return new_id
 
     def drop(self, session_id: str | None) -> None:
-        if session_id:
-            self._sessions.pop(session_id, None)
+        if session_id and (session := self._sessions.pop(session_id, None)) is not None:
+            self._gone(session)
 
     def __len__(self) -> int:
         return len(self._sessions)
@@ -87,4 +92,9 @@ class SessionStore:
 
     def _forget_expired(self) -> None:
         for session_id in [k for k, s in self._sessions.items() if self._expired(s)]:
-            del self._sessions[session_id]
+            self._gone(self._sessions.pop(session_id))
+
+    def _gone(self, session: Session) -> None:
+        account_id = session.account_id
+        if account_id and all(s.account_id != account_id for s in self._sessions.values()):
+            self._on_last_session_gone(account_id)

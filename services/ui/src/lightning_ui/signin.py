@@ -165,6 +165,15 @@ class EntraSignIn:
         query = urlencode({"post_logout_redirect_uri": public_url})
         return f"{self.authority}/oauth2/v2.0/logout?{query}"
 
+    def forget(self, account_id: str) -> None:
+        """Drop an account's tokens from MSAL's cache: its last session is gone. (In-memory
+        work on MSAL's locked cache, no call to Entra, so it runs right here.)"""
+        if self._app is None:
+            return
+        for account in self._app.get_accounts():
+            if account["local_account_id"] == account_id:
+                self._app.remove_account(account)
+
     async def aclose(self) -> None:
         """Close MSAL's connections to Entra (they are kept alive between sign-ins)."""
         if self._app is not None:
