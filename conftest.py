@@ -24,6 +24,7 @@ from lightning_core.config import Settings, load_settings
 from lightning_core.service import ServiceContext
 from lightning_core.storage.sqlite import SqliteStorage
 from lightning_devtools.dev import wait_until_healthy
+from lightning_ui.api_client import ApiClient
 
 pytest_plugins = [*provider_backends.PLUGINS, "stacks"]
 
@@ -183,6 +184,14 @@ def api_client_as(context: ServiceContext, user: str) -> httpx.AsyncClient:
     settings = context.settings.model_copy(update={"dev_user": user})
     app = create_api(ServiceContext(settings, context.storage, context.bus))
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api")
+
+
+@pytest.fixture
+async def ui_api(context: ServiceContext) -> AsyncIterator[ApiClient]:
+    """The UI's API client over the embedded API app (in process, dev identity)."""
+    client = ApiClient("http://api", transport=httpx.ASGITransport(app=create_api(context)))
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture

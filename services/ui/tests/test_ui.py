@@ -10,15 +10,8 @@ from lightning_ui.app import create_app
 
 
 @pytest.fixture
-async def api(context: ServiceContext) -> AsyncIterator[ApiClient]:
-    client = ApiClient("http://api", transport=httpx.ASGITransport(app=create_api(context)))
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def ui(api: ApiClient) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(api))
+async def ui(ui_api: ApiClient) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=create_app(ui_api))
     async with httpx.AsyncClient(transport=transport, base_url="http://ui") as http:
         yield http
 

@@ -53,13 +53,6 @@ SCOPE = f"{AUDIENCE}/access_as_user"
 USERS = {"alice-oid": "alice@contoso.test", "bob-oid": "bob@contoso.test"}
 
 
-@pytest.fixture
-async def api(context: ServiceContext) -> AsyncIterator[ApiClient]:
-    client = ApiClient("http://api", transport=httpx.ASGITransport(app=create_api(context)))
-    yield client
-    await client.aclose()
-
-
 @dataclass
 class Tls:
     cert: Path
@@ -250,11 +243,11 @@ async def test_an_unreachable_entra_at_renewal_keeps_the_user_signed_in(
     "wanted", ["//evil.example/x", "/\\evil.example", "/a\tb", "https://evil.example/"]
 )
 async def test_after_sign_in_only_plain_local_paths_are_followed(
-    api: ApiClient, tls: Tls, wanted: str, monkeypatch: pytest.MonkeyPatch
+    ui_api: ApiClient, tls: Tls, wanted: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async with sign_in_for(fake_entra(free_port()), tls) as sign_in:
         monkeypatch.setattr(sign_in, "start", _remember_next)  # no Entra needed
-        app = create_ui(api, gate=Gate(api, sign_in))
+        app = create_ui(ui_api, gate=Gate(ui_api, sign_in))
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://ui") as browser:
             answer = await browser.get("/auth/login", params={"next": wanted})
@@ -327,10 +320,10 @@ def test_azure_mode_without_the_ui_registration_refuses_to_start(settings: Setti
 
 
 async def test_signed_out_requests_are_answered_for_what_they_asked(
-    api: ApiClient, tls: Tls
+    ui_api: ApiClient, tls: Tls
 ) -> None:
     async with sign_in_for(fake_entra(free_port()), tls) as sign_in:  # never reached
-        app = create_ui(api, gate=Gate(api, sign_in))
+        app = create_ui(ui_api, gate=Gate(ui_api, sign_in))
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://ui") as browser:
             page = await browser.get("/tasks")
