@@ -97,7 +97,7 @@ class EventFunction:
         # A Function has no loop of its own to beat in: invocations beat, at most every
         # INTERVAL, so an idle app shows as not seen (which, with no events, it is not).
         self._heart = Heart(processor.context.storage, CONSUMER_GROUP)
-        self._next_beat = 0.0
+        self._next_beat: float | None = None  # None: this worker process has not beaten yet
 
     async def __call__(self, body: bytes, message_id: str) -> None:
         try:
@@ -108,9 +108,9 @@ class EventFunction:
             raise NotACloudEvent(reason) from None
         await self.processor.connect()
         await self.processor.handle(event)
-        if time.monotonic() >= self._next_beat:
-            if not self._next_beat:  # the first invocation of this worker process
-                await self._heart.forget_gone()
+        if self._next_beat is None:
+            await self._heart.forget_gone()
+        if self._next_beat is None or time.monotonic() >= self._next_beat:
             self._next_beat = time.monotonic() + INTERVAL
             await self._heart.try_beat()
 
