@@ -20,7 +20,6 @@ cannot loop an event through the system forever.
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -28,6 +27,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
+from lightning_core.ids import new_id
 from lightning_core.storage.base import JsonScalar
 
 INSTRUCTIONS = "instructions"
@@ -53,10 +53,6 @@ EventType = Annotated[
 TypePattern = Annotated[
     str, Field(min_length=1, max_length=256, pattern=r"^[A-Za-z0-9*?\[][A-Za-z0-9._:/*?\[\]!-]*$")
 ]
-
-
-def new_id() -> str:
-    return str(uuid.uuid4())
 
 
 def now() -> datetime:

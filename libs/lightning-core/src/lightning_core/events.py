@@ -7,15 +7,12 @@ Extension attribute names follow the CloudEvents rule (lower-case letters and di
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
-def _new_id() -> str:
-    return str(uuid.uuid4())
+from lightning_core.ids import new_id
 
 
 def _now() -> datetime:
@@ -27,7 +24,7 @@ class CloudEvent(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    id: str = Field(default_factory=_new_id, min_length=1)
+    id: str = Field(default_factory=new_id, min_length=1)
     source: str = Field(min_length=1)
     type: str = Field(min_length=1, max_length=256)
     specversion: Literal["1.0"] = "1.0"

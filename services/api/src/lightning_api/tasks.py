@@ -33,10 +33,10 @@ from lightning_core.domain import (
     TASKS,
     Task,
     TaskStatus,
-    new_id,
     now,
 )
 from lightning_core.events import CloudEvent
+from lightning_core.ids import new_id
 from lightning_core.storage.base import Document, PreconditionFailed, Storage
 
 router = APIRouter(prefix="/api/tasks", tags=["tasks"], responses=UNAUTHORIZED)
