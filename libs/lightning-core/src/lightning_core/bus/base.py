@@ -104,8 +104,9 @@ class BusBase(Connectable, ABC):
     #: Backoff between reconnect attempts while the server is unreachable.
     reconnect_delay: float = 0.2
     reconnect_max_delay: float = 2.0
-    #: How long `publish` keeps retrying through an outage before it gives up and raises.
-    publish_timeout: float = 30.0
+    #: How long `publish` keeps retrying through an outage before it gives up and raises;
+    #: None for a bus that has no outages (no timer is armed then).
+    publish_timeout: float | None = 30.0
 
     def __init__(self, retry: RetryPolicy | None = None, batch_size: int = 100) -> None:
         super().__init__()

@@ -20,6 +20,9 @@ from lightning_core.events import CloudEvent
 
 class MemoryBus(BusBase):
     receive_wait = 0.05  # waiting is free in-process; a short wait makes `stop` prompt
+    # Nothing here can be unreachable, so no timer is armed and cancelled on every publish
+    # (the API publishes once per accepted event) for a timeout that could never fire.
+    publish_timeout = None
 
     def __init__(self, retry: RetryPolicy | None = None, batch_size: int = 100) -> None:
         super().__init__(retry, batch_size)
@@ -28,34 +31,42 @@ class MemoryBus(BusBase):
         self._cursors: dict[str, int] = {}
         self._redeliver: dict[str, list[Delivery]] = {}
         self._dead: dict[str, list[DeadLetter]] = {}
-        self._changed = asyncio.Condition()
+        # Set when events arrive; a consumer clears it before it looks and waits only if
+        # it found nothing, so no arrival goes unnoticed (no await between look and wait).
+        self._arrived = asyncio.Event()
 
     async def ping(self) -> None:
         """Always reachable: it lives in this process."""
 
     async def _publish(self, events: Sequence[CloudEvent]) -> None:
-        async with self._changed:
-            self._log.extend(events)
-            self._changed.notify_all()
+        self._log.extend(events)
+        self._arrived.set()
 
     async def _open_group(self, group: str) -> None:
         self._cursors.setdefault(group, self._trimmed)
 
     async def _receive(self, group: str, max_count: int, wait: float) -> list[Delivery]:
-        async with self._changed:
-            if not self._pending(group):
-                try:
-                    await asyncio.wait_for(
-                        self._changed.wait_for(lambda: self._pending(group)), wait
-                    )
-                except TimeoutError:
-                    return []
-            batch = self._redeliver.pop(group, [])[:max_count]
-            start = self._cursors[group] - self._trimmed
-            fresh = self._log[start : start + max_count - len(batch)]
-            self._cursors[group] += len(fresh)
-            self._trim()
+        if not await self._arrival(group, wait):
+            return []
+        batch = self._redeliver.pop(group, [])[:max_count]
+        start = self._cursors[group] - self._trimmed
+        fresh = self._log[start : start + max_count - len(batch)]
+        self._cursors[group] += len(fresh)
+        self._trim()
         return batch + [Delivery(event, receipt=None) for event in fresh]
+
+    async def _arrival(self, group: str, wait: float) -> bool:
+        """Whether the group has something to receive, waiting up to `wait` for it."""
+        if self._pending(group):
+            return True  # no timer to arm
+        try:
+            async with asyncio.timeout(wait):
+                while not self._pending(group):
+                    self._arrived.clear()
+                    await self._arrived.wait()
+        except TimeoutError:
+            return False
+        return True
 
     def _pending(self, group: str) -> bool:
         return bool(self._redeliver.get(group)) or (
@@ -72,9 +83,8 @@ class MemoryBus(BusBase):
         """Nothing to settle: the cursor moved past these when they were received."""
 
     async def _release(self, group: str, deliveries: Sequence[Delivery]) -> None:
-        async with self._changed:
-            self._redeliver[group] = [*deliveries, *self._redeliver.get(group, [])]
-            self._changed.notify_all()
+        self._redeliver[group] = [*deliveries, *self._redeliver.get(group, [])]
+        self._arrived.set()
 
     async def _dead_letter(
         self, group: str, delivery: Delivery, reason: str, attempts: int

@@ -1,0 +1,53 @@
+"""What the shared bus contract cannot see of the in-process bus: how fast it wakes.
+
+The contract's consumers poll every `receive_wait` anyway, so a missed wake-up would only
+make them slower. Here the wait is long, so only the wake-up can deliver in time.
+"""
+
+import asyncio
+
+from lightning_core.bus.memory import MemoryBus
+from lightning_core.events import CloudEvent
+
+LONG_WAIT = 30.0  # seconds: far beyond the test's timeout
+
+
+def event(n: int) -> CloudEvent:
+    return CloudEvent(source="test", type="t", data={"n": n}, user="alice")
+
+
+async def test_a_publish_wakes_every_waiting_group_at_once() -> None:
+    bus = MemoryBus()
+    for group in ("a", "b"):
+        await bus.open_group(group)
+    waiting = [asyncio.create_task(bus._receive(group, 10, LONG_WAIT)) for group in ("a", "b")]
+    await asyncio.sleep(0.01)  # both are waiting now
+    await bus.publish(event(1))
+    async with asyncio.timeout(1.0):
+        received = await asyncio.gather(*waiting)
+    assert [[d.event.data["n"] for d in batch] for batch in received] == [[1], [1]]
+
+
+async def test_a_group_woken_for_nothing_keeps_waiting_for_its_own() -> None:
+    """A release for group a wakes b too; b must wait on, and still see the next publish."""
+    bus = MemoryBus()
+    for group in ("a", "b"):
+        await bus.open_group(group)
+    await bus.publish(event(1))
+    (delivery,) = await bus._receive("a", 10, LONG_WAIT)
+    (seen_by_b,) = await bus._receive("b", 10, LONG_WAIT)
+    waiting_b = asyncio.create_task(bus._receive("b", 10, LONG_WAIT))
+    await asyncio.sleep(0.01)
+    await bus._release("a", [delivery])  # wakes b, which has nothing new
+    await asyncio.sleep(0.01)
+    assert not waiting_b.done()
+    await bus.publish(event(2))
+    async with asyncio.timeout(1.0):
+        (for_b,) = await waiting_b
+    assert (seen_by_b.event.data, for_b.event.data) == ({"n": 1}, {"n": 2})
+
+
+async def test_receiving_gives_up_after_the_wait() -> None:
+    bus = MemoryBus()
+    await bus.open_group("a")
+    assert await bus._receive("a", 10, 0.01) == []
