@@ -12,7 +12,7 @@ from starlette.routing import Match
 from lightning_api import dead_letters, instructions, notifications, services, tasks
 from lightning_api.auth import TokenValidator, http_jwks
 from lightning_api.pace import Activity
-from lightning_api.routes import router
+from lightning_api.routes import add_routes
 from lightning_core.config import ConfigError, Mode, Settings, entra_problems
 from lightning_core.service import ServiceContext
 
@@ -78,7 +78,7 @@ def create_app(
     app.state.token_validator = validator or entra_validator(context.settings)
     app.state.stop = stop or asyncio.Event()
     app.state.activity = Activity()  # POSTs wake their user's event streams
-    app.include_router(router)
+    add_routes(app)
     for resource in (instructions, tasks, notifications, dead_letters, services):
         app.include_router(resource.router)
     app.add_exception_handler(405, method_not_allowed)

