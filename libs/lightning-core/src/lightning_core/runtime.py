@@ -17,6 +17,7 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import TypeVar
 
+from lightning_core.collector import settle_after_startup
 from lightning_core.config import ConfigError, Settings, load_settings
 from lightning_core.providers import build_bus, build_storage
 from lightning_core.service import ENTRY_POINT_GROUP, Service, ServiceContext
@@ -87,6 +88,7 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         context, services = prepare(load_settings())
+        settle_after_startup()  # every service module is imported by now
         asyncio.run(run(context, services))
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
