@@ -2,14 +2,16 @@
 endpoint, and the time from POST to `processed` visible through the API, in one run.
 
 Throughput: the real runtime (`python -m lightning_core.runtime`, SERVICE_TYPE
-api,event-processor, embedded mode, so every accepted event is also consumed) and a bare
-FastAPI app with one POST endpoint taking the same pydantic body (`EventIn`) and returning
-202, served by the same uvicorn settings (`lightning_core.http.serve_asgi`, one process),
-each loaded by the same generator with the same connections: wrk when installed, else a
-plain asyncio generator in a process of its own. The two take turns for `--rounds` rounds
-and the medians are reported: other work on these shared machines comes and goes, and one
-pair alone put the same code anywhere between 0.24 and 0.48. The ratio is the number to
-watch (target in issue 4: at least 0.70); absolute rates mean little here.
+api,event-processor, embedded mode, so the processor consumes beside the API; under this
+load it falls behind and catches up afterwards) and a bare FastAPI app with one POST
+endpoint taking the same pydantic body (`EventIn`) and returning 202, served by the same
+uvicorn settings (`lightning_core.http.serve_asgi`, one process), each loaded by the same
+generator with the same connections: wrk when installed, else a plain asyncio generator in
+a process of its own. On Linux with two or more CPUs each server runs on one CPU and the
+generator on the others (`cpu_split`). The two take turns for `--rounds` rounds and the
+medians are reported: other work on these shared machines comes and goes, and one pair
+alone can land far from the median. The ratio is the number to watch (target in issue 4:
+at least 0.70); absolute rates mean little here.
 
 Latency: events posted one at a time; each is timed until its `processed` message arrives on
 the Server-Sent Events stream (`/api/events/stream`), in embedded mode (SQLite + memory bus)
@@ -99,6 +101,39 @@ def free_port() -> int:
         return port
 
 
+def cpu_split() -> tuple[frozenset[int] | None, frozenset[int] | None]:
+    """One CPU for the server under test and the others for the load generator (Linux, two
+    or more CPUs); (None, None) elsewhere, and everything shares every CPU.
+
+    Sharing, wrk and the server took each other's time unevenly from run to run, and the
+    server's threads (SQLite's writer beside the event loop) handed the GIL across cores:
+    seven pairs of one unpinned run put the API anywhere between 0.46 and 0.90 of bare.
+    """
+    if not hasattr(os, "sched_getaffinity"):
+        return None, None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None, None
+    return frozenset(cpus[:1]), frozenset(cpus[1:])
+
+
+SERVER_CPUS, LOAD_CPUS = cpu_split()
+
+
+@contextlib.contextmanager
+def started_on(cpus: frozenset[int] | None) -> Iterator[None]:
+    """Processes started inside run on `cpus`: a child inherits its parent's CPU affinity."""
+    if cpus is None:
+        yield
+        return
+    previous = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, previous)
+
+
 def percentile(values: list[float], fraction: float) -> float:
     """Nearest-rank percentile (p99 of 300 values is the 297th smallest)."""
     ordered = sorted(values)
@@ -143,7 +178,7 @@ def server(argv: list[str], env: Mapping[str, str], port: int) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory(prefix="lightning-bench-api-") as work:
         log_path = Path(work) / "server.log"
-        with log_path.open("wb") as log:
+        with log_path.open("wb") as log, started_on(SERVER_CPUS):
             process = subprocess.Popen(  # noqa: S603 - argv built here: this python, fixed modules
                 argv, env=dict(env), cwd=work, stdout=subprocess.DEVNULL, stderr=log
             )
@@ -204,7 +239,8 @@ def post_rate(
     argv = [sys.executable, "-m", "lightning_devtools.bench_api", "load", target]
     argv += ["--connections", str(connections), "--duration", str(duration)]
     argv += ["--warmup", str(warmup)]
-    output = subprocess.run(argv, check=True, capture_output=True, text=True).stdout  # noqa: S603
+    with started_on(LOAD_CPUS):
+        output = subprocess.run(argv, check=True, capture_output=True, text=True).stdout  # noqa: S603
     rate: float = json.loads(output)["rate"]
     return rate
 
@@ -219,7 +255,8 @@ def run_wrk(target: str, connections: int, duration: float) -> float:
     try:
         argv = ["wrk", "-t2", f"-c{connections}", f"-d{max(1, round(duration))}s"]
         argv += ["-s", script.name, target]
-        output = subprocess.run(argv, check=True, capture_output=True, text=True).stdout  # noqa: S603
+        with started_on(LOAD_CPUS):
+            output = subprocess.run(argv, check=True, capture_output=True, text=True).stdout  # noqa: S603
     finally:
         os.unlink(script.name)
     if bad := re.search(r"Non-2xx or 3xx responses: (\d+)", output):
@@ -300,6 +337,8 @@ def measure_throughput(
         with embedded_server(work / f"throughput-{round_number}.db") as url:
             api.append(post_rate(url, generator, connections, duration, warmup))
     label = f"bare FastAPI POST, {generator} -c{connections}, {duration:g} s, median of {rounds}"
+    if SERVER_CPUS is not None:
+        label += f", servers on CPU {','.join(map(str, sorted(SERVER_CPUS)))}, load on the rest"
     return Result(
         "POST /api/events, embedded (api+processor)",
         statistics.median(api),
