@@ -65,10 +65,12 @@ def bearer(value: str) -> dict[str, str]:
         (bearer(token(oid="")), "names no user"),
     ],
 )
+@pytest.mark.parametrize("method", ["GET", "POST"])  # POST is a DirectRoute (direct.py)
 async def test_bad_tokens_are_refused(
-    api: httpx.AsyncClient, headers: dict[str, str], reason: str
+    api: httpx.AsyncClient, headers: dict[str, str], reason: str, method: str
 ) -> None:
-    response = await api.get("/api/events", headers=headers)
+    body = {"type": "note.added"} if method == "POST" else None
+    response = await api.request(method, "/api/events", headers=headers, json=body)
     assert response.status_code == 401
     assert reason in response.json()["detail"]
     assert response.headers["www-authenticate"] == "Bearer"

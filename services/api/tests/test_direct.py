@@ -9,10 +9,22 @@ from typing import Annotated, Any
 
 import httpx
 import pytest
-from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
+from fastapi import (
+    APIRouter,
+    Body,
+    Depends,
+    FastAPI,
+    HTTPException,
+    Query,
+    Request,
+    Security,
+    status,
+)
 from fastapi.exceptions import ResponseValidationError
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
+from starlette.types import Message
 
 from lightning_api.direct import DirectRoute, NotDirect, is_json
 
@@ -56,17 +68,29 @@ async def _shouting_user(user: User, count: Annotated[int, Depends(counter)]) ->
     return user.upper()
 
 
+async def _not_blocked(request: Request) -> None:
+    """Declared in the route's `dependencies=[...]`: run for its check, passed to nobody."""
+    if request.headers.get("x-block"):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "blocked")
+
+
+accepted_orders: list[Order] = []
+
+
 async def accept(
     order: Order,
     user: User,
     shouted: Annotated[str, Depends(_shouting_user)],
     count: Annotated[int, Depends(counter)],
     request: Request,
-) -> Accepted:
+) -> Any:
     assert isinstance(request, Request)
     assert count > 0
+    accepted_orders.append(order)
     if order.item == "boom":
         raise HTTPException(status.HTTP_409_CONFLICT, "no booms")
+    if order.item == "raw":
+        return JSONResponse({"raw": True}, status_code=status.HTTP_201_CREATED)
     return Accepted(order=order, by=f"{user}/{shouted}")
 
 
@@ -78,6 +102,8 @@ def both_ways() -> FastAPI:
             accept,
             methods=["POST"],
             status_code=status.HTTP_202_ACCEPTED,
+            response_model=Accepted,
+            dependencies=[Depends(_not_blocked)],
             route_class_override=route_class,
         )
     return app
@@ -110,17 +136,33 @@ REQUESTS: dict[str, tuple[dict[str, str], bytes]] = {
     "no user": (JSON, b'{"item": "tea"}'),
     "endpoint refuses": ({**JSON, **ALICE}, b'{"item": "boom"}'),
     "NaN in data": ({**JSON, **ALICE}, b'{"item": "tea", "notes": {"x": NaN}}'),
+    "duplicate keys": ({**JSON, **ALICE}, b'{"item": "Bad!", "item": "tea"}'),
+    "huge numbers": ({**JSON, **ALICE}, b'{"item": "tea", "notes": {"x": 1e400, "y": -0}}'),
+    "an int too long": ({**JSON, **ALICE}, b'{"item": "tea", "quantity": 1' + b"0" * 4400 + b"}"),
+    "UTF-8 BOM": ({**JSON, **ALICE}, b'\xef\xbb\xbf{"item": "tea"}'),
+    "UTF-16": ({**JSON, **ALICE}, '{"item": "tea"}'.encode("utf-16")),
+    "invalid UTF-8": ({**JSON, **ALICE}, b'{"item": "t\xffa"}'),
+    "nested too deep": (
+        {**JSON, **ALICE},
+        b'{"item": "tea", "notes": {"x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}",
+    ),
+    "two slashes +json": ({"content-type": "application/x/+json", **ALICE}, b'{"item": "tea"}'),
+    "a Response from the endpoint": ({**JSON, **ALICE}, b'{"item": "raw"}'),
+    "a route dependency refuses": ({**JSON, **ALICE, "x-block": "1"}, b'{"item": "tea"}'),
 }
 
 
 @pytest.mark.parametrize("name", REQUESTS)
 async def test_answers_as_fastapi_does(client: httpx.AsyncClient, name: str) -> None:
     headers, body = REQUESTS[name]
+    accepted_orders.clear()
     direct = await client.post("/direct", headers=headers, content=body)
+    by_direct = list(accepted_orders)
     plain = await client.post("/plain", headers=headers, content=body)
     assert direct.status_code == plain.status_code
-    assert direct.headers["content-type"] == plain.headers["content-type"]
+    assert direct.headers == plain.headers
     assert direct.content == plain.content
+    assert by_direct == accepted_orders[len(by_direct) :]  # the endpoint ran alike
 
 
 @pytest.mark.parametrize(
@@ -219,7 +261,7 @@ async def _no_model(order: Order) -> dict[str, str]:
         (_by_query, "query parameters"),
         (_by_generator, "not an async function"),
         (_by_sync, "not an async function"),
-        (_two_bodies, "exactly one body parameter"),
+        (_two_bodies, "exactly one JSON body"),
     ],
 )
 def test_endpoints_it_cannot_serve_are_refused_at_startup(endpoint: Any, reason: str) -> None:
@@ -271,3 +313,80 @@ async def test_a_reply_that_breaks_the_response_model_is_an_error(route_class: A
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
         with pytest.raises(ResponseValidationError):
             await http.post("/x", json={"item": "tea"})
+
+
+@pytest.mark.parametrize("path", ["/direct", "/plain"])
+async def test_a_client_gone_before_its_body_arrived_gets_fastapis_400(path: str) -> None:
+    app = both_ways()
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "scheme": "http",
+        "server": ("test", 80),
+        "headers": [(b"content-type", b"application/json"), (b"x-user", b"alice")],
+    }
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    assert sent[0]["status"] == status.HTTP_400_BAD_REQUEST
+
+
+async def _limited() -> str:
+    return "x"
+
+
+async def _scoped() -> str:
+    return "x"
+
+
+async def _by_limited(
+    order: Order, user: Annotated[str, Depends(_limited, max_concurrency=1)]
+) -> Accepted:
+    return never(order, user)
+
+
+async def _by_scoped(
+    order: Order, user: Annotated[str, Security(_scoped, scopes=["a"])]
+) -> Accepted:
+    return never(order, user)
+
+
+async def _embedded(order: Annotated[Order, Body(embed=True)]) -> Accepted:
+    return never(order)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "reason"),
+    [
+        (_by_limited, "concurrency limit"),
+        (_by_scoped, "security scopes"),
+        (_embedded, "exactly one JSON body"),
+    ],
+)
+def test_what_fastapi_alone_enforces_is_refused_at_startup(endpoint: Any, reason: str) -> None:
+    app = FastAPI()
+    with pytest.raises(NotDirect, match=reason):
+        app.router.add_api_route("/x", endpoint, methods=["POST"], route_class_override=DirectRoute)
+
+
+def test_including_a_direct_route_is_refused() -> None:
+    """An inclusion could add dependencies (auth) the short path would never call.
+
+    FastAPI builds included routes lazily: the refusal comes with the OpenAPI document or
+    the first request, whichever is first, and never as a silently served request."""
+    router = APIRouter()
+    router.add_api_route("/x", accept, methods=["POST"], route_class_override=DirectRoute)
+    app = FastAPI()
+    app.include_router(router)
+    with pytest.raises(NotDirect, match="not to an included router"):
+        app.openapi()

@@ -6,34 +6,38 @@ per request it parses Content-Type with the `email` package, walks the dependenc
 decodes the body to a dict and validates that, then validates the returned model again
 before encoding it. A
 DirectRoute keeps the endpoint, its signature and so its OpenAPI operation, and serves
-a well-formed request by validating the body from the raw bytes with pydantic's JSON
-parser, calling the endpoint's dependencies from a plan made once, and encoding the
-returned model once.
+a well-formed request by decoding and validating the body as FastAPI does (`json.loads`,
+then the route's own body field), calling the endpoint's dependencies from a plan made
+once, and encoding the reply with the route's own response field.
 
 Anything else goes to FastAPI's own handler, before any work is done: a body that is not
 JSON or does not validate, an app with dependency overrides. Errors therefore read
 exactly as on every other route, and a test that overrides a dependency sees it used.
 
-Only endpoints that fit are accepted, checked when the route is made: one JSON body
-model, a response model, and dependencies that are `async` callables of the request and
-of other such dependencies (no query, header or cookie parameters, no `yield`).
-Dependencies given to `include_router(dependencies=...)` are not seen: FastAPI applies
-those per inclusion, out of a route's reach. Declare them on the endpoint instead.
+Only endpoints that fit are accepted, checked when the route is made: one JSON body (not
+embedded, not a form), a response model, and dependencies that are `async` callables of
+the request and of other such dependencies (no query, header or cookie parameters, no
+`yield`, no concurrency limit, no security scopes). A DirectRoute belongs on the app's
+own router (`app.router.add_api_route`): FastAPI applies an included router's
+dependencies and defaults per inclusion, out of the route's reach, so including one is
+refused (when FastAPI first builds the included route: with the OpenAPI document or the
+first request). FastAPI's telemetry hooks (off in this app) do not see the short path.
 """
 
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import Request, Response, status
+from fastapi import Request, Response, params, status
 from fastapi.datastructures import DefaultPlaceholder
 from fastapi.dependencies.models import Dependant
 from fastapi.exceptions import ResponseValidationError
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
 
@@ -48,7 +52,9 @@ class _Call:
 
     call: Callable[..., Awaitable[Any]]
     request_names: tuple[str, ...]  # parameters that get the Request
-    needs: tuple[tuple[str, _Call], ...]  # parameter name, the dependency that fills it
+    # Dependencies in order, with the parameter each fills; None for those declared in
+    # `dependencies=[...]`, which run for their effect (a check that raises) only.
+    needs: tuple[tuple[str | None, _Call], ...]
 
     async def solve(self, request: Request, solved: dict[object, Any], **given: Any) -> Any:
         """Call it; each dependency is called once per request, as FastAPI does."""
@@ -56,7 +62,8 @@ class _Call:
         for name, need in self.needs:
             if need.call not in solved:
                 solved[need.call] = await need.solve(request, solved)
-            arguments[name] = solved[need.call]
+            if name is not None:
+                arguments[name] = solved[need.call]
         return await self.call(**arguments, **given)
 
 
@@ -70,7 +77,8 @@ def _plan(dependant: Dependant, *, body: bool) -> _Call:
         "a websocket": dependant.websocket_param_name,
         "a Response parameter": dependant.response_param_name,
         "background tasks": dependant.background_tasks_param_name,
-        "security scopes": dependant.security_scopes_param_name,
+        "security scopes": dependant.security_scopes_param_name or dependant.own_oauth_scopes,
+        "a concurrency limit": dependant.concurrency,
         "a body": None if body else dependant.body_params,
     }
     for what, present in unsupported.items():
@@ -87,48 +95,59 @@ def _plan(dependant: Dependant, *, body: bool) -> _Call:
     return _Call(
         call=call,
         request_names=tuple(name for name in names if name),
-        needs=tuple((str(sub.name), _plan(sub, body=False)) for sub in dependant.dependencies),
+        needs=tuple((sub.name, _plan(sub, body=False)) for sub in dependant.dependencies),
     )
-
-
-def _body_model(dependant: Dependant) -> tuple[str, type[BaseModel]]:
-    if len(dependant.body_params) != 1:
-        raise NotDirect("a direct route takes exactly one body parameter")
-    field = dependant.body_params[0]
-    model = field.field_info.annotation
-    if not (isinstance(model, type) and issubclass(model, BaseModel)) or field.field_info.metadata:
-        raise NotDirect(f"the body {field.name} is not a plain pydantic model")
-    return field.name, model
 
 
 def is_json(content_type: str | None) -> bool:
     """The media types FastAPI decodes as JSON: application/json and application/*+json."""
     media_type = (content_type or "").partition(";")[0].strip().lower()
+    if media_type.count("/") != 1:  # the `email` parser FastAPI uses reads it as text/plain
+        return False
     return media_type == "application/json" or (
         media_type.startswith("application/") and media_type.endswith("+json")
     )
 
 
 class DirectRoute(APIRoute):
-    """Use with `router.add_api_route(..., route_class_override=DirectRoute)`."""
+    """Use with `app.router.add_api_route(..., route_class_override=DirectRoute)`."""
+
+    _handler: Handler | None = None
 
     def get_route_handler(self) -> Handler:
+        if self._handler is not None:  # FastAPI builds it again for every inclusion
+            raise NotDirect(
+                f"{self.path}: add a direct route to the app, not to an included router"
+            )
         fastapi_handler = super().get_route_handler()
         response_field = self.response_field
         if response_field is None or not isinstance(self.response_class, DefaultPlaceholder):
             raise NotDirect(f"{self.path}: a direct route answers with its response model")
-        body_name, model = _body_model(self.dependant)
+        body_field = self.body_field
+        if (
+            body_field is None
+            or self._embed_body_fields
+            or type(body_field.field_info) is not (params.Body)
+        ):
+            raise NotDirect(f"{self.path}: a direct route takes exactly one JSON body")
         endpoint = _plan(self.dependant, body=True)
+        body_name = self.dependant.body_params[0].name
         status_code = self.status_code or status.HTTP_200_OK  # FastAPI's default too
 
         async def handle(request: Request) -> Response:
-            if request.app.dependency_overrides or not is_json(request.headers.get("content-type")):
+            overrides = getattr(self.dependency_overrides_provider, "dependency_overrides", None)
+            if overrides or not is_json(request.headers.get("content-type")):
                 return await fastapi_handler(request)
             try:
-                body = model.model_validate_json(await request.body())
-            except ValidationError:
-                return await fastapi_handler(request)  # FastAPI words the 422
+                decoded = json.loads(await request.body())  # as FastAPI decodes it
+            except (ValueError, RecursionError, ClientDisconnect):  # FastAPI words the 4xx
+                return await fastapi_handler(request)
+            body, errors = body_field.validate(decoded, {}, loc=("body",))
+            if errors:
+                return await fastapi_handler(request)
             result = await endpoint.solve(request, {}, **{body_name: body})
+            if isinstance(result, Response):
+                return result
             value, errors = response_field.validate(result, {}, loc=("response",))
             if errors:
                 raise ResponseValidationError(errors, body=result)
@@ -143,4 +162,5 @@ class DirectRoute(APIRoute):
             )
             return Response(content, status_code=status_code, media_type="application/json")
 
+        self._handler = handle
         return handle
