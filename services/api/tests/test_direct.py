@@ -255,6 +255,30 @@ async def _no_model(order: Order) -> dict[str, str]:
     return {}
 
 
+async def _limited() -> str:
+    return "x"
+
+
+async def _scoped() -> str:
+    return "x"
+
+
+async def _by_limited(
+    order: Order, user: Annotated[str, Depends(_limited, max_concurrency=1)]
+) -> Accepted:
+    return never(order, user)
+
+
+async def _by_scoped(
+    order: Order, user: Annotated[str, Security(_scoped, scopes=["a"])]
+) -> Accepted:
+    return never(order, user)
+
+
+async def _embedded(order: Annotated[Order, Body(embed=True)]) -> Accepted:
+    return never(order)
+
+
 @pytest.mark.parametrize(
     ("endpoint", "reason"),
     [
@@ -262,6 +286,9 @@ async def _no_model(order: Order) -> dict[str, str]:
         (_by_generator, "not an async function"),
         (_by_sync, "not an async function"),
         (_two_bodies, "exactly one JSON body"),
+        (_embedded, "exactly one JSON body"),
+        (_by_limited, "concurrency limit"),  # FastAPI alone enforces these
+        (_by_scoped, "security scopes"),
     ],
 )
 def test_endpoints_it_cannot_serve_are_refused_at_startup(endpoint: Any, reason: str) -> None:
@@ -339,44 +366,6 @@ async def test_a_client_gone_before_its_body_arrived_gets_fastapis_400(path: str
 
     await app(scope, receive, send)
     assert sent[0]["status"] == status.HTTP_400_BAD_REQUEST
-
-
-async def _limited() -> str:
-    return "x"
-
-
-async def _scoped() -> str:
-    return "x"
-
-
-async def _by_limited(
-    order: Order, user: Annotated[str, Depends(_limited, max_concurrency=1)]
-) -> Accepted:
-    return never(order, user)
-
-
-async def _by_scoped(
-    order: Order, user: Annotated[str, Security(_scoped, scopes=["a"])]
-) -> Accepted:
-    return never(order, user)
-
-
-async def _embedded(order: Annotated[Order, Body(embed=True)]) -> Accepted:
-    return never(order)
-
-
-@pytest.mark.parametrize(
-    ("endpoint", "reason"),
-    [
-        (_by_limited, "concurrency limit"),
-        (_by_scoped, "security scopes"),
-        (_embedded, "exactly one JSON body"),
-    ],
-)
-def test_what_fastapi_alone_enforces_is_refused_at_startup(endpoint: Any, reason: str) -> None:
-    app = FastAPI()
-    with pytest.raises(NotDirect, match=reason):
-        app.router.add_api_route("/x", endpoint, methods=["POST"], route_class_override=DirectRoute)
 
 
 def test_including_a_direct_route_is_refused() -> None:
