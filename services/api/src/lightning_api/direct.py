@@ -122,12 +122,12 @@ class DirectRoute(APIRoute):
         response_field = self.response_field
         if response_field is None or not isinstance(self.response_class, DefaultPlaceholder):
             raise NotDirect(f"{self.path}: a direct route answers with its response model")
-        body_field = self.body_field
-        embedded = self._embed_body_fields
-        if body_field is None or embedded or type(body_field.field_info) is not params.Body:
+        bodies, body_field = self.dependant.body_params, self.body_field
+        info = bodies[0].field_info if len(bodies) == 1 else None
+        if body_field is None or type(info) is not params.Body or info.embed:
             raise NotDirect(f"{self.path}: a direct route takes exactly one JSON body")
         endpoint = _plan(self.dependant, body=True)
-        body_name = self.dependant.body_params[0].name
+        body_name = bodies[0].name
         status_code = self.status_code or status.HTTP_200_OK  # FastAPI's default too
 
         async def handle(request: Request) -> Response:
