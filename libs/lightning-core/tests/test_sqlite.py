@@ -59,16 +59,29 @@ async def test_close_commits_the_writes_already_queued(tmp_path: Path) -> None:
         await storage.create("things", "alice", "late", {})
 
 
+INSERT = "INSERT INTO documents VALUES ('things', 'alice', ?, ?, 'e')"
+
+
+def applied_once(
+    path: Path, statements: list[tuple[str, sqlite.Params]], *pragmas: str
+) -> list[int | Exception]:
+    """One group commit of `statements` on a fresh database file, as the writer runs it."""
+    db = sqlite._open(str(path))
+    for pragma in pragmas:
+        db.execute(pragma)
+    try:
+        return sqlite._apply(db, statements)
+    finally:
+        db.close()
+
+
 def test_a_transaction_lost_before_its_commit_fails_every_statement_in_it(
     tmp_path: Path,
 ) -> None:
     """What SQLite does on a full disk or an I/O error, played by a ROLLBACK statement:
     nobody whose write was in the lost transaction may be told it was stored."""
     path = tmp_path / "lost.db"
-    db = sqlite._open(str(path))
-    insert = "INSERT INTO documents VALUES ('things', 'alice', 'lost', '{}', 'e')"
-    outcomes = sqlite._apply(db, [(insert, ()), ("ROLLBACK", ())])
-    db.close()
+    outcomes = applied_once(path, [(INSERT, ("lost", "{}")), ("ROLLBACK", ())])
     assert all(isinstance(outcome, sqlite3.OperationalError) for outcome in outcomes)
     assert committed_ids(path) == set()
 
@@ -79,11 +92,11 @@ def test_an_error_that_rolls_the_transaction_back_stores_nothing_after_it(
     """A full database (SQLITE_FULL) rolls the transaction back by itself; the small
     write queued behind the big one must not then be stored on its own."""
     path = tmp_path / "full.db"
-    db = sqlite._open(str(path))
-    db.execute("PRAGMA max_page_count = 8")
-    insert = "INSERT INTO documents VALUES ('things', 'alice', ?, ?, 'e')"
-    outcomes = sqlite._apply(db, [(insert, ("big", "x" * 100_000)), (insert, ("small", "{}"))])
-    db.close()
+    writes: list[tuple[str, sqlite.Params]] = [
+        (INSERT, ("big", "x" * 100_000)),
+        (INSERT, ("small", "{}")),
+    ]
+    outcomes = applied_once(path, writes, "PRAGMA max_page_count = 8")
     assert all(isinstance(outcome, sqlite3.Error) for outcome in outcomes)
     assert committed_ids(path) == set()
 
