@@ -25,6 +25,7 @@ from lightning_core.service import ServiceContext
 from lightning_core.storage.sqlite import SqliteStorage
 from lightning_devtools.dev import wait_until_healthy
 from lightning_ui.api_client import ApiClient
+from lightning_ui.app import create_app as create_ui
 
 pytest_plugins = [*provider_backends.PLUGINS, "stacks"]
 
@@ -184,6 +185,12 @@ def api_client_as(context: ServiceContext, user: str) -> httpx.AsyncClient:
     settings = context.settings.model_copy(update={"dev_user": user})
     app = create_api(ServiceContext(settings, context.storage, context.bus))
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api")
+
+
+def ui_client(api: ApiClient) -> httpx.AsyncClient:
+    """A client of the UI app (in process) whose calls to the API go through `api`."""
+    app = create_ui(api)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://ui")
 
 
 @pytest.fixture

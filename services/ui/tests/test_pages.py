@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from conftest import ui_client
 from lightning_api.app import create_app as create_api
 from lightning_core.bus.base import RetryPolicy
 from lightning_core.bus.memory import MemoryBus
@@ -15,7 +16,6 @@ from lightning_core.events import CloudEvent
 from lightning_core.heartbeats import Heart
 from lightning_core.service import ServiceContext
 from lightning_ui.api_client import ApiClient
-from lightning_ui.app import create_app
 from lightning_ui.forms import field_errors, format_mapping, parse_mapping
 
 
@@ -39,8 +39,7 @@ async def api(api_app: httpx.ASGITransport) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 async def ui(api_app: httpx.ASGITransport) -> AsyncIterator[httpx.AsyncClient]:
     client = ApiClient("http://api", transport=api_app)
-    transport = httpx.ASGITransport(app=create_app(client))
-    async with httpx.AsyncClient(transport=transport, base_url="http://ui") as http:
+    async with ui_client(client) as http:
         yield http
     await client.aclose()
 
@@ -240,8 +239,7 @@ async def test_dead_letters_page_and_replay(
 
 async def test_api_down_is_shown_on_every_page_and_action() -> None:
     api = ApiClient("http://127.0.0.1:9")  # discard port: nothing listens
-    transport = httpx.ASGITransport(app=create_app(api))
-    async with httpx.AsyncClient(transport=transport, base_url="http://ui") as http:
+    async with ui_client(api) as http:
         for path in ("/", "/instructions", "/tasks", "/notifications", "/dead-letters"):
             page = await http.get(path)
             assert page.status_code == 503
@@ -367,8 +365,7 @@ async def test_dashboard_still_shows_when_the_api_cannot_list_services(
     context: ServiceContext,
 ) -> None:
     client = ApiClient("http://api", transport=OlderApi(httpx.ASGITransport(create_api(context))))
-    transport = httpx.ASGITransport(app=create_app(client))
-    async with httpx.AsyncClient(transport=transport, base_url="http://ui") as http:
+    async with ui_client(client) as http:
         page = await http.get("/")
     await client.aclose()
     assert page.status_code == 200

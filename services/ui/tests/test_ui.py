@@ -3,16 +3,15 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from conftest import ui_client
 from lightning_api.app import create_app as create_api
 from lightning_core.service import ServiceContext
 from lightning_ui.api_client import ApiClient
-from lightning_ui.app import create_app
 
 
 @pytest.fixture
 async def ui(ui_api: ApiClient) -> AsyncIterator[httpx.AsyncClient]:
-    transport = httpx.ASGITransport(app=create_app(ui_api))
-    async with httpx.AsyncClient(transport=transport, base_url="http://ui") as http:
+    async with ui_client(ui_api) as http:
         yield http
 
 
@@ -47,8 +46,7 @@ async def test_static_script_is_served_from_the_package(ui: httpx.AsyncClient) -
 
 async def test_unreachable_api_is_shown_not_raised() -> None:
     api = ApiClient("http://127.0.0.1:9")  # discard port: nothing listens
-    transport = httpx.ASGITransport(app=create_app(api))
-    async with httpx.AsyncClient(transport=transport, base_url="http://ui") as http:
+    async with ui_client(api) as http:
         page = await http.get("/")
     await api.aclose()
     assert page.status_code == 503
