@@ -8,8 +8,10 @@ from lightning_core.ids import new_id
 
 def test_ids_are_uuid7_carrying_the_millisecond_they_were_made() -> None:
     before = time.time_ns() // 1_000_000
-    made = uuid.UUID(new_id())
+    text = new_id()
     after = time.time_ns() // 1_000_000
+    made = uuid.UUID(text)
+    assert str(made) == text  # the canonical form: lower-case hex, dashes in place
     assert made.version == 7
     assert made.variant == uuid.RFC_4122
     assert before <= made.int >> 80 <= after

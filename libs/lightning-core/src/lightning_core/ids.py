@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-import uuid
 
 
 def new_id() -> str:
@@ -12,9 +11,13 @@ def new_id() -> str:
 
     Ids that grow with time are stored at the end of an index (SQLite's and PostgreSQL's
     B-trees) rather than anywhere in it, so a commit rewrites a few pages instead of one
-    per new record: SQLite's CPU time per stored event fell by about half.
+    per new record: SQLite's CPU time per stored event fell by about half. Laid out in
+    bytes and written as hex directly: every accepted event takes one, and going through
+    `uuid.UUID` cost twice as much.
     """
-    millis = time.time_ns() // 1_000_000
-    random = int.from_bytes(os.urandom(10))  # 80 bits; 12 + 62 of them are used
-    rand_a, rand_b = random >> 62 & 0xFFF, random & (1 << 62) - 1
-    return str(uuid.UUID(int=millis << 80 | 0x7 << 76 | rand_a << 64 | 0b10 << 62 | rand_b))
+    octets = bytearray(os.urandom(16))
+    octets[:6] = (time.time_ns() // 1_000_000).to_bytes(6)
+    octets[6] = 0x70 | octets[6] & 0x0F  # version 7
+    octets[8] = 0x80 | octets[8] & 0x3F  # variant 0b10 (RFC 9562)
+    digits = octets.hex()
+    return f"{digits[:8]}-{digits[8:12]}-{digits[12:16]}-{digits[16:20]}-{digits[20:]}"
