@@ -3,10 +3,13 @@
 Only that every path runs and reports: the numbers themselves are never asserted (these
 machines are shared and noisy; a benchmark is not a timed test)."""
 
+import contextlib
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from rich.console import Console
@@ -30,9 +33,8 @@ def test_every_measurement_runs_and_is_reported(generator: bench_api.Generator) 
     )
 
     assert measurements.generator == generator
-    assert measurements.throughput.provider > 0
-    assert measurements.throughput.raw
-    assert measurements.throughput.raw > 0
+    assert len(measurements.throughput.pairs) == 2
+    assert all(bare > 0 and api > 0 for bare, api in measurements.throughput.pairs)
     assert [(latency.path, latency.count) for latency in measurements.latencies] == [
         ("POST → processed, embedded (SQLite + memory)", 5),
         ("POST → processed, embedded (SQLite + memory)", 5),
@@ -45,8 +47,41 @@ def test_every_measurement_runs_and_is_reported(generator: bench_api.Generator) 
     bench_api.report(measurements, console)
     text = console.export_text()
     assert "POST /api/events" in text
-    assert "target (>= 70% of bare)" in text
-    assert "median of 2" in text
+    assert "target (>= 70% of bare, median of the pairs' ratios)" in text
+    assert "2 pairs" in text
+
+
+def test_the_ratio_is_the_median_of_each_pairs_ratio() -> None:
+    # A machine slowing down during the run: the pairs' medians would say 0.75.
+    throughput = bench_api.Throughput([(4000, 3600), (3000, 2700), (2000, 1600)], "label")
+
+    assert throughput.ratios == [0.9, 0.9, 0.8]
+    assert throughput.ratio == 0.9
+    assert (throughput.bare, throughput.api) == (3000, 2700)
+
+
+def test_the_side_that_goes_first_alternates(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    @contextlib.contextmanager
+    def fake_server(side: str) -> Iterator[str]:
+        yield side
+
+    rates = iter([100.0, 80.0, 90.0, 100.0, 100.0, 70.0])
+    order: list[str] = []
+
+    def fake_rate(url: str, *_: object) -> float:
+        order.append(url)
+        return next(rates)
+
+    monkeypatch.setattr(bench_api, "bare_server", lambda: fake_server("bare"))
+    monkeypatch.setattr(bench_api, "embedded_server", lambda _path: fake_server("api"))
+    monkeypatch.setattr(bench_api, "post_rate", fake_rate)
+
+    throughput = bench_api.measure_throughput("wrk", 4, 1, 0, rounds=3, work=tmp_path)
+
+    assert order == ["bare", "api", "api", "bare", "bare", "api"]
+    assert throughput.pairs == [(100, 80), (100, 90), (100, 70)]
 
 
 def test_percentile_is_nearest_rank() -> None:
