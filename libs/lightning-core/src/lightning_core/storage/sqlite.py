@@ -66,7 +66,7 @@ def _encode(body: dict[str, Any]) -> str:
 
 
 def _etag() -> str:
-    """128 random bits as hex: the etag of every write (a fourth of `uuid4().hex`'s cost)."""
+    """128 random bits as hex: the etag of every write (a third of `uuid4().hex`'s cost)."""
     return secrets.token_hex(16)
 
 
