@@ -1,10 +1,14 @@
-"""What the shared bus contract cannot see of the in-process bus: how fast it wakes.
+"""What the shared bus contract cannot see of the in-process bus: how fast it wakes, and
+that a stopping consumer empties its backlog, since nothing keeps it after the process.
 
 The contract's consumers poll every `receive_wait` anyway, so a missed wake-up would only
 make them slower. Here the wait is long, so only the wake-up can deliver in time.
 """
 
 import asyncio
+import logging
+
+import pytest
 
 from lightning_core.bus.memory import MemoryBus
 from lightning_core.events import CloudEvent
@@ -51,3 +55,62 @@ async def test_receiving_gives_up_after_the_wait() -> None:
     bus = MemoryBus()
     await bus.open_group("a")
     assert await bus._receive("a", 10, 0.01) == []
+
+
+async def consume_until_stopped(bus: MemoryBus, handled: list[int], stop: asyncio.Event) -> None:
+    """Consume group g, stopping once the first event is being handled."""
+
+    async def slow(delivered: CloudEvent) -> None:
+        stop.set()
+        await asyncio.sleep(0.01)
+        handled.append(delivered.data["n"])
+
+    await bus.consume("g", slow, stop=stop)
+
+
+async def test_a_stopping_consumer_first_handles_every_event_already_published() -> None:
+    bus = MemoryBus(batch_size=7)  # several batches, one released half-done by the stop
+    await bus.open_group("g")
+    await bus.publish_batch([event(n) for n in range(20)])
+    handled: list[int] = []
+
+    await consume_until_stopped(bus, handled, asyncio.Event())
+
+    assert handled == list(range(20))
+
+
+async def test_a_stopping_consumer_takes_events_published_just_after_the_stop() -> None:
+    bus = MemoryBus()
+    await bus.open_group("g")
+    await bus.publish(event(0))
+    handled: list[int] = []
+    stop = asyncio.Event()
+    consuming = asyncio.create_task(consume_until_stopped(bus, handled, stop))
+    await stop.wait()
+    await bus.publish(event(1))  # a request that was finishing when the stop came
+
+    await asyncio.wait_for(consuming, 5)
+
+    assert handled == [0, 1]
+
+
+async def test_what_the_drain_could_not_handle_in_time_is_named_when_closing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    bus = MemoryBus()
+    bus.drain_timeout = 0.05  # about five of the events
+    await bus.connect()
+    await bus.open_group("g")
+    await bus.publish_batch([event(n) for n in range(50)])
+    handled: list[int] = []
+
+    await asyncio.wait_for(consume_until_stopped(bus, handled, asyncio.Event()), 5)
+    with caplog.at_level(logging.WARNING, logger="lightning_core.bus.memory"):
+        await bus.close()
+
+    assert 0 < len(handled) < 50
+    assert handled == list(range(len(handled)))  # in order, none skipped
+    assert caplog.messages == [
+        f"memory bus closed with {50 - len(handled)} events that group g never processed: "
+        "embedded mode keeps no queue across restarts"
+    ]

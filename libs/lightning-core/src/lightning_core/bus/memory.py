@@ -4,18 +4,25 @@ An append-only log with one cursor per consumer group, so each group sees every 
 including events published before the group's consumer started (the API may take a
 request before the processor task is scheduled). Entries every group has passed are
 trimmed, so memory stays bounded by the slowest group's backlog. Nothing survives the
-process: that is what embedded mode trades for needing no server.
+process: that is what embedded mode trades for needing no server. So a consumer told to
+stop first empties its group's backlog (for up to `drain_timeout`): a graceful stop, such
+as SIGTERM or Ctrl-C on `invoke dev`, processes every event the API accepted, where a
+broker would keep them for the next consumer instead. Whatever is still unprocessed when
+the bus closes is named in a warning, never dropped in silence.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from lightning_core.bus.base import BusBase, DeadLetter, Delivery, RetryPolicy
+from lightning_core.bus.base import BusBase, DeadLetter, Delivery, Handler, RetryPolicy
 from lightning_core.config import Settings
 from lightning_core.events import CloudEvent
+
+log = logging.getLogger(__name__)
 
 
 class MemoryBus(BusBase):
@@ -23,6 +30,10 @@ class MemoryBus(BusBase):
     # Nothing here can be unreachable, so no timer is armed and cancelled on every publish
     # (the API publishes once per accepted event) for a timeout that could never fire.
     publish_timeout = None
+    # How long a stopping consumer goes on emptying its backlog. Arrivals are awaited for
+    # `receive_wait` before the backlog counts as empty: requests still finishing when the
+    # stop came publish within milliseconds of their commit.
+    drain_timeout = 30.0
 
     def __init__(self, retry: RetryPolicy | None = None, batch_size: int = 100) -> None:
         super().__init__(retry, batch_size)
@@ -37,6 +48,38 @@ class MemoryBus(BusBase):
 
     async def ping(self) -> None:
         """Always reachable: it lives in this process."""
+
+    async def consume(self, group: str, handler: Handler, *, stop: asyncio.Event) -> None:
+        await super().consume(group, handler, stop=stop)
+        if left := self._backlog(group):
+            log.info(
+                "%s: handling the %d events still queued before stopping (at most %g s)",
+                group,
+                left,
+                self.drain_timeout,
+            )
+        deadline = asyncio.Event()
+        timer = asyncio.get_running_loop().call_later(self.drain_timeout, deadline.set)
+        try:
+            while not deadline.is_set():
+                batch = await self._receive(group, self.batch_size, self.receive_wait)
+                if not batch:
+                    return
+                # The deadline stops it as `stop` would: the event in flight is finished,
+                # the rest of the batch is handed back (and reported by `close`).
+                await self._process(group, batch, handler, deadline)
+        finally:
+            timer.cancel()
+
+    async def _close(self) -> None:
+        for group in self._cursors:
+            if left := self._backlog(group):
+                log.warning(
+                    "memory bus closed with %d events that group %s never processed: "
+                    "embedded mode keeps no queue across restarts",
+                    left,
+                    group,
+                )
 
     async def _publish(self, events: Sequence[CloudEvent]) -> None:
         self._log.extend(events)
@@ -69,9 +112,12 @@ class MemoryBus(BusBase):
         return True
 
     def _pending(self, group: str) -> bool:
-        return bool(self._redeliver.get(group)) or (
-            self._cursors[group] - self._trimmed < len(self._log)
-        )
+        return self._backlog(group) > 0
+
+    def _backlog(self, group: str) -> int:
+        """Events the group has yet to receive: handed back ones, then unread ones."""
+        unread = len(self._log) - (self._cursors[group] - self._trimmed)
+        return len(self._redeliver.get(group, ())) + unread
 
     def _trim(self) -> None:
         done = min(self._cursors.values()) - self._trimmed
