@@ -3,7 +3,8 @@ endpoint, and the time from POST to `processed` visible through the API, in one 
 
 Throughput: the real runtime (`python -m lightning_core.runtime`, SERVICE_TYPE
 api,event-processor, embedded mode, so the processor consumes beside the API; under this
-load it falls behind and catches up afterwards) and a bare FastAPI app with one POST
+load it falls behind, and handles its backlog when the server is stopped, after the
+measurement, for up to 30 s) and a bare FastAPI app with one POST
 endpoint taking the same pydantic body (`EventIn`) and returning 202, served by the same
 uvicorn settings (`lightning_core.http.serve_asgi`, one process), each loaded by the same
 generator with the same connections: wrk when installed, else a plain asyncio generator in
