@@ -57,6 +57,17 @@ async def test_receiving_gives_up_after_the_wait() -> None:
     assert await bus._receive("a", 10, 0.01) == []
 
 
+async def test_more_handed_back_than_one_batch_holds_come_in_later_batches() -> None:
+    bus = MemoryBus()
+    await bus.open_group("g")
+    await bus.publish_batch([event(n) for n in range(5)])
+    await bus._release("g", await bus._receive("g", 10, LONG_WAIT))
+
+    batches = [await bus._receive("g", 3, LONG_WAIT) for _ in range(2)]
+
+    assert [[d.event.data["n"] for d in batch] for batch in batches] == [[0, 1, 2], [3, 4]]
+
+
 async def consume_until_stopped(bus: MemoryBus, handled: list[int], stop: asyncio.Event) -> None:
     """Consume group g, stopping once the first event is being handled."""
 

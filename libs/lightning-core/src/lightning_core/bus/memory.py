@@ -91,7 +91,10 @@ class MemoryBus(BusBase):
     async def _receive(self, group: str, max_count: int, wait: float) -> list[Delivery]:
         if not await self._arrival(group, wait):
             return []
-        batch = self._redeliver.pop(group, [])[:max_count]
+        handed_back = self._redeliver.pop(group, [])
+        batch, later = handed_back[:max_count], handed_back[max_count:]
+        if later:
+            self._redeliver[group] = later
         start = self._cursors[group] - self._trimmed
         fresh = self._log[start : start + max_count - len(batch)]
         self._cursors[group] += len(fresh)
