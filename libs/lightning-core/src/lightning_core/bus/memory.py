@@ -103,19 +103,16 @@ class MemoryBus(BusBase):
 
     async def _arrival(self, group: str, wait: float) -> bool:
         """Whether the group has something to receive, waiting up to `wait` for it."""
-        if self._pending(group):
+        if self._backlog(group):
             return True  # no timer to arm
         try:
             async with asyncio.timeout(wait):
-                while not self._pending(group):
+                while not self._backlog(group):
                     self._arrived.clear()
                     await self._arrived.wait()
         except TimeoutError:
             return False
         return True
-
-    def _pending(self, group: str) -> bool:
-        return self._backlog(group) > 0
 
     def _backlog(self, group: str) -> int:
         """Events the group has yet to receive: handed back ones, then unread ones."""
