@@ -119,7 +119,7 @@ async def test_what_the_drain_could_not_handle_in_time_is_named_when_closing(
     with caplog.at_level(logging.WARNING, logger="lightning_core.bus.memory"):
         await bus.close()
 
-    assert 0 < len(handled) < 50
+    assert 1 < len(handled) < 50  # the drain handled some, then the deadline stopped it
     assert handled == list(range(len(handled)))  # in order, none skipped
     assert caplog.messages == [
         f"memory bus closed with {50 - len(handled)} events that group g never processed: "
