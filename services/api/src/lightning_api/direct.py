@@ -6,17 +6,19 @@ per request it parses Content-Type with the `email` package and walks the depend
 graph afresh. A DirectRoute keeps the endpoint, its signature and so its OpenAPI
 operation, and serves a well-formed request by decoding and validating the body as
 FastAPI does (`json.loads`, then the route's own body field), calling the endpoint's
-dependencies from a plan made once, and encoding the reply with the route's own response
-field.
+dependencies from a plan made once, and validating and encoding the reply with FastAPI's
+`serialize_response`.
 
-Anything else goes to FastAPI's own handler, before any work is done: a body that is not
-JSON or does not validate, an app with dependency overrides. Errors therefore read
-exactly as on every other route, and a test that overrides a dependency sees it used.
+Anything else goes to FastAPI's own handler before the endpoint runs: a body that is not
+JSON or does not validate (decoded, or validated, twice then: only failing requests pay
+that), an app with dependency overrides. Errors therefore read exactly as on every other
+route, and a test that overrides a dependency sees it used.
 
 Only endpoints that fit are accepted, checked when the route is made: one JSON body (not
 embedded, not a form), a response model, and dependencies that are `async` callables of
-the request and of other such dependencies (no query, header or cookie parameters, no
-`yield`, no concurrency limit, no security scopes). A DirectRoute belongs on the app's
+the request and of other such dependencies (no path, query, header or cookie parameters,
+no Response, BackgroundTasks or websocket parameter, no `yield`, no `use_cache=False`, no
+concurrency limit, no security scopes). A DirectRoute belongs on the app's
 own router (`app.router.add_api_route`): FastAPI applies an included router's
 dependencies and defaults per inclusion, out of the route's reach, so including one is
 refused (when FastAPI first builds the included route: with the OpenAPI document or the
@@ -34,8 +36,7 @@ from typing import Any
 from fastapi import Request, Response, params, status
 from fastapi.datastructures import DefaultPlaceholder
 from fastapi.dependencies.models import Dependant
-from fastapi.exceptions import ResponseValidationError
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, serialize_response
 from starlette.requests import ClientDisconnect
 
 Handler = Callable[[Request], Coroutine[Any, Any, Response]]
@@ -144,17 +145,16 @@ class DirectRoute(APIRoute):
             result = await endpoint.solve(request, {}, **{body_name: body})
             if isinstance(result, Response):
                 return result
-            value, errors = response_field.validate(result, {}, loc=("response",))
-            if errors:
-                raise ResponseValidationError(errors, body=result)
-            content = response_field.serialize_json(
-                value,
+            content = await serialize_response(  # FastAPI's own: validate, then encode
+                field=response_field,
+                response_content=result,
                 include=self.response_model_include,
                 exclude=self.response_model_exclude,
                 by_alias=self.response_model_by_alias,
                 exclude_unset=self.response_model_exclude_unset,
                 exclude_defaults=self.response_model_exclude_defaults,
                 exclude_none=self.response_model_exclude_none,
+                dump_json=True,
             )
             return Response(content, status_code=status_code, media_type="application/json")
 
