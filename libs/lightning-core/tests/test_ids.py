@@ -3,7 +3,7 @@ import uuid
 
 from lightning_core.domain import Task
 from lightning_core.events import CloudEvent
-from lightning_core.ids import new_id
+from lightning_core.ids import new_id, new_token
 
 
 def test_ids_are_uuid7_carrying_the_millisecond_they_were_made() -> None:
@@ -29,3 +29,9 @@ def test_events_and_records_take_their_ids_from_it() -> None:
     event = CloudEvent(source="test", type="t", user="alice")
     task = Task(user="alice", kind="wait", params={"seconds": 0})
     assert uuid.UUID(event.id).version == uuid.UUID(task.id).version == 7
+
+
+def test_tokens_are_128_random_bits_in_hex() -> None:
+    tokens = [new_token() for _ in range(1000)]
+    assert all(len(token) == 32 and int(token, 16) >= 0 for token in tokens)
+    assert len(set(tokens)) == len(tokens)

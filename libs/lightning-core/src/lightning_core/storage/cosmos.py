@@ -35,7 +35,6 @@ import hashlib
 import json
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar, cast
 
@@ -54,6 +53,7 @@ from azure.cosmos.exceptions import (
 from azure.identity.aio import DefaultAzureCredential
 
 from lightning_core.config import ConfigError, Settings
+from lightning_core.ids import new_token
 from lightning_core.lifecycle import Connectable
 from lightning_core.storage.base import (
     Conflict,
@@ -263,7 +263,7 @@ class CosmosStorage(Connectable):
         )
 
     def _item(self, partition: str, doc_id: str, body: dict[str, Any]) -> dict[str, Any]:
-        write = uuid.uuid4().hex
+        write = new_token()
         return {"id": _check_id(doc_id), "partition": partition, "body": body, "write": write}
 
     async def _own_write(

@@ -32,7 +32,6 @@ import asyncio
 import json
 import logging
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -40,6 +39,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from lightning_core.config import ConfigError, Settings
+from lightning_core.ids import new_token
 from lightning_core.lifecycle import Connectable
 from lightning_core.storage.base import (
     Conflict,
@@ -136,10 +136,6 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.CannotConnectNowError,
     asyncpg.InternalClientError,
 )
-
-
-def _token() -> str:
-    return uuid.uuid4().hex
 
 
 def _number(field: str) -> str:
@@ -279,7 +275,7 @@ class PostgresStorage(Connectable):
     async def create(
         self, collection: str, partition: str, doc_id: str, body: dict[str, Any]
     ) -> Document:
-        etag = _token()
+        etag = new_token()
         args = (collection, partition, doc_id, json.dumps(body), etag)
         if not await self._write(_CREATE, *args, token=etag):
             raise Conflict(f"{collection}/{doc_id} already exists")
@@ -308,7 +304,7 @@ class PostgresStorage(Connectable):
         *,
         if_match: str,
     ) -> Document:
-        etag = _token()
+        etag = new_token()
         args = (collection, partition, doc_id, json.dumps(body), etag, if_match)
         if not await self._write(_REPLACE, *args, token=etag):
             raise await self._missing_or_changed(collection, partition, doc_id, if_match)
@@ -317,7 +313,7 @@ class PostgresStorage(Connectable):
     async def upsert(
         self, collection: str, partition: str, doc_id: str, body: dict[str, Any]
     ) -> Document:
-        etag = _token()
+        etag = new_token()
         args = (collection, partition, doc_id, json.dumps(body), etag)
         await self._write(_UPSERT, *args, token=etag)
         return Document(doc_id, partition, body, etag)
@@ -325,7 +321,7 @@ class PostgresStorage(Connectable):
     async def delete(
         self, collection: str, partition: str, doc_id: str, *, if_match: str | None = None
     ) -> None:
-        token = _token()
+        token = new_token()
         args = (collection, partition, doc_id, if_match, token)
         if not await self._write(_DELETE, *args, token=token):
             raise await self._missing_or_changed(collection, partition, doc_id, if_match)

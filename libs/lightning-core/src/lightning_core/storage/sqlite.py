@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import secrets
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,6 +27,7 @@ from typing import Any, TypeVar
 from pydantic_core import to_json
 
 from lightning_core.config import Settings
+from lightning_core.ids import new_token
 from lightning_core.lifecycle import Connectable
 from lightning_core.storage.base import (
     Conflict,
@@ -63,11 +63,6 @@ def _encode(body: dict[str, Any]) -> str:
     """The body as JSON text: pydantic-core's encoder, about three times the stdlib's speed
     on a stored event, which every accepted POST writes."""
     return to_json(body).decode()
-
-
-def _etag() -> str:
-    """128 random bits as hex: the etag of every write (a third of `uuid4().hex`'s cost)."""
-    return secrets.token_hex(16)
 
 
 def _open(path: str) -> sqlite3.Connection:
@@ -204,7 +199,7 @@ class SqliteStorage(Connectable):
     async def create(
         self, collection: str, partition: str, doc_id: str, body: dict[str, Any]
     ) -> Document:
-        etag = _etag()
+        etag = new_token()
         try:
             await self._write(
                 "INSERT INTO documents (collection, partition, id, body, etag) VALUES (?,?,?,?,?)",
@@ -232,7 +227,7 @@ class SqliteStorage(Connectable):
         *,
         if_match: str,
     ) -> Document:
-        etag = _etag()
+        etag = new_token()
         changed = await self._write(
             "UPDATE documents SET body=?, etag=? "
             "WHERE collection=? AND partition=? AND id=? AND etag=?",
@@ -246,7 +241,7 @@ class SqliteStorage(Connectable):
     async def upsert(
         self, collection: str, partition: str, doc_id: str, body: dict[str, Any]
     ) -> Document:
-        etag = _etag()
+        etag = new_token()
         await self._write(
             "INSERT INTO documents (collection, partition, id, body, etag) VALUES (?,?,?,?,?) "
             "ON CONFLICT (collection, partition, id) DO UPDATE SET body=excluded.body, "
