@@ -104,10 +104,8 @@ class BusBase(Connectable, ABC):
     #: Backoff between reconnect attempts while the server is unreachable.
     reconnect_delay: float = 0.2
     reconnect_max_delay: float = 2.0
-    #: How long `publish` keeps retrying through an outage before it gives up and raises;
-    #: None for a bus that has no outages: `publish` then calls `_publish` once, with no
-    #: timer and no retry loop around it (the memory bus, once per accepted event).
-    publish_timeout: float | None = 30.0
+    #: How long `publish` keeps retrying through an outage before it gives up and raises.
+    publish_timeout: float = 30.0
 
     def __init__(self, retry: RetryPolicy | None = None, batch_size: int = 100) -> None:
         super().__init__()
@@ -150,9 +148,6 @@ class BusBase(Connectable, ABC):
 
     async def publish_batch(self, events: Sequence[CloudEvent]) -> None:
         if not events:
-            return
-        if self.publish_timeout is None:  # a bus without outages: nothing to ride through
-            await self._publish(events)
             return
         async with asyncio.timeout(self.publish_timeout):
             await self._until_connected(functools.partial(self._publish, events))
