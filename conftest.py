@@ -159,7 +159,7 @@ def start_runtime(env: Mapping[str, str], cwd: Path, *, services: str) -> Iterat
         finally:
             process.send_signal(signal.SIGTERM)
             try:
-                code = process.wait(timeout=30)
+                code = process.wait(timeout=60)  # an embedded processor may drain for 30 s
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()

@@ -2,7 +2,8 @@
 
 One entry point for every image and for `invoke dev`: read and check the settings, connect
 storage and bus once, run each named service in this process, and on SIGTERM or SIGINT
-let each finish its in-flight work and exit 0. Expected failures (bad settings, unknown
+let each finish its in-flight work (in embedded mode the processor first handles what the
+memory bus holds, for up to 30 s) and exit 0. Expected failures (bad settings, unknown
 service, unreachable server, busy port) print one line and exit non-zero, no traceback.
 """
 

@@ -1,7 +1,8 @@
 """The `event-processor` service entry point: a long-running bus consumer.
 
-Drivers run inside the handler and start no background tasks, so the bus loop finishing
-the event in flight on SIGTERM is all a graceful shutdown needs. Beside it, the worker
+Drivers run inside the handler and start no background tasks, so the bus loop's own stop
+on SIGTERM (finish the event in flight; on the memory bus, its backlog too) is all a
+graceful shutdown needs. Beside it, the worker
 writes a heartbeat (lightning_core.heartbeats), which the API reports and the UI's
 dashboard shows: the only sign of life a worker without an HTTP port can give.
 """

@@ -10,7 +10,8 @@ Semantics, the same on every provider (the contract suite pins them down):
   attempts (counting deliveries the broker already made), then the event becomes a dead
   letter carrying the last error as its reason; dead letters can be listed and replayed;
 - `consume` returns once `stop` is set and the in-flight event is finished; events fetched
-  but not started are handed back to the broker, so a SIGTERM loses nothing;
+  but not started are handed back to the broker, so a SIGTERM loses nothing (the memory
+  bus, which has no broker to hand them to, first handles its backlog: `bus.memory`);
 - losing the server is not fatal: the loop backs off and reconnects by itself.
 
 The loop lives here, once (`BusBase.consume`); providers implement small hooks that map
@@ -83,7 +84,8 @@ class EventBus(Protocol):
         while no consumer runs. (Subscription-based brokers keep nothing from before.)"""
 
     async def consume(self, group: str, handler: Handler, *, stop: asyncio.Event) -> None:
-        """Deliver events to `handler` until `stop` is set and in-flight work is done."""
+        """Deliver events to `handler` until `stop` is set and in-flight work is done (on the
+        memory bus: and its backlog, for up to `drain_timeout`)."""
 
     async def dead_letters(self, group: str) -> list[DeadLetter]: ...
 

@@ -5,10 +5,12 @@ including events published before the group's consumer started (the API may take
 request before the processor task is scheduled). Entries every group has passed are
 trimmed, so memory stays bounded by the slowest group's backlog. Nothing survives the
 process: that is what embedded mode trades for needing no server. So a consumer told to
-stop first empties its group's backlog (for up to `drain_timeout`): a graceful stop, such
-as SIGTERM or Ctrl-C on `invoke dev`, processes every event the API accepted, where a
-broker would keep them for the next consumer instead. Whatever is still unprocessed when
-the bus closes is named in a warning, never dropped in silence.
+stop first empties its group's backlog (for up to `drain_timeout`), where a broker would
+keep it for the next consumer instead: a graceful stop, such as SIGTERM or Ctrl-C on
+`invoke dev`, processes the events the API accepted. It counts the backlog as empty once
+nothing has arrived for `drain_quiet`; a request still waiting for a commit slower than
+that publishes too late. Whatever is unprocessed when the bus closes is named in a
+warning, never dropped in silence.
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ log = logging.getLogger(__name__)
 
 class MemoryBus(BusBase):
     receive_wait = 0.05  # waiting is free in-process; a short wait makes `stop` prompt
-    # How long a stopping consumer goes on emptying its backlog. Arrivals are awaited for
-    # `receive_wait` before the backlog counts as empty: requests still finishing when the
-    # stop came publish within milliseconds of their commit.
+    # How long a stopping consumer goes on emptying its backlog, and how long it waits for
+    # arrivals before it counts the backlog as empty: requests that were finishing when
+    # the stop came publish once their commit is done, in milliseconds as a rule.
     drain_timeout = 30.0
+    drain_quiet = 0.2
 
     def __init__(self, retry: RetryPolicy | None = None, batch_size: int = 100) -> None:
         super().__init__(retry, batch_size)
@@ -59,7 +62,7 @@ class MemoryBus(BusBase):
         timer = asyncio.get_running_loop().call_later(self.drain_timeout, deadline.set)
         try:
             while not deadline.is_set():
-                batch = await self._receive(group, self.batch_size, self.receive_wait)
+                batch = await self._receive(group, self.batch_size, self.drain_quiet)
                 if not batch:
                     return
                 # The deadline stops it as `stop` would: the event in flight is finished,
