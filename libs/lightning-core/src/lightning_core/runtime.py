@@ -75,6 +75,10 @@ async def run(context: ServiceContext, services: dict[str, Service]) -> None:
             asyncio.create_task(service(context, stop), name=name)
             for name, service in services.items()
         ]
+        # One turn of the loop runs each service's start (the API builds its app there), so
+        # what the process keeps for good exists before the collector is settled.
+        await asyncio.sleep(0)
+        settle_after_startup()
         log.info("started %s (%s mode)", ", ".join(services), settings.mode)
         await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         stop.set()  # one service failed or all returned: take the others down too
@@ -89,7 +93,6 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         context, services = prepare(load_settings())
-        settle_after_startup()  # every service module is imported by now
         asyncio.run(run(context, services))
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
