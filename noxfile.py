@@ -28,16 +28,14 @@ PYTHON_SOURCES = [
 
 
 def sync(session: nox.Session, *groups: str) -> None:
-    """Install every workspace member with every provider SDK, plus the named dependency
-    groups, exactly as locked."""
+    """Install the workspace members with every provider SDK (pyproject's `members` group;
+    infra has its own session), plus the named dependency groups, exactly as locked."""
     session.run_install(
         "uv",
         "sync",
         "--locked",
-        "--all-packages",
-        "--all-extras",
         "--no-default-groups",
-        *(f"--group={group}" for group in groups),
+        *(f"--group={group}" for group in ("members", *groups)),
         env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location},
         silent=True,
     )
@@ -66,6 +64,13 @@ def typecheck(session: nox.Session) -> None:
     """mypy --strict over every package, the tests, noxfile.py and tasks.py."""
     sync(session, "typecheck", "test", "lint")
     session.run("mypy", *PYTHON_SOURCES)
+
+
+@nox.session(default=False)
+def infra(session: nox.Session) -> None:
+    """The Pulumi program's policy tests under mocks (installs the Azure providers)."""
+    sync(session, "infra", *TEST_GROUPS)
+    session.run("pytest", "infra", *session.posargs)
 
 
 @nox.session(default=False)

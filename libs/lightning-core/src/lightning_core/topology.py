@@ -1,0 +1,156 @@
+"""What the infrastructure must provide, declared once: collections, bus topology, services.
+
+The Cosmos DB and Service Bus providers verify (or, where their credential may, create)
+exactly this; their test backends build it; the Pulumi program in infra/ deploys it. So a
+new collection, ordering or consumer group is added here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import StrEnum
+
+from lightning_core.domain import INSTRUCTIONS, NOTIFICATIONS, PROCESSOR_GROUP, TASKS
+from lightning_core.heartbeats import COLLECTION as HEARTBEATS
+from lightning_core.idempotency import LEDGER
+from lightning_core.records import EVENTS
+
+#: Every stored document is `{"id", "partition", "body", ...}`: the partition is the user.
+PARTITION_KEY_PATH = "/partition"
+#: Where a body field lives in a stored document (Cosmos DB index paths).
+BODY_PATH = "/body/{field}"
+ID_PATH = "/id"
+
+
+@dataclass(frozen=True)
+class Collection:
+    """A collection and the body fields its queries test for equality and order by."""
+
+    name: str
+    filters: tuple[str, ...] = ()
+    orderings: tuple[str, ...] = ()
+
+    def composite_indexes(self) -> list[list[tuple[str, str]]]:
+        """Cosmos DB composite indexes `[(path, order), ...]` its ordered queries need.
+
+        Queries order by `(field, id)`, both one way; an index also serves the reverse
+        direction, so one descending index per ordering covers both.
+        """
+        return [
+            [(BODY_PATH.format(field=field), "descending"), (ID_PATH, "descending")]
+            for field in self.orderings
+        ]
+
+
+COLLECTIONS: tuple[Collection, ...] = (
+    Collection(EVENTS, filters=("status",), orderings=("received_at", "processed_at")),
+    Collection(INSTRUCTIONS, filters=("enabled",), orderings=("created_at",)),
+    Collection(TASKS, filters=("status",), orderings=("created_at",)),
+    Collection(NOTIFICATIONS, filters=("read",), orderings=("created_at",)),
+    Collection(LEDGER),
+    Collection(HEARTBEATS, orderings=("seen_at",)),
+)
+
+
+def collection(name: str) -> Collection:
+    """The declared collection `name`; KeyError names the declared ones."""
+    for declared in COLLECTIONS:
+        if declared.name == name:
+            return declared
+    raise KeyError(f"collection {name!r} is not declared in lightning_core.topology")
+
+
+# -- the bus ----------------------------------------------------------------------------
+
+#: Consumer groups: each is a Service Bus subscription (a queue on RabbitMQ, a group on Redis).
+CONSUMER_GROUPS: tuple[str, ...] = (PROCESSOR_GROUP,)
+#: A replayed dead letter carries this application property naming the group it is for.
+REPLAY_PROPERTY = "replay_to"
+REPLAY_RULE = "lightning-replay"
+#: Service Bus's longest lock: a batch of events must be handled within it.
+LOCK_DURATION = timedelta(minutes=5)
+#: Service Bus's default max delivery count: the floor of the declared one.
+SERVICE_MAX_DELIVERY_COUNT = 10
+
+
+def topic_name(namespace: str) -> str:
+    """The topic a bus namespace's events go to (also the Functions trigger's binding)."""
+    return f"{namespace}-events"
+
+
+def replay_filter(group: str) -> str:
+    """The subscription rule: ordinary events reach every group, a replay only its own."""
+    return f"{REPLAY_PROPERTY} IS NULL OR {REPLAY_PROPERTY} = '{group}'"
+
+
+@dataclass(frozen=True)
+class Subscription:
+    name: str
+    rule_name: str
+    rule_filter: str
+    max_delivery_count: int
+    lock_duration: timedelta
+
+
+@dataclass(frozen=True)
+class BusTopology:
+    topic: str
+    subscriptions: tuple[Subscription, ...]
+
+    def subscription(self, group: str) -> Subscription:
+        for declared in self.subscriptions:
+            if declared.name == group:
+                return declared
+        raise KeyError(f"consumer group {group!r} is not declared in lightning_core.topology")
+
+
+def bus_topology(
+    namespace: str, max_attempts: int, groups: tuple[str, ...] = CONSUMER_GROUPS
+) -> BusTopology:
+    """The topic and subscriptions for a bus namespace (`LIGHTNING_BUS_NAMESPACE`) whose
+    retry policy makes `max_attempts` (`LIGHTNING_BUS_MAX_ATTEMPTS`).
+
+    Max delivery stays above the retry policy: abandoning at shutdown also counts as a
+    delivery, and the bus dead-letters by its own count with a reason first.
+    """
+    return BusTopology(
+        topic=topic_name(namespace),
+        subscriptions=tuple(
+            Subscription(
+                name=group,
+                rule_name=REPLAY_RULE,
+                rule_filter=replay_filter(group),
+                max_delivery_count=max(SERVICE_MAX_DELIVERY_COUNT, max_attempts),
+                lock_duration=LOCK_DURATION,
+            )
+            for group in groups
+        ),
+    )
+
+
+# -- the services -----------------------------------------------------------------------
+
+
+class BusRight(StrEnum):
+    SEND = "send"
+    RECEIVE = "receive"
+
+
+@dataclass(frozen=True)
+class ServiceNeeds:
+    """The providers a service uses, and so its settings, its image's SDKs and its rights."""
+
+    storage: bool
+    bus: frozenset[BusRight]
+
+
+_SEND_AND_RECEIVE = frozenset({BusRight.SEND, BusRight.RECEIVE})
+
+#: By `SERVICE_TYPE` name. The API publishes and lists and replays dead letters; the
+#: processor consumes and publishes follow-ups; the UI talks only to the API over HTTP.
+SERVICES: dict[str, ServiceNeeds] = {
+    "api": ServiceNeeds(storage=True, bus=_SEND_AND_RECEIVE),
+    "event-processor": ServiceNeeds(storage=True, bus=_SEND_AND_RECEIVE),
+    "ui": ServiceNeeds(storage=False, bus=frozenset()),
+}
