@@ -1,5 +1,7 @@
-# Lightning OS UI image. Targets: `local` (PostgreSQL/Redis/RabbitMQ SDKs) and `azure`
-# (Cosmos DB/Service Bus SDKs). Build from the repository root, e.g.
+# Lightning OS UI image. Targets: `local` and `azure`, the same packages and differing only in
+# LIGHTNING_MODE: the UI talks to the API over HTTP and needs neither storage nor bus
+# (lightning_core.topology.SERVICES), so no target installs a provider SDK. Build from the
+# repository root, e.g.
 #   docker buildx bake -f docker/docker-bake.hcl ui-local
 # No `# syntax=` line on purpose: the built-in Dockerfile frontend of Docker >= 23, BuildKit
 # and buildah all support RUN --mount, and pulling docker/dockerfile fails on offline hosts.
@@ -15,7 +17,7 @@ ENV PATH=/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
 
-# ---- builder: uv and the workspace manifests, shared by both targets ----------------------
+# ---- builder: uv and the workspace manifests ----------------------------------------------
 FROM base AS builder
 # uv comes from the package index (no registry image can be pulled on every host), in its
 # own venv because Debian's python3 has no pip and refuses system-wide installs (PEP 668).
@@ -42,42 +44,24 @@ COPY services/ui/pyproject.toml services/ui/
 COPY infra/pyproject.toml infra/
 COPY tools/lightning-devtools/pyproject.toml tools/lightning-devtools/
 
-# ---- dependency layers: third-party packages only, exactly as locked ----------------------
+# ---- dependency layer: third-party packages only, exactly as locked -----------------------
 # `uv sync --locked` rather than `uv export | pip install`: one tool reads the lock, fails if
 # the lock is stale, and the second sync below installs the members without re-resolving.
-# Two --package flags because the extras belong to lightning-core, not to the service.
-FROM builder AS deps-local
+# No --extra: lightning-core's extras are the provider SDKs, which the UI never imports.
+FROM builder AS deps
 RUN --mount=type=cache,target=/root/.cache/uv \
     --mount=type=secret,id=ca,target=/run/secrets/ca.crt \
     if [ -s /run/secrets/ca.crt ]; then export SSL_CERT_FILE=/run/secrets/ca.crt; fi \
-    && /opt/uv/bin/uv sync --locked --no-dev --no-install-workspace \
-        --package lightning-core --package lightning-ui --extra local
-
-FROM builder AS deps-azure
-RUN --mount=type=cache,target=/root/.cache/uv \
-    --mount=type=secret,id=ca,target=/run/secrets/ca.crt \
-    if [ -s /run/secrets/ca.crt ]; then export SSL_CERT_FILE=/run/secrets/ca.crt; fi \
-    && /opt/uv/bin/uv sync --locked --no-dev --no-install-workspace \
-        --package lightning-core --package lightning-ui --extra azure
+    && /opt/uv/bin/uv sync --locked --no-dev --no-install-workspace --package lightning-ui
 
 # ---- code last: the workspace members, installed as wheels (not editable) -----------------
-FROM deps-local AS app-local
+FROM deps AS app
 COPY libs/lightning-core/src libs/lightning-core/src
 COPY services/ui/src services/ui/src
 RUN --mount=type=cache,target=/root/.cache/uv \
     --mount=type=secret,id=ca,target=/run/secrets/ca.crt \
     if [ -s /run/secrets/ca.crt ]; then export SSL_CERT_FILE=/run/secrets/ca.crt; fi \
-    && /opt/uv/bin/uv sync --locked --no-dev --no-editable \
-        --package lightning-core --package lightning-ui --extra local
-
-FROM deps-azure AS app-azure
-COPY libs/lightning-core/src libs/lightning-core/src
-COPY services/ui/src services/ui/src
-RUN --mount=type=cache,target=/root/.cache/uv \
-    --mount=type=secret,id=ca,target=/run/secrets/ca.crt \
-    if [ -s /run/secrets/ca.crt ]; then export SSL_CERT_FILE=/run/secrets/ca.crt; fi \
-    && /opt/uv/bin/uv sync --locked --no-dev --no-editable \
-        --package lightning-core --package lightning-ui --extra azure
+    && /opt/uv/bin/uv sync --locked --no-dev --no-editable --package lightning-ui
 
 # ---- runtime: no uv, no sources, no build tools; a non-root user -------------------------
 FROM base AS runtime
@@ -85,11 +69,11 @@ RUN groupadd --system --gid 10001 lightning \
     && useradd --system --uid 10001 --gid lightning --home-dir /var/lib/lightning \
         --create-home --shell /usr/sbin/nologin lightning
 WORKDIR /var/lib/lightning
+COPY --from=app /opt/venv /opt/venv
 # Listen on every interface: the port is published by the engine, not by the app.
 ENV SERVICE_TYPE=ui \
     LIGHTNING_HOST=0.0.0.0 \
-    LIGHTNING_UI_PORT=8080 \
-    LIGHTNING_SQLITE_PATH=/var/lib/lightning/data/lightning.db
+    LIGHTNING_UI_PORT=8080
 EXPOSE 8080
 # Python stdlib, not curl: slim images have no curl. Python reads LIGHTNING_UI_PORT itself, so the
 # exec form (no shell) still follows a changed port.
@@ -107,11 +91,11 @@ LABEL org.opencontainers.image.title="lightning-ui" \
       org.opencontainers.image.revision="${REVISION}" \
       org.opencontainers.image.vendor="Lightning OS"
 
+# The two targets differ only in LIGHTNING_MODE (which picks the UI's sign-in); both are kept
+# so every service builds the same bake targets and deploys the same way.
 FROM runtime AS azure
-COPY --from=app-azure /opt/venv /opt/venv
 ENV LIGHTNING_MODE=azure
 
 # Last stage: a plain `docker build` without --target gets the local image.
 FROM runtime AS local
-COPY --from=app-local /opt/venv /opt/venv
 ENV LIGHTNING_MODE=local

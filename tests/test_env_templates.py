@@ -50,3 +50,26 @@ def test_azure_template_is_a_valid_configuration(monkeypatch: pytest.MonkeyPatch
     settings = Settings(_env_file=REPO / ".env.azure")
     assert settings.mode is Mode.AZURE
     assert combination_problems(settings) == []
+
+
+def test_the_ui_needs_none_of_the_azure_templates_server_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in all_variables():
+        monkeypatch.delenv(name, raising=False)
+    servers = dict.fromkeys(
+        (
+            "cosmos_connection_string",
+            "cosmos_endpoint",
+            "service_bus_connection_string",
+            "service_bus_namespace",
+        )
+    )
+    azure = Settings(_env_file=REPO / ".env.azure")
+    ui = azure.model_copy(update={**servers, "service_type": "ui"})
+    assert combination_problems(ui) == []
+    api = ui.model_copy(update={"service_type": "api"})
+    assert [problem.split(" ")[0] for problem in combination_problems(api)] == [
+        "COSMOS_CONNECTION_STRING",
+        "SERVICE_BUS_CONNECTION_STRING",
+    ]

@@ -1,6 +1,8 @@
 """lightning-core without extras: no provider SDK is imported, and asking for one names the
-extra to install (one line, no traceback)."""
+extra to install (one line, no traceback). An image installs the extras (the SDKs) only if
+its service needs storage or bus."""
 
+import re
 import shutil
 import subprocess
 import sys
@@ -9,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, require
+from lightning_core.topology import SERVICES
 
 PROBE = """
 import sys
@@ -94,10 +97,20 @@ def test_a_missing_extra_is_one_line_naming_it(
     result = run(
         bare_python,
         "import sys; from lightning_core.runtime import main; sys.exit(main())",
-        SERVICE_TYPE="nothing",
+        SERVICE_TYPE="api",  # not installed here: still named in the same line
         **env,
     )
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
     assert f"install lightning-core[{extra}]" in line
     assert f"'{sdk}" in line
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_an_image_installs_the_provider_extras_only_if_its_service_needs_providers(
+    service: str,
+) -> None:
+    dockerfile = (REPO / "docker" / f"{service}.Dockerfile").read_text()
+    extras = set(re.findall(r"--extra (\w+)", dockerfile))
+    needs = SERVICES[service]
+    assert extras == ({"local", "azure"} if needs.storage or needs.bus else set())

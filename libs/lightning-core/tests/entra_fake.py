@@ -9,8 +9,10 @@ it without a tenant. It is an ASGI app with Entra's endpoints under `/<tenant>`:
   redirect URI and the PKCE verifier matching the challenge; also refresh tokens,
 - `oauth2/v2.0/logout` and `discovery/v2.0/keys` (the JWKS the API checks tokens with).
 
-Access tokens are RS256 JWTs for the API's audience, signed with a locally generated key.
-`exchanges` records every token request for the tests to inspect.
+Access tokens are RS256 JWTs for the API's audience, signed with a locally generated key,
+with the claims Entra ID puts in them (`EntraTokens` mints them for the v1 and v2 formats,
+for a user or for an app calling on its own). `exchanges` records every token request for
+the tests to inspect.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import ipaddress
 import json
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,6 +42,10 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import Route
 
 KEY_ID = "fake-entra-key"
+# The API's registration as the tests configure it (the scope and app role match what
+# lightning_core.config declares; written out here so a renamed constant fails a test).
+DELEGATED_SCOPE = "access_as_user"
+APP_ROLE = "access_as_application"
 
 
 def new_key() -> rsa.RSAPrivateKey:
@@ -93,6 +100,104 @@ def _b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+def _opaque() -> str:
+    """A value Entra puts in `aio`, `rh` and `uti`: meaningful only to Entra."""
+    return secrets.token_urlsafe(24)
+
+
+@dataclass(frozen=True)
+class EntraTokens:
+    """Access tokens Entra ID issues for one API registration, claims and all.
+
+    `version` is the registration's `requestedAccessTokenVersion`: v2 tokens carry the API's
+    client id as `aud` and `https://login.microsoftonline.com/<tenant>/v2.0` as `iss`; v1
+    tokens the identifier URI the client asked for and `https://sts.windows.net/<tenant>/`.
+    Keyword `changes` replace claims; a change to None removes the claim.
+    """
+
+    tenant: str
+    audience: str
+    version: int = 2
+    key: rsa.RSAPrivateKey = field(default_factory=new_key)
+    key_id: str = KEY_ID
+    issuer_override: str | None = None  # the stand-in's own address instead of Entra's
+    lifetime: int = 3600
+
+    @property
+    def issuer(self) -> str:
+        if self.issuer_override:
+            return self.issuer_override
+        if self.version == 1:
+            return f"https://sts.windows.net/{self.tenant}/"
+        return f"https://login.microsoftonline.com/{self.tenant}/v2.0"
+
+    def keys(self) -> dict[str, Any]:
+        return jwks((self.key_id, self.key))
+
+    def user(
+        self,
+        oid: str,
+        *,
+        username: str = "alice@contoso.test",
+        client_id: str = "lightning-ui-client-id",
+        scopes: str = DELEGATED_SCOPE,
+        **changes: Any,
+    ) -> str:
+        """A delegated token: the user `oid` signed in to the app `client_id`."""
+        name = username.partition("@")[0].title()
+        # `sub` is pairwise: the same user has another one in each API's tokens.
+        pairwise = _b64url(hashlib.sha256(f"{oid}:{self.audience}".encode()).digest())
+        if self.version == 1:
+            person = {
+                "acr": "1",
+                "amr": ["pwd", "mfa"],
+                "appid": client_id,
+                "appidacr": "1",
+                "name": name,
+                "unique_name": username,
+                "upn": username,
+            }
+        else:
+            person = {"azp": client_id, "azpacr": "1", "name": name, "preferred_username": username}
+        return self._sign({**person, "oid": oid, "sub": pairwise, "scp": scopes}, changes)
+
+    def app(
+        self,
+        oid: str,
+        *,
+        client_id: str = "lightning-ci-client-id",
+        roles: Sequence[str] = (APP_ROLE,),
+        **changes: Any,
+    ) -> str:
+        """An app-only token (client credentials): the service principal `oid` of `client_id`
+        calling on its own, with the app roles assigned to it and no `scp`."""
+        if self.version == 1:
+            caller = {"appid": client_id, "appidacr": "1", "idp": self.issuer}
+        else:
+            caller = {"azp": client_id, "azpacr": "1"}
+        return self._sign({**caller, "oid": oid, "sub": oid, "roles": list(roles)}, changes)
+
+    def _sign(self, specific: dict[str, Any], changes: dict[str, Any]) -> str:
+        now = int(time.time())
+        claims = {
+            "aud": self.audience,
+            "iss": self.issuer,
+            "iat": now,
+            "nbf": now,
+            "exp": now + self.lifetime,
+            "aio": _opaque(),
+            "rh": _opaque(),
+            "tid": self.tenant,
+            "uti": _opaque(),
+            "ver": f"{self.version}.0",
+            **specific,
+            **changes,
+        }
+        headers = {"kid": self.key_id, **({"x5t": self.key_id} if self.version == 1 else {})}
+        present = {name: value for name, value in claims.items() if value is not None}
+        return jwt.encode(present, self.key, algorithm="RS256", headers=headers)
+
+
 @dataclass
 class Grant:
     """What an approved authorize request allows the token endpoint to issue."""
@@ -128,17 +233,15 @@ class FakeEntra:
         return f"{self.authority}/v2.0"
 
     def access_token(self, user: str) -> str:
-        now = int(time.time())
-        claims = {
-            "iss": self.issuer,
-            "aud": self.audience,
-            "oid": user,
-            "tid": self.tenant,
-            "scp": "access_as_user",
-            "iat": now,
-            "exp": now + self.token_lifetime,
-        }
-        return jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": KEY_ID})
+        """A v2 token for the API, as the UI's sign-in receives it for `user`."""
+        tokens = EntraTokens(
+            tenant=self.tenant,
+            audience=self.audience,
+            key=self.key,
+            issuer_override=self.issuer,
+            lifetime=self.token_lifetime,
+        )
+        return tokens.user(user, username=self.users.get(user, user), client_id=self.client_id)
 
     def app(self) -> Starlette:
         prefix = f"/{self.tenant}"

@@ -4,12 +4,16 @@ import sys
 import pytest
 
 from lightning_core.config import (
+    API_APP_ROLE,
+    API_DELEGATED_SCOPE,
     BusProvider,
     ConfigError,
     Mode,
     StorageProvider,
+    TokenVersion,
     entra_problems,
     load_settings,
+    sign_in_problems,
 )
 
 
@@ -87,7 +91,10 @@ def test_azure_mode_accepts_managed_identity_endpoints(monkeypatch: pytest.Monke
     assert load_settings().storage is StorageProvider.COSMOS
 
 
-def test_entra_settings_derive_issuer_and_keys_and_name_what_is_missing(
+API_CLIENT_ID = "3f1c9a2e-7b4d-4e6f-8a9b-0c1d2e3f4a5b"
+
+
+def test_entra_settings_derive_v2_issuer_keys_and_scope_and_name_what_is_missing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     assert [p.split(" ")[0] for p in entra_problems(load_settings())] == [
@@ -95,11 +102,59 @@ def test_entra_settings_derive_issuer_and_keys_and_name_what_is_missing(
         "ENTRA_AUDIENCE",
     ]
     monkeypatch.setenv("ENTRA_TENANT_ID", "t")
-    monkeypatch.setenv("ENTRA_AUDIENCE", "api://lightning-os")
+    monkeypatch.setenv("ENTRA_AUDIENCE", API_CLIENT_ID)
     settings = load_settings()
     assert entra_problems(settings) == []
+    assert settings.entra_token_version is TokenVersion.V2
     assert settings.token_issuer == "https://login.microsoftonline.com/t/v2.0"
     assert settings.token_keys_url == "https://login.microsoftonline.com/t/discovery/v2.0/keys"
+    assert settings.entra_required_scope == API_DELEGATED_SCOPE == "access_as_user"
+    assert API_APP_ROLE == "access_as_application"
+    assert settings.api_scope == f"{API_CLIENT_ID}/.default"
+    monkeypatch.setenv("ENTRA_API_SCOPE", "api://lightning-os-prod/access_as_user")
+    assert load_settings().api_scope == "api://lightning-os-prod/access_as_user"
+
+
+def test_entra_v1_tokens_come_from_the_tenant_sts_for_the_identifier_uri(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ENTRA_TENANT_ID", "t")
+    monkeypatch.setenv("ENTRA_AUDIENCE", "api://lightning-os-prod")
+    monkeypatch.setenv("ENTRA_TOKEN_VERSION", "1")
+    settings = load_settings()
+    assert entra_problems(settings) == []
+    assert settings.token_issuer == "https://sts.windows.net/t/"
+    assert settings.token_keys_url == "https://login.microsoftonline.com/t/discovery/keys"
+    monkeypatch.setenv("ENTRA_ISSUER", "https://issuer.example/t/")
+    assert load_settings().token_issuer == "https://issuer.example/t/"
+
+
+def test_a_v2_audience_must_be_the_api_client_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENTRA_TENANT_ID", "t")
+    monkeypatch.setenv("ENTRA_AUDIENCE", "api://lightning-os-prod")
+    [problem] = entra_problems(load_settings())
+    assert problem.startswith("ENTRA_AUDIENCE='api://lightning-os-prod' is not a client id")
+    assert "ENTRA_TOKEN_VERSION=1" in problem
+
+
+def test_only_the_two_entra_token_versions_exist(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ENTRA_TOKEN_VERSION", "3")
+    with pytest.raises(ConfigError, match=r"ENTRA_TOKEN_VERSION='3' is invalid"):
+        load_settings()
+
+
+def test_sign_in_needs_the_session_key_every_ui_replica_shares(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ENTRA_TENANT_ID", "t")
+    monkeypatch.setenv("ENTRA_AUDIENCE", API_CLIENT_ID)
+    monkeypatch.setenv("ENTRA_UI_CLIENT_ID", "ui")
+    monkeypatch.setenv("ENTRA_UI_CLIENT_SECRET", "s")
+    monkeypatch.setenv("LIGHTNING_UI_PUBLIC_URL", "https://ui.example")
+    [problem] = sign_in_problems(load_settings())
+    assert problem.startswith("LIGHTNING_UI_SESSION_SECRET is missing")
+    monkeypatch.setenv("LIGHTNING_UI_SESSION_SECRET", "a-key")
+    assert sign_in_problems(load_settings()) == []
 
 
 def test_runtime_reports_bad_settings_in_one_line_without_traceback(tmp_path: object) -> None:

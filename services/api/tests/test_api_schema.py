@@ -9,15 +9,13 @@ or with a broken one, are refused.
 """
 
 import tempfile
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import jwt
 import schemathesis
-from entra_fake import jwks, new_key
+from entra_fake import EntraTokens
 from fastapi import FastAPI
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
@@ -35,17 +33,16 @@ _settings = load_settings(
 )
 _storage = SqliteStorage(_settings.sqlite_path)
 _bus = MemoryBus()
-ISSUER, AUDIENCE = "https://login.microsoftonline.com/tenant-1/v2.0", "api://lightning-os"
-_key = new_key()
+_tokens = EntraTokens(tenant="tenant-1", audience="00000000-0000-4000-8000-00000000a11e")
 
 
 async def _jwks() -> dict[str, Any]:
-    return jwks(("k1", _key))
+    return _tokens.keys()
 
 
 app = create_app(
     ServiceContext(_settings.model_copy(update={"mode": Mode.AZURE}), _storage, _bus),
-    TokenValidator(issuer=ISSUER, audience=AUDIENCE, fetch_jwks=_jwks),
+    TokenValidator(issuer=_tokens.issuer, audience=_tokens.audience, fetch_jwks=_jwks),
 )
 
 
@@ -62,9 +59,7 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", app)
 @schema.auth()
 class EntraToken:
     def get(self, _case: schemathesis.Case[Any], _ctx: schemathesis.AuthContext) -> str:
-        now = int(time.time())
-        claims = {"iss": ISSUER, "aud": AUDIENCE, "oid": "alice", "iat": now, "exp": now + 600}
-        return jwt.encode(claims, _key, algorithm="RS256", headers={"kid": "k1"})
+        return _tokens.user("alice")
 
     def set(self, case: schemathesis.Case[Any], token: str, _ctx: schemathesis.AuthContext) -> None:
         case.headers["Authorization"] = f"Bearer {token}"

@@ -9,7 +9,7 @@ import pytest
 
 from lightning_devtools import containers, podman
 from lightning_devtools.bake import load_plan
-from lightning_devtools.containers import bud_command, service_of, targets_of
+from lightning_devtools.containers import bud_command, expected_refusal, service_of, targets_of
 
 
 def test_every_local_and_azure_target_is_built_from_the_bake_plan() -> None:
@@ -78,3 +78,15 @@ def test_engine_config_points_at_private_overlay_storage(tmp_path: Path) -> None
     assert 'runtime = "runc"' in (tmp_path / "containers.conf").read_text()
     assert engine.env["CONTAINERS_STORAGE_CONF"] == str(tmp_path / "storage.conf")
     assert engine.env["CONTAINERS_CONF"] == str(tmp_path / "containers.conf")
+
+
+def test_an_image_started_without_settings_must_name_what_its_service_needs() -> None:
+    refusals = {target.name: expected_refusal(target) for target in targets_of(["local", "azure"])}
+    assert refusals == {
+        "api-local": "DATABASE_URL",
+        "api-azure": "COSMOS_CONNECTION_STRING",
+        "event-processor-local": "DATABASE_URL",
+        "event-processor-azure": "COSMOS_CONNECTION_STRING",
+        "ui-local": None,  # needs no server: it starts on defaults (the healthz check)
+        "ui-azure": "ENTRA_TENANT_ID",  # the sign-in's settings
+    }

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
+from lightning_core.topology import SERVICES
 from lightning_devtools.bake import BAKE_FILE, BakeTarget, load_plan
 
 COMPOSE_FILE = BAKE_FILE.parent / "compose.yaml"
@@ -49,18 +50,30 @@ def test_each_app_service_runs_the_image_its_local_bake_target_tags(env: dict[st
         assert context / build["dockerfile"] == target.dockerfile
 
 
-def test_app_services_run_in_local_mode_against_the_compose_servers() -> None:
+def test_app_services_run_in_local_mode_against_the_servers_they_need() -> None:
     for name, service in app_services().items():
         env = service["environment"]
         assert env["LIGHTNING_MODE"] == "local"
         assert env["SERVICE_TYPE"] == name
-        assert "@postgres:5432/" in env["DATABASE_URL"]
-        assert env["REDIS_URL"].startswith("redis://redis:6379")
-        assert "@rabbitmq:5672" in env["RABBITMQ_URL"]
-        for server in SERVERS:
+        needs = SERVICES[name]
+        servers = {"postgres"} if needs.storage else set()
+        if needs.bus:
+            servers |= {"redis", "rabbitmq"}
+            assert env["REDIS_URL"].startswith("redis://redis:6379")
+            assert "@rabbitmq:5672" in env["RABBITMQ_URL"]
+        else:
+            assert not {"REDIS_URL", "RABBITMQ_URL"} & set(env), name
+        if needs.storage:
+            assert "@postgres:5432/" in env["DATABASE_URL"]
+        else:
+            assert "DATABASE_URL" not in env, name
+        waits_for = {server for server in service["depends_on"] if server in SERVERS}
+        assert waits_for == servers, name
+        for server in servers:
             assert service["depends_on"][server] == {"condition": "service_healthy"}
-    assert app_services()["ui"]["depends_on"]["api"] == {"condition": "service_healthy"}
-    assert app_services()["ui"]["environment"]["LIGHTNING_API_URL"] == "http://api:8000"
+    ui = app_services()["ui"]
+    assert ui["depends_on"] == {"api": {"condition": "service_healthy"}}
+    assert ui["environment"]["LIGHTNING_API_URL"] == "http://api:8000"
 
 
 def test_every_service_has_a_cmd_shell_healthcheck() -> None:

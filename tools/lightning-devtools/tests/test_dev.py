@@ -10,8 +10,12 @@ from pathlib import Path
 
 import httpx
 import pytest
+from rich.console import Console
 
 from conftest import free_port
+from lightning_core.runtime import EXIT_CONFIG
+from lightning_core.topology import SERVICES
+from lightning_devtools.dev import dev_environment, run_dev
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -80,3 +84,23 @@ def test_dev_serves_processes_and_stops_cleanly(tmp_path: Path, stop_signal: int
         output, _ = process.communicate(timeout=30)
     assert process.returncode == 0, output
     assert "Traceback" not in output
+
+
+def test_dev_hosts_every_declared_service() -> None:
+    assert dev_environment({})["SERVICE_TYPE"].split(",") == list(SERVICES)
+
+
+def test_dev_checks_the_settings_of_what_its_services_need_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The UI alone needs no server; hosted with the API and processor, local mode needs both."""
+    monkeypatch.chdir(tmp_path)  # no stray .env
+    providers = ("LIGHTNING_STORAGE_PROVIDER", "LIGHTNING_EVENT_BUS_PROVIDER")
+    for name in ("DATABASE_URL", "REDIS_URL", *providers):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LIGHTNING_MODE", "local")
+    console = Console(record=True, width=400)
+    assert run_dev(console) == EXIT_CONFIG
+    [line] = console.export_text().strip().splitlines()
+    assert "DATABASE_URL is missing" in line
+    assert "REDIS_URL is missing" in line

@@ -9,12 +9,15 @@ instead of the first one and then the next one on the next restart.
 
 from __future__ import annotations
 
-from enum import StrEnum
+from enum import IntEnum, StrEnum
 from pathlib import Path
 from typing import Annotated
+from uuid import UUID
 
 from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from lightning_core.topology import service_needs
 
 
 class Mode(StrEnum):
@@ -45,7 +48,28 @@ DEFAULT_PROVIDERS: dict[Mode, tuple[StorageProvider, BusProvider]] = {
 # Azure mode runs on managed services only: a laptop-only provider there is a misconfiguration.
 LOCAL_ONLY_PROVIDERS: frozenset[str] = frozenset({StorageProvider.SQLITE, BusProvider.MEMORY})
 
+# What the API's Entra app registration exposes and checks (infra declares both from these):
+# the delegated scope a signed-in user's token must carry, and the app role an app-only
+# token (a service principal calling without a user, e.g. CI's smoke test) must carry.
+API_DELEGATED_SCOPE = "access_as_user"
+API_APP_ROLE = "access_as_application"
+
+
+class TokenVersion(IntEnum):
+    """The access token version the API's registration issues (`requestedAccessTokenVersion`)."""
+
+    V1 = 1
+    V2 = 2
+
+
 Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+def entra_token_issuer(tenant_id: str, version: TokenVersion) -> str:
+    """The `iss` of the access tokens Entra ID (public cloud) issues for a tenant's API."""
+    if version is TokenVersion.V1:
+        return f"https://sts.windows.net/{tenant_id}/"
+    return f"https://login.microsoftonline.com/{tenant_id}/v2.0"
 
 
 class ConfigError(Exception):
@@ -103,12 +127,17 @@ class Settings(BaseSettings):
     entra_audience: str | None = Field(default=None, alias="ENTRA_AUDIENCE")
     entra_issuer: str | None = Field(default=None, alias="ENTRA_ISSUER")
     entra_jwks_url: str | None = Field(default=None, alias="ENTRA_JWKS_URL")
+    entra_token_version: TokenVersion = Field(default=TokenVersion.V2, alias="ENTRA_TOKEN_VERSION")
+    entra_required_scope: str = Field(
+        default=API_DELEGATED_SCOPE, min_length=1, alias="ENTRA_REQUIRED_SCOPE"
+    )
     # The UI's own app registration: it signs users in and asks for tokens for the API.
     entra_authority: str | None = Field(default=None, alias="ENTRA_AUTHORITY")
     entra_ui_client_id: str | None = Field(default=None, alias="ENTRA_UI_CLIENT_ID")
     entra_ui_client_secret: SecretStr | None = Field(default=None, alias="ENTRA_UI_CLIENT_SECRET")
     entra_api_scope: str | None = Field(default=None, alias="ENTRA_API_SCOPE")
     ui_public_url: str | None = Field(default=None, alias="LIGHTNING_UI_PUBLIC_URL")
+    ui_session_secret: SecretStr | None = Field(default=None, alias="LIGHTNING_UI_SESSION_SECRET")
 
     webhook_allowed_origins: str = Field(default="", alias="LIGHTNING_WEBHOOK_ALLOWED_ORIGINS")
 
@@ -137,7 +166,9 @@ class Settings(BaseSettings):
 
     @property
     def api_scope(self) -> str | None:
-        """The scope the UI asks for on the user's behalf: the API's, by default all of it."""
+        """The scope the UI asks for on the user's behalf: ENTRA_API_SCOPE, or by default
+        `<ENTRA_AUDIENCE>/.default` (every permission the UI's registration holds on the API;
+        Entra accepts the client id as well as the identifier URI there)."""
         if self.entra_api_scope:
             return self.entra_api_scope
         if self.entra_audience:
@@ -146,21 +177,24 @@ class Settings(BaseSettings):
 
     @property
     def token_issuer(self) -> str | None:
-        """Who must have signed an access token: Entra ID v2 of the tenant, unless overridden."""
+        """The `iss` an access token must carry: the tenant's for ENTRA_TOKEN_VERSION, unless
+        ENTRA_ISSUER overrides it."""
         if self.entra_issuer:
             return self.entra_issuer
         if self.entra_tenant_id:
-            return f"https://login.microsoftonline.com/{self.entra_tenant_id}/v2.0"
+            return entra_token_issuer(self.entra_tenant_id, self.entra_token_version)
         return None
 
     @property
     def token_keys_url(self) -> str | None:
-        """Where the signing keys (JWKS) of that issuer are published."""
+        """Where the signing keys (JWKS) of that issuer are published (its OpenID metadata's
+        `jwks_uri`), unless ENTRA_JWKS_URL overrides it."""
         if self.entra_jwks_url:
             return self.entra_jwks_url
-        if self.entra_tenant_id:
-            return f"https://login.microsoftonline.com/{self.entra_tenant_id}/discovery/v2.0/keys"
-        return None
+        if not self.entra_tenant_id:
+            return None
+        version = "" if self.entra_token_version is TokenVersion.V1 else "v2.0/"
+        return f"https://login.microsoftonline.com/{self.entra_tenant_id}/discovery/{version}keys"
 
     @property
     def webhook_origins(self) -> list[str]:
@@ -190,12 +224,16 @@ _CONNECTION_NEEDS: dict[str, tuple[tuple[str, ...], str]] = {
 
 
 def combination_problems(settings: Settings) -> list[str]:
-    """Problems no single field can see: missing connections, local providers in azure mode."""
+    """Problems no single field can see, in the providers SERVICE_TYPE's services need:
+    missing connections, local-only providers in azure mode."""
+    needs = service_needs(settings.service_types())
+    chosen: list[tuple[str, str]] = []
+    if needs.storage:
+        chosen.append(("LIGHTNING_STORAGE_PROVIDER", settings.storage))
+    if needs.bus:
+        chosen.append(("LIGHTNING_EVENT_BUS_PROVIDER", settings.event_bus))
     problems: list[str] = []
-    for setting, provider in (
-        ("LIGHTNING_STORAGE_PROVIDER", settings.storage),
-        ("LIGHTNING_EVENT_BUS_PROVIDER", settings.event_bus),
-    ):
+    for setting, provider in chosen:
         if settings.mode is Mode.AZURE and provider in LOCAL_ONLY_PROVIDERS:
             problems.append(
                 f"{setting}={provider} is a local-only provider and LIGHTNING_MODE=azure "
@@ -212,9 +250,27 @@ def entra_problems(settings: Settings) -> list[str]:
     problems: list[str] = []
     if not (settings.token_issuer and settings.token_keys_url):
         problems.append("ENTRA_TENANT_ID is missing (azure mode validates Entra ID access tokens)")
-    if not settings.entra_audience:
-        problems.append("ENTRA_AUDIENCE is missing (the API's application ID URI or client id)")
+    audience = settings.entra_audience
+    if not audience:
+        problems.append(
+            "ENTRA_AUDIENCE is missing (the aud of the API's access tokens: its application "
+            "(client) id for ENTRA_TOKEN_VERSION=2, its identifier URI for 1)"
+        )
+    elif settings.entra_token_version is TokenVersion.V2 and not _is_guid(audience):
+        problems.append(
+            f"ENTRA_AUDIENCE={audience!r} is not a client id, but v2 access tokens "
+            "(ENTRA_TOKEN_VERSION=2) carry the API's application (client) id as aud; set "
+            "that id, or ENTRA_TOKEN_VERSION=1 if the API's registration issues v1 tokens"
+        )
     return problems
+
+
+def _is_guid(value: str) -> bool:
+    try:
+        UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 def sign_in_problems(settings: Settings) -> list[str]:
@@ -235,6 +291,8 @@ def sign_in_problems(settings: Settings) -> list[str]:
         "LIGHTNING_UI_PUBLIC_URL is missing (the UI's https address as browsers reach it)": (
             settings.ui_public_url
         ),
+        "LIGHTNING_UI_SESSION_SECRET is missing (the key every UI replica encrypts sign-in "
+        "sessions with: at least 32 random bytes, base64)": settings.ui_session_secret,
     }
     return [problem for problem, value in needs.items() if not value]
 
@@ -247,7 +305,8 @@ def _field_problem(location: tuple[int | str, ...], message: str, value: object)
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Read and check the settings; raise ConfigError naming every problem found."""
+    """Read the settings and check them for the providers SERVICE_TYPE's services need;
+    raise ConfigError naming every problem found."""
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as error:

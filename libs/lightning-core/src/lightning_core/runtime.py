@@ -1,10 +1,12 @@
 """`python -m lightning_core.runtime`: start the services named by SERVICE_TYPE.
 
-One entry point for every image and for `invoke dev`: read and check the settings, connect
-storage and bus once, run each named service in this process, and on SIGTERM or SIGINT
-let each finish its in-flight work (in embedded mode the processor first handles what the
-memory bus holds, for up to 30 s) and exit 0. Expected failures (bad settings, unknown
-service, unreachable server, busy port) print one line and exit non-zero, no traceback.
+One entry point for every image and for `invoke dev`: read and check the settings for what
+the named services need (lightning_core.topology.SERVICES), connect only that storage and
+bus, once, run each service in this process with a context holding only what it declared,
+and on SIGTERM or SIGINT let each finish its in-flight work (in embedded mode the processor
+first handles what the memory bus holds, for up to 30 s) and exit 0. Expected failures (bad
+settings, unknown service, unreachable server, busy port) print one line and exit non-zero,
+no traceback.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from lightning_core.collector import settle_after_startup
 from lightning_core.config import ConfigError, Settings, load_settings
 from lightning_core.providers import build_bus, build_storage
 from lightning_core.service import ENTRY_POINT_GROUP, Service, ServiceContext
+from lightning_core.topology import service_needs
 
 log = logging.getLogger("lightning.runtime")
 T = TypeVar("T")
@@ -43,7 +46,8 @@ def discover_services(names: list[str]) -> dict[str, Service]:
 
 
 def prepare(settings: Settings) -> tuple[ServiceContext, dict[str, Service]]:
-    """Everything start-up can check before connecting, with every problem in one error."""
+    """Everything start-up can check before connecting, with every problem in one error;
+    the context holds the providers the named services need together, and no others."""
     problems: list[str] = []
 
     def attempt(build: Callable[[], T]) -> T | None:
@@ -53,10 +57,11 @@ def prepare(settings: Settings) -> tuple[ServiceContext, dict[str, Service]]:
             problems.extend(error.problems)
             return None
 
-    storage = attempt(lambda: build_storage(settings))
-    bus = attempt(lambda: build_bus(settings))
+    needs = service_needs(settings.service_types())
+    storage = attempt(lambda: build_storage(settings)) if needs.storage else None
+    bus = attempt(lambda: build_bus(settings)) if needs.bus else None
     services = attempt(lambda: discover_services(settings.service_types()))
-    if storage is None or bus is None or services is None:
+    if services is None or problems:
         raise ConfigError(problems)
     return ServiceContext(settings, storage, bus), services
 
@@ -68,18 +73,21 @@ async def run(context: ServiceContext, services: dict[str, Service]) -> None:
         loop.add_signal_handler(signum, stop.set)
     settings = context.settings
     async with contextlib.AsyncExitStack() as stack:
-        for provider in (context.storage, context.bus):
+        for provider in context.providers():
             await provider.connect()
             stack.push_async_callback(provider.close)
         tasks = [
-            asyncio.create_task(service(context, stop), name=name)
+            asyncio.create_task(
+                service(context.narrowed_to(service_needs([name])), stop), name=name
+            )
             for name, service in services.items()
         ]
         # One turn of the loop runs each service's start (the API builds its app there), so
         # what the process keeps for good exists before the collector is settled.
         await asyncio.sleep(0)
         settle_after_startup()
-        log.info("started %s (%s mode)", ", ".join(services), settings.mode)
+        if not any(task.done() for task in tasks):  # a refused start says only why (one line)
+            log.info("started %s (%s mode)", ", ".join(services), settings.mode)
         await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         stop.set()  # one service failed or all returned: take the others down too
         results = await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,29 +1,69 @@
 """What a service is to the runtime: an async callable registered as a package entry point.
 
 Services register under the `lightning.services` entry-point group (see each service's
-pyproject.toml), so core finds them by name and never imports one.
+pyproject.toml), so core finds them by name and never imports one. What each needs is
+declared in lightning_core.topology.SERVICES; its context holds only that.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from typing import Protocol
 
 from lightning_core.bus.base import EventBus
 from lightning_core.config import Settings
 from lightning_core.storage.base import Storage
+from lightning_core.topology import ServiceNeeds
 
 ENTRY_POINT_GROUP = "lightning.services"
 
 
-@dataclass(frozen=True)
 class ServiceContext:
-    """What the runtime hands every service: settings and the connected providers."""
+    """What the runtime hands a service: settings and the connected providers it declared.
 
-    settings: Settings
-    storage: Storage
-    bus: EventBus
+    Reading `storage` or `bus` when the context has none raises RuntimeError: the service
+    uses a provider that lightning_core.topology.SERVICES does not declare for it.
+    """
+
+    __slots__ = ("_bus", "_storage", "settings")
+
+    def __init__(
+        self, settings: Settings, storage: Storage | None = None, bus: EventBus | None = None
+    ) -> None:
+        self.settings = settings
+        self._storage = storage
+        self._bus = bus
+
+    @property
+    def storage(self) -> Storage:
+        if self._storage is None:
+            raise RuntimeError(_undeclared("storage", "storage=True"))
+        return self._storage
+
+    @property
+    def bus(self) -> EventBus:
+        if self._bus is None:
+            raise RuntimeError(_undeclared("bus", "the bus rights it uses"))
+        return self._bus
+
+    def providers(self) -> tuple[Storage | EventBus, ...]:
+        """The providers this context holds, storage first."""
+        return tuple(provider for provider in (self._storage, self._bus) if provider is not None)
+
+    def narrowed_to(self, needs: ServiceNeeds) -> ServiceContext:
+        """This context with only the providers `needs` declares."""
+        return ServiceContext(
+            self.settings,
+            self._storage if needs.storage else None,
+            self._bus if needs.bus else None,
+        )
+
+
+def _undeclared(provider: str, declaration: str) -> str:
+    return (
+        f"this service's context has no {provider}: declare {declaration} for the service "
+        "in lightning_core.topology.SERVICES"
+    )
 
 
 class Service(Protocol):

@@ -7,6 +7,7 @@ new collection, ordering or consumer group is added here and nowhere else.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -154,3 +155,13 @@ SERVICES: dict[str, ServiceNeeds] = {
     "event-processor": ServiceNeeds(storage=True, bus=_SEND_AND_RECEIVE),
     "ui": ServiceNeeds(storage=False, bus=frozenset()),
 }
+
+
+def service_needs(names: Iterable[str]) -> ServiceNeeds:
+    """What the named services need together; a name topology does not declare needs nothing
+    (the runtime reports it as not an installed service)."""
+    declared = [SERVICES[name] for name in names if name in SERVICES]
+    return ServiceNeeds(
+        storage=any(needs.storage for needs in declared),
+        bus=frozenset().union(*(needs.bus for needs in declared)),
+    )

@@ -31,6 +31,8 @@ def entra_validator(settings: Settings) -> TokenValidator | None:
     return TokenValidator(
         issuer=settings.token_issuer,
         audience=str(settings.entra_audience),
+        version=settings.entra_token_version,
+        required_scope=settings.entra_required_scope,
         fetch_jwks=http_jwks(settings.token_keys_url),
     )
 

@@ -1,9 +1,9 @@
 """`invoke dev`: the whole system on a laptop with nothing but Python.
 
-Runs the same entry point the images run (`python -m lightning_core.runtime`) with all three
-services in one process, because embedded mode's in-memory bus only reaches within a
-process. Prints the URLs once the services answer, and turns Ctrl-C or SIGTERM into a
-graceful stop of the runtime with exit 0.
+Runs the same entry point the images run (`python -m lightning_core.runtime`) with every
+declared service in one process, because embedded mode's in-memory bus only reaches within a
+process; the runtime builds the storage and bus they need together. Prints the URLs once the
+services answer, and turns Ctrl-C or SIGTERM into a graceful stop of the runtime with exit 0.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from rich.table import Table
 
 from lightning_core.config import ConfigError, Settings, load_settings
 from lightning_core.runtime import EXIT_CONFIG
+from lightning_core.topology import SERVICES as DECLARED_SERVICES
 
-SERVICES = "api,event-processor,ui"
+SERVICES = ",".join(DECLARED_SERVICES)
 READY_TIMEOUT = 30.0
 CHOSEN_HERE = ("LIGHTNING_MODE", "SERVICE_TYPE", "LIGHTNING_API_URL")
 
