@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from conftest import free_port
+from lightning_api import changes
 from lightning_api.app import create_app
 from lightning_core.events import CloudEvent
 from lightning_core.http import serve_asgi
@@ -25,6 +26,7 @@ class Message:
     event: str | None = None
     data: Any = None
     comment: str | None = None
+    id: str | None = None
 
 
 @dataclass
@@ -47,6 +49,8 @@ async def messages(response: httpx.Response) -> AsyncIterator[Message]:
             message.event = line.removeprefix("event: ")
         elif line.startswith("data: "):
             message.data = json.loads(line.removeprefix("data: "))
+        elif line.startswith("id: "):
+            message.id = line.removeprefix("id: ")
 
 
 async def serve(context: ServiceContext) -> AsyncIterator[Server]:
@@ -178,3 +182,98 @@ async def test_stream_stops_polling_when_the_client_goes(context: ServiceContext
             after_close = CountingStorage.queries
             await asyncio.sleep(1)
             assert CountingStorage.queries == after_close
+
+
+def changed(message: Message) -> tuple[str | None, str]:
+    return message.event, message.data["event"]["id"]
+
+
+async def test_a_reconnecting_client_receives_exactly_the_changes_it_missed(
+    server: Server, context: ServiceContext
+) -> None:
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+        async with client.stream("GET", "/api/events/stream") as response:
+            stream = messages(response)
+            ready = await next_message(stream)
+            assert (ready.event, ready.data) == ("ready", {"resumed": False})
+            first = (await client.post("/api/events", json={"type": "a"})).json()["event"]
+            assert changed(await next_message(stream)) == ("received", first["id"])
+            await mark_processed(context.storage, CloudEvent.model_validate(first))
+            last = await next_message(stream)
+            assert changed(last) == ("processed", first["id"])
+        # Gone (a proxy closed it, a replica stopped): meanwhile two more come, one is processed.
+        second = (await client.post("/api/events", json={"type": "b"})).json()["event"]
+        third = (await client.post("/api/events", json={"type": "c"})).json()["event"]
+        await mark_processed(context.storage, CloudEvent.model_validate(second))
+
+        assert last.id is not None
+        resume = {"Last-Event-ID": last.id}
+        async with client.stream("GET", "/api/events/stream", headers=resume) as response:
+            stream = messages(response)
+            ready = await next_message(stream)
+            assert (ready.event, ready.data, ready.id) == ("ready", {"resumed": True}, last.id)
+            missed = [changed(await next_message(stream)) for _ in range(2)]
+            assert missed == [("received", third["id"]), ("processed", second["id"])]
+            fourth = (await client.post("/api/events", json={"type": "d"})).json()["event"]
+            assert changed(await next_message(stream)) == ("received", fourth["id"])
+
+
+async def test_a_stream_resumes_from_its_ready_message_too(server: Server) -> None:
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+        async with client.stream("GET", "/api/events/stream") as response:
+            ready = await next_message(messages(response))
+        assert ready.id is not None
+        submitted = (await client.post("/api/events", json={"type": "a"})).json()["event"]
+        resume = {"Last-Event-ID": ready.id}
+        async with client.stream("GET", "/api/events/stream", headers=resume) as response:
+            stream = messages(response)
+            assert (await next_message(stream)).data == {"resumed": True}
+            assert changed(await next_message(stream)) == ("received", submitted["id"])
+
+
+@pytest.mark.parametrize(
+    "last_event_id",
+    [
+        "garbage",
+        "2026-01-01T00:00:00 naive-time",
+        "2999-01-01T00:00:00+00:00 from-the-future",
+        "0001-01-01T00:00:00+01:00",
+        "9999-12-31T23:59:59-05:00",
+        "1969-12-31T23:59:59+00:00",
+        "x" * 5000,
+    ],
+)
+async def test_a_forged_or_garbled_last_event_id_starts_a_fresh_stream(
+    server: Server, context: ServiceContext, last_event_id: str
+) -> None:
+    await record_received(
+        context.storage, CloudEvent(user=context.settings.dev_user, source="t", type="old")
+    )
+    resume = {"Last-Event-ID": last_event_id}
+    async with (
+        httpx.AsyncClient(base_url=server.url, timeout=10) as client,
+        client.stream("GET", "/api/events/stream", headers=resume) as response,
+    ):
+        assert response.status_code == 200
+        stream = messages(response)
+        assert (await next_message(stream)).data == {"resumed": False}
+        new = (await client.post("/api/events", json={"type": "new"})).json()["event"]
+        assert changed(await next_message(stream)) == ("received", new["id"])  # not the old one
+
+
+async def test_a_client_too_far_behind_gets_a_fresh_stream_to_list_from(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(changes, "REPLAY_LIMIT", 2)
+    async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
+        async with client.stream("GET", "/api/events/stream") as response:
+            ready = await next_message(messages(response))
+        for kind in ("a", "b", "c"):
+            await client.post("/api/events", json={"type": kind})
+        assert ready.id is not None
+        resume = {"Last-Event-ID": ready.id}
+        async with client.stream("GET", "/api/events/stream", headers=resume) as response:
+            stream = messages(response)
+            assert (await next_message(stream)).data == {"resumed": False}
+            new = (await client.post("/api/events", json={"type": "new"})).json()["event"]
+            assert changed(await next_message(stream)) == ("received", new["id"])

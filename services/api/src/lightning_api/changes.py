@@ -17,11 +17,21 @@ changes) — stopping at a horizon `LOOKBACK` before the previous poll. Looking 
 far catches a write that became visible late (committed after a later one, or stamped
 by a replica whose clock lags); `_sent` remembers what was already reported within the
 horizon, so a record is reported once per status, and never back from `processed`.
+
+Each change has a `Position`: the time it happened (received, or processed) and the event
+id, and each poll reports its changes in that order. The stream sends it as the SSE `id`,
+so a client that reconnects (EventSource sends `Last-Event-ID` by itself, e.g. after Front
+Door or a replica closed the connection) can `resume` after it: the new stream first reports
+what changed after that position, from the same scans, bounded by `REPLAY_LIMIT`. What it
+cannot know is which writes the old stream saw late, so a change that becomes visible only
+after the client's last message with a time before that message's is not replayed (the
+LOOKBACK race, across the reconnect).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from lightning_core.records import EVENTS, EventRecord, EventStatus
@@ -29,6 +39,40 @@ from lightning_core.storage.base import JsonScalar, Storage
 
 LOOKBACK = timedelta(seconds=5)
 PAGE_SIZE = 25
+REPLAY_LIMIT = 4 * PAGE_SIZE  # records a resume reads at most; further back, the client relists
+_POSITION_MAX_LENGTH = 200
+_EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)  # no record is older; nor, so, a real position
+
+
+@dataclass(frozen=True, order=True)
+class Position:
+    """A point in one user's changes: everything up to `stamp` (and, at that time, up to
+    `event_id`) is behind it. Its text form is the stream's SSE `id`."""
+
+    stamp: datetime
+    event_id: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.stamp.isoformat()} {self.event_id}".rstrip()
+
+    @classmethod
+    def of(cls, record: EventRecord) -> Position:
+        """Where the record's latest change (its receipt, or its processing) stands."""
+        return cls(record.processed_at or record.received_at, record.event.id)
+
+    @classmethod
+    def parse(cls, text: str | None) -> Position | None:
+        """The position an SSE id names; None for anything else (no id, forged, garbled)."""
+        if not text or len(text) > _POSITION_MAX_LENGTH:
+            return None
+        stamp_text, _, event_id = text.partition(" ")
+        try:
+            stamp = datetime.fromisoformat(stamp_text)
+            if stamp.tzinfo is None or stamp < _EARLIEST:
+                return None
+            return cls(stamp.astimezone(UTC), event_id)
+        except (ValueError, OverflowError):
+            return None
 
 
 class EventChanges:
@@ -38,25 +82,60 @@ class EventChanges:
         self._sent: dict[str, EventRecord] = {}
         self._horizon = datetime.now(UTC) - LOOKBACK
 
-    async def poll(self) -> list[EventRecord]:
-        """Records that are new, or newly processed, since the previous poll; oldest first."""
+    async def start(self, after: Position | None) -> tuple[Position, list[EventRecord] | None]:
+        """Where a stream starts: after `after` with the changes since then when it can
+        `resume` there, else (None for the changes) now, what exists being no news."""
+        if after is not None:
+            missed = await self.resume(after)
+            if missed is not None:
+                return after, missed
         started = datetime.now(UTC)
+        await self.poll()
+        return Position(started), None
+
+    async def resume(self, after: Position) -> list[EventRecord] | None:
+        """The changes after `after` in position order, the stream continuing from there; None,
+        learning nothing, when `after` is in the future (a forged id, or another clock's) or
+        more than REPLAY_LIMIT records back: the client must then list what exists."""
+        started = datetime.now(UTC)
+        if after.stamp > started:
+            return None
+        horizon = after.stamp - LOOKBACK
+        recent: list[EventRecord] = []
+        async for record in self._recent(horizon):
+            recent.append(record)
+            if len(recent) > REPLAY_LIMIT:
+                return None
+        return [record for record in self._learn(recent, started) if Position.of(record) > after]
+
+    async def poll(self) -> list[EventRecord]:
+        """Records that are new, or newly processed, since the previous poll; in position
+        order."""
+        started = datetime.now(UTC)
+        return self._learn([record async for record in self._recent(self._horizon)], started)
+
+    def _learn(self, recent: list[EventRecord], started: datetime) -> list[EventRecord]:
+        """What in `recent` was not reported yet (now it is), and the horizon moves on."""
         changed: list[EventRecord] = []
-        for field, where in (("received_at", None), ("processed_at", {"status": "processed"})):
-            recent = [record async for record in self._newest(field, where)]
-            for record in reversed(recent):
-                known = self._sent.get(record.event.id)
-                if known is None or (
-                    known.status is EventStatus.RECEIVED and record.status is EventStatus.PROCESSED
-                ):
-                    self._sent[record.event.id] = record
-                    changed.append(record)
+        for record in recent:
+            known = self._sent.get(record.event.id)
+            if known is None or (
+                known.status is EventStatus.RECEIVED and record.status is EventStatus.PROCESSED
+            ):
+                self._sent[record.event.id] = record
+                changed.append(record)
         self._horizon = started - LOOKBACK
         self._forget_older_than(self._horizon)
-        return changed
+        return sorted(changed, key=Position.of)
+
+    async def _recent(self, horizon: datetime) -> AsyncIterator[EventRecord]:
+        """Records received, then records processed, since `horizon`; newest first in each."""
+        for field, where in (("received_at", None), ("processed_at", {"status": "processed"})):
+            async for record in self._newest(field, where, horizon):
+                yield record
 
     async def _newest(
-        self, field: str, where: Mapping[str, JsonScalar] | None
+        self, field: str, where: Mapping[str, JsonScalar] | None, horizon: datetime
     ) -> AsyncIterator[EventRecord]:
         continuation: str | None = None
         while True:
@@ -72,7 +151,7 @@ class EventChanges:
             for document in page.items:
                 record = EventRecord.from_document(document)
                 stamp = record.received_at if field == "received_at" else record.processed_at
-                if stamp is None or stamp < self._horizon:
+                if stamp is None or stamp < horizon:
                     return
                 yield record
             if page.continuation is None:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, FastAPI, Query, Request, Response, status
+from fastapi import APIRouter, FastAPI, Header, Query, Request, Response, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from lightning_api.changes import EventChanges
+from lightning_api.changes import EventChanges, Position
 from lightning_api.dependencies import ContextDep, CurrentUser, StopDep, StorageDep
 from lightning_api.direct import DirectRoute
 from lightning_api.models import EventIn
@@ -108,23 +108,45 @@ async def list_events(
     responses=UNAUTHORIZED,
 )
 async def stream_events(
-    user: CurrentUser, storage: StorageDep, stop: StopDep, request: Request
+    user: CurrentUser,
+    storage: StorageDep,
+    stop: StopDep,
+    request: Request,
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            alias="Last-Event-ID",
+            description="The `id` of the last message a previous stream delivered "
+            "(EventSource sends it when it reconnects): this stream starts after it.",
+        ),
+    ] = None,
 ) -> AsyncIterator[ServerSentEvent]:
     """The caller's new events and status changes, as Server-Sent Events.
 
-    The first message, `ready` (data `{}`), says the stream is watching: a client that
-    wants the full picture lists `/api/events` after it and applies the later messages
-    on top. Each later message is named after the record's status (`received`,
-    `processed`) and carries the EventRecord as JSON. A comment line keeps idle
-    connections open every 15 s. The stream ends when the client goes or the service
-    stops; EventSource clients reconnect after `retry` ms. How changes are found (polling
-    storage, not the bus) is explained in `lightning_api.changes`.
+    The first message, `ready`, says the stream is watching. Its data `{"resumed": true}`
+    answers a `Last-Event-ID` this stream continues from: the changes missed since then
+    follow. With `{"resumed": false}` (no such header, or one naming no position it can
+    replay from) a client that wants the full picture lists `/api/events` after it and
+    applies the later messages on top. Each later message is named after the record's
+    status (`received`, `processed`), carries the EventRecord as JSON and an `id` to
+    resume after. A comment line keeps idle connections open every 15 s, below proxies'
+    idle timeouts (Front Door's origin response timeout: 60 s by default). The stream
+    ends when the client goes or the service stops; EventSource clients reconnect after
+    `retry` ms. How changes are found (polling storage, not the bus) and resumed is
+    explained in `lightning_api.changes`.
     """
     changes, pace = EventChanges(storage, user), Pace()
-    await changes.poll()  # what exists already is not news
-    yield ServerSentEvent(event="ready", data={}, retry=RECONNECT_MS)
+    start, records = await changes.start(Position.parse(last_event_id))
+    yield ServerSentEvent(
+        event="ready", data={"resumed": records is not None}, id=str(start), retry=RECONNECT_MS
+    )
+    records = records or []
     with activity(request).watch(user) as woken:
         while True:
+            for record in records:
+                yield ServerSentEvent(
+                    event=record.status.value, data=record, id=str(Position.of(record))
+                )
             await first_of([stop, woken], pace.interval())
             if stop.is_set():
                 return
@@ -134,8 +156,6 @@ async def stream_events(
             records = await changes.poll()
             if records:
                 pace.saw_activity()
-            for record in records:
-                yield ServerSentEvent(event=record.status.value, data=record)
 
 
 def activity(request: Request) -> Activity:
