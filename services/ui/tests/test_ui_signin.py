@@ -5,7 +5,8 @@ API with the signed-in user's access token, which the API validates as it would 
 The browser test walks the real redirects in headless Chromium: the UI sends an unsigned
 browser to the authorize endpoint with a PKCE challenge, the user picks an account, the
 UI redeems the code (the stand-in checks the verifier, the client secret and the redirect
-URI) and the pages then show and change only that user's records.
+URI) and the pages then show and change only that user's records. The replica test signs
+in through two UI instances behind one address, as Container Apps runs them.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import secrets
 import ssl
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +44,7 @@ from lightning_ui.app import create_app as create_ui
 from lightning_ui.auth import Gate
 from lightning_ui.sessions import COOKIE, Session
 from lightning_ui.signin import (
+    RENEW_BEFORE,
     EntraSignIn,
     EntraUnavailable,
     SignInFailed,
@@ -51,6 +55,7 @@ from lightning_ui.signin import (
 AUDIENCE = "api://lightning-os"
 SCOPE = f"{AUDIENCE}/access_as_user"
 USERS = {"alice-oid": "alice@contoso.test", "bob-oid": "bob@contoso.test"}
+SESSION_SECRET = secrets.token_urlsafe(32)  # what every replica of one UI shares
 
 
 @dataclass
@@ -85,12 +90,15 @@ def fake_entra(port: int) -> FakeEntra:
 
 
 @contextlib.asynccontextmanager
-async def sign_in_for(entra: FakeEntra, tls: Tls) -> AsyncIterator[EntraSignIn]:
+async def sign_in_for(
+    entra: FakeEntra, tls: Tls, session_secret: str = SESSION_SECRET
+) -> AsyncIterator[EntraSignIn]:
     sign_in = EntraSignIn(
         authority=entra.authority,
         client_id=entra.client_id,
         client_secret=entra.client_secret,
         scope=SCOPE,
+        session_secret=session_secret,
         verify=str(tls.cert),
     )
     try:
@@ -174,7 +182,7 @@ async def approve(auth_url: str, user: str, tls: Tls) -> dict[str, str]:
 
 
 async def start(sign_in: EntraSignIn, next_path: str = "/") -> tuple[Session, str]:
-    session = Session(touched=0.0)
+    session = Session()
     return session, await sign_in.start(session, "https://ui.test/auth/callback", next_path)
 
 
@@ -197,25 +205,30 @@ async def sign_in_and_renew(entra: FakeEntra, tls: Tls, sign_in: EntraSignIn) ->
     assert [e["grant_type"] for e in entra.exchanges] == ["authorization_code"]
     assert entra.exchanges[0]["code_verifier"]  # the stand-in checked it against the challenge
 
-    token = await sign_in.token(session)
-    validator = TokenValidator(issuer=entra.issuer, audience=AUDIENCE, fetch_jwks=entra_keys(entra))
+    token = await sign_in.token(session)  # the code's answer carried it
+    validator = api_validator(entra)
     assert await validator.user(token) == "alice-oid"
     assert await sign_in.token(session) == token  # kept in the session: no second exchange
     assert len(entra.exchanges) == 1
+    assert (await sign_in._msal()).get_accounts() == []  # this process keeps no user's tokens
 
-    sign_in.forget("bob-oid")  # another account: alice's tokens stay
-    assert [a["local_account_id"] for a in (await sign_in._msal()).get_accounts()] == ["alice-oid"]
-    entra.token_lifetime = 60  # MSAL renews a token that expires within five minutes
-    await sign_in.sign_out(session, "https://ui.test/")  # forgets the long-lived one
+    used_refresh_token = session.refresh_token
+    session.token_expires_at = time.time() + RENEW_BEFORE - 1  # due: renewed with the RT
+    renewed = await sign_in.token(session)
+    assert [e["grant_type"] for e in entra.exchanges[1:]] == ["refresh_token"]
+    assert await validator.user(renewed) == "alice-oid"
+    assert session.refresh_token != used_refresh_token  # Entra's new one, for the next time
+    assert (await sign_in._msal()).get_accounts() == []
+
+    session.refresh_token = used_refresh_token  # refused (the stand-in honours each once)
+    session.token_expires_at = 0.0
     with pytest.raises(SignInRequired):
         await sign_in.token(session)
-    session, url = await start(sign_in)
-    await sign_in.finish(session, await approve(url, "alice-oid", tls))
-    renewed = await sign_in.token(session)
-    sign_in.forget("alice-oid")  # her last session went: MSAL holds nothing of hers
-    assert (await sign_in._msal()).get_accounts() == []
-    assert [e["grant_type"] for e in entra.exchanges[1:]] == ["authorization_code", "refresh_token"]
-    assert await validator.user(renewed) == "alice-oid"
+    assert (session.account_id, session.access_token, session.refresh_token) == (None,) * 3
+    with pytest.raises(SignInRequired):
+        await sign_in.token(session)
+    logout = sign_in.sign_out_url("https://ui.test/")
+    assert logout.startswith(f"{entra.authority}/oauth2/v2.0/logout?post_logout_redirect_uri=")
 
 
 async def test_an_unreachable_entra_at_renewal_keeps_the_user_signed_in(
@@ -225,18 +238,19 @@ async def test_an_unreachable_entra_at_renewal_keeps_the_user_signed_in(
         session, url = await start(sign_in)
         await sign_in.finish(session, await approve(url, "alice-oid", tls))
         app = await sign_in._msal()
+        session.token_expires_at = 0.0  # due
 
         def unreachable(*_args: object, **_kwargs: object) -> None:
             raise ConnectionError("Entra is down")
 
-        monkeypatch.setattr(app, "acquire_token_silent", unreachable)
-        with pytest.raises(EntraUnavailable, match="cannot be renewed right now"):
-            await sign_in.token(session)
+        with monkeypatch.context() as down:  # not monkeypatch.undo(): `tls` patched too
+            down.setattr(app, "acquire_token_by_refresh_token", unreachable)
+            with pytest.raises(EntraUnavailable, match="cannot be renewed right now"):
+                await sign_in.token(session)
         assert session.account_id == "alice-oid"  # still signed in: try again later
-        monkeypatch.undo()
         token = await sign_in.token(session)
-        monkeypatch.setattr(app, "acquire_token_silent", unreachable)
-        assert await sign_in.token(session) == token  # kept in the session: MSAL not asked
+        monkeypatch.setattr(app, "acquire_token_by_refresh_token", unreachable)
+        assert await sign_in.token(session) == token  # kept in the session: Entra not asked
 
 
 @pytest.mark.parametrize(
@@ -287,11 +301,13 @@ async def test_an_unreachable_authority_is_one_clear_error(tls: Tls) -> None:
             await start(sign_in)
 
 
-def entra_keys(entra: FakeEntra) -> Callable[[], Awaitable[dict[str, Any]]]:
+def api_validator(entra: FakeEntra) -> TokenValidator:
+    """The API's check of the stand-in's access tokens."""
+
     async def fetch() -> dict[str, Any]:
         return jwks((KEY_ID, entra.key))
 
-    return fetch
+    return TokenValidator(issuer=entra.issuer, audience=AUDIENCE, fetch_jwks=fetch)
 
 
 def test_azure_mode_without_the_ui_registration_refuses_to_start(settings: Settings) -> None:
@@ -304,7 +320,9 @@ def test_azure_mode_without_the_ui_registration_refuses_to_start(settings: Setti
         "ENTRA_UI_CLIENT_SECRET is missing (the UI's client secret)",
         "ENTRA_API_SCOPE (or ENTRA_AUDIENCE) is missing (the API scope the UI asks for)",
         "LIGHTNING_UI_PUBLIC_URL is missing (the UI's https address as browsers reach it)",
+        refused.value.problems[-1],
     ]
+    assert refused.value.problems[-1].startswith("LIGHTNING_UI_SESSION_SECRET is missing")
     configured = azure.model_copy(
         update={
             "entra_tenant_id": "tenant-9",
@@ -312,10 +330,16 @@ def test_azure_mode_without_the_ui_registration_refuses_to_start(settings: Setti
             "entra_ui_client_id": "ui",
             "entra_ui_client_secret": SecretStr("s"),
             "ui_public_url": "https://ui.example",
+            "ui_session_secret": SecretStr("a guessable phrase"),
         }
     )
-    made = entra_sign_in(configured)
+    with pytest.raises(ConfigError, match="LIGHTNING_UI_SESSION_SECRET is too short"):
+        entra_sign_in(configured)
+    made = entra_sign_in(
+        configured.model_copy(update={"ui_session_secret": SecretStr(SESSION_SECRET)})
+    )
     assert made.authority == "https://login.microsoftonline.com/tenant-9"
+    assert made.session_secret == SESSION_SECRET
     assert configured.api_scope == f"{AUDIENCE}/.default"
 
 
@@ -338,6 +362,75 @@ async def test_signed_out_requests_are_answered_for_what_they_asked(
             browser.cookies.set(COOKIE, "made-up")
             assert (await browser.get("/tasks")).status_code == 303
             assert (await browser.get("/healthz")).status_code == 200
+
+
+class Ingress(httpx.AsyncBaseTransport):
+    """UI replicas behind one address with no session affinity: each request lands on the
+    replica `to` names, whichever served the browser before."""
+
+    def __init__(self, *replicas: AsgiApp) -> None:
+        self._replicas = [httpx.ASGITransport(app=replica) for replica in replicas]
+        self.to = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self._replicas[self.to].handle_async_request(request)
+
+
+async def test_a_sign_in_holds_on_every_replica_with_the_secret_and_on_no_other(
+    entra: FakeEntra, tls: Tls, settings: Settings, storage: SqliteStorage, bus: MemoryBus
+) -> None:
+    azure = settings.model_copy(update={"mode": Mode.AZURE})
+    api_app = create_api(ServiceContext(azure, storage, bus), api_validator(entra))
+    api = ApiClient("http://api", transport=httpx.ASGITransport(app=api_app))
+    entra.token_lifetime = 60  # due at once: every request below renews the token
+    async with (
+        sign_in_for(entra, tls) as first,
+        sign_in_for(entra, tls) as second,  # its own MSAL: nothing shared but the secret
+        sign_in_for(entra, tls, secrets.token_urlsafe(32)) as another_uis,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=api_app)) as as_alice,
+    ):
+        ingress = Ingress(*(create_ui(api, gate=Gate(api, s)) for s in (first, second)))
+        async with httpx.AsyncClient(transport=ingress, base_url="http://ui") as browser:
+            login = await browser.get("/auth/login", params={"next": "/instructions"})
+            answer = await approve(login.headers["location"], "alice-oid", tls)
+            ingress.to = 1  # the flow came along with the browser
+            back = await browser.get("/auth/callback", params=answer)
+            assert (back.status_code, back.headers["location"]) == (303, "/instructions")
+            ingress.to = 0
+            door_alert = {
+                "name": "Door alert",
+                "event_type": "door.opened",
+                "action_kind": "notify",
+                "notify_title": "Door opened",
+            }
+            created = await browser.post("/instructions", json=door_alert)
+            assert created.status_code == 201, created.text
+            ingress.to = 1
+            page = await browser.get("/instructions")
+            assert page.status_code == 200
+            assert "alice@contoso.test" in page.text
+            assert "Door alert" in page.text
+            held = dict(browser.cookies)
+        grants = [e["grant_type"] for e in entra.exchanges]
+        assert grants == ["authorization_code", "refresh_token", "refresh_token"]
+        as_alice.headers.update(bearer(entra.access_token("alice-oid")))
+        [stored] = (await as_alice.get("http://api/api/instructions")).json()["items"]
+        assert (stored["name"], stored["user"]) == ("Door alert", "alice-oid")
+
+        value = held[COOKIE]
+        tampered = value[:-8] + ("A" if value[-8] != "A" else "B") + value[-7:]
+        for replica, cookies in (
+            (create_ui(api, gate=Gate(api, another_uis)), held),  # another key
+            (create_ui(api, gate=Gate(api, second)), {**held, COOKIE: tampered}),
+        ):
+            transport = httpx.ASGITransport(app=replica)
+            async with httpx.AsyncClient(transport=transport, cookies=cookies) as browser:
+                page = await browser.get("http://ui/instructions")
+                assert page.status_code == 303  # signed out: to the sign-in
+                assert page.headers["location"] == "/auth/login?next=%2Finstructions"
+                [cleared] = page.headers.get_list("set-cookie")  # and its cookie cleared
+                assert cleared.startswith(f'{COOKIE}=""; expires=Thu, 01 Jan 1970')
+    await api.aclose()
 
 
 @dataclass(frozen=True)
@@ -368,10 +461,7 @@ def azure_system(settings: Settings, tls: Tls) -> Iterator[AzureSystem]:
                 MemoryBus() as bus,
                 sign_in_for(entra, tls) as sign_in,
             ):
-                validator = TokenValidator(
-                    issuer=entra.issuer, audience=AUDIENCE, fetch_jwks=entra_keys(entra)
-                )
-                api_app = create_api(ServiceContext(azure, storage, bus), validator)
+                api_app = create_api(ServiceContext(azure, storage, bus), api_validator(entra))
                 api = ApiClient(system.api_url)
                 try:
                     ui_app = create_ui(api, stop=stop, gate=Gate(api, sign_in))
@@ -424,8 +514,8 @@ def signed_in_story(
     assert session["name"] == COOKIE
     assert session["httpOnly"]
     assert session["sameSite"] == "Lax"
-    assert "eyJ" not in session["value"]  # an opaque id, never a token
-    assert session["value"] != pending["value"]  # a new id once signed in
+    assert "alice" not in session["value"]  # sealed: nothing in it is readable
+    assert session["value"] != pending["value"]  # sealed afresh once signed in
 
     page.get_by_label("Name").fill("Door alert")
     page.get_by_label("Event type pattern").fill("door.opened")

@@ -189,6 +189,7 @@ def create_app(
             Route("/healthz", healthz),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
+        middleware=callers.middleware(),
         exception_handlers={
             SignInRequired: sign_in_required,
             EntraUnavailable: entra_unavailable,

@@ -2,9 +2,10 @@
 identity elsewhere.
 
 `Gate.caller(request)` gives each request its API client: in azure mode one carrying the
-user's access token (renewed by MSAL), or it raises SignInRequired, which the handler
-here turns into the right answer for what was asked: a redirect to sign in for a page, a
-401 with a sign-in link for a polled partial, a 401 JSON error for a button's POST.
+user's access token (from the session the browser brings, renewed when due), or it raises
+SignInRequired, which the handler here turns into the right answer for what was asked: a
+redirect to sign in for a page, a 401 with a sign-in link for a polled partial, a 401
+JSON error for a button's POST. `Gate.middleware()` reads and writes those sessions.
 """
 
 from __future__ import annotations
@@ -14,12 +15,19 @@ from urllib.parse import urlencode, urlsplit
 
 from jinja2 import Template
 from markupsafe import escape
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from lightning_ui.api_client import ApiClient
-from lightning_ui.sessions import COOKIE, SessionStore
+from lightning_ui.sessions import (
+    Session,
+    SessionMiddleware,
+    SessionSeal,
+    replace_session,
+    session_of,
+)
 from lightning_ui.signin import EntraSignIn, SignInFailed, SignInRequired
 
 CALLBACK = "/auth/callback"
@@ -41,16 +49,13 @@ class Gate:
         self._api = api
         self._sign_in = sign_in
         self._public_url = public_url.rstrip("/") if public_url else None
-        self.sessions = SessionStore(
-            on_last_session_gone=sign_in.forget if sign_in else lambda _account_id: None
-        )
 
     async def caller(self, request: Request) -> Caller:
         if request.method != "GET" and _cross_site(request, self._public_url):
             raise CrossSiteRequest
         if self._sign_in is None:
             return Caller(self._api)
-        session = self.sessions.get(request.cookies.get(COOKIE))
+        session = session_of(request)
         if session is None:
             raise SignInRequired
         token = await self._sign_in.token(session)
@@ -60,57 +65,46 @@ class Gate:
         """/auth/login, /auth/callback and /auth/logout; none with the dev identity."""
         if self._sign_in is None:
             return []
-        return _sign_in_routes(self._sign_in, self.sessions, self._public_url)
+        return _sign_in_routes(self._sign_in, self._public_url)
+
+    def middleware(self) -> list[Middleware]:
+        """What reads and writes the sessions (sessions.py); none with the dev identity."""
+        if self._sign_in is None:
+            return []
+        seal = SessionSeal(self._sign_in.session_secret)
+        return [Middleware(SessionMiddleware, seal=seal, public_url=self._public_url)]
 
 
-def _sign_in_routes(
-    sign_in: EntraSignIn, sessions: SessionStore, public_url: str | None
-) -> list[Route]:
+def _sign_in_routes(sign_in: EntraSignIn, public_url: str | None) -> list[Route]:
     def base_url(request: Request) -> str:
         return public_url or str(request.base_url).rstrip("/")
 
-    def with_cookie(request: Request, response: Response, session_id: str) -> Response:
-        response.set_cookie(
-            COOKIE,
-            session_id,  # no max_age: the browser keeps it until it closes, we until idle
-            httponly=True,
-            secure=base_url(request).startswith("https://"),
-            samesite="lax",  # sent on Entra's top-level redirect back, not on cross-site POSTs
-        )
-        return response
-
     async def login(request: Request) -> Response:
-        session_id, session = sessions.new()
+        session = Session()  # a new one: sealed afresh, whatever the browser held
         try:
             url = await sign_in.start(session, base_url(request) + CALLBACK, _local_path(request))
         except SignInFailed as failed:
             return _failure_page(str(failed), 503)
-        return with_cookie(request, RedirectResponse(url, status_code=303), session_id)
+        replace_session(request, session)
+        return RedirectResponse(url, status_code=303)
 
     async def callback(request: Request) -> Response:
-        session_id = request.cookies.get(COOKIE)
-        session = sessions.get(session_id)
-        if session_id is None or session is None:
+        session = session_of(request)
+        if session is None:
             return _failure_page("this browser has no sign-in in progress (cookies off?)", 400)
         try:
             next_path = await sign_in.finish(session, request.query_params)
         except SignInFailed as failed:
             return _failure_page(str(failed), 400)
-        signed_in_id = sessions.rotate(session_id, session)
-        return with_cookie(request, RedirectResponse(next_path, status_code=303), signed_in_id)
+        return RedirectResponse(next_path, status_code=303)
 
     async def logout(request: Request) -> Response:
         if _cross_site(request, public_url):
             raise CrossSiteRequest
-        session_id = request.cookies.get(COOKIE)
-        session = sessions.get(session_id)
-        sessions.drop(session_id)
-        url = "/"
-        if session is not None:
-            url = await sign_in.sign_out(session, base_url(request) + "/")
-        response = RedirectResponse(url, status_code=303)
-        response.delete_cookie(COOKIE)
-        return response
+        session = session_of(request)
+        replace_session(request, None)
+        url = "/" if session is None else sign_in.sign_out_url(base_url(request) + "/")
+        return RedirectResponse(url, status_code=303)
 
     return [
         Route("/auth/login", login),

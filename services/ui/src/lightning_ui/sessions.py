@@ -1,100 +1,198 @@
-"""Browser sessions of the signed-in UI: an opaque cookie naming state kept in this process.
+"""Browser sessions of the signed-in UI, kept by the browser in sealed cookies.
 
-The browser never holds a token, only a random session id; what the id stands for (a
-sign-in in progress, or the MSAL account the user signed in as) stays here. Anyone can
-start a sign-in, so sign-ins in progress are bounded: they are forgotten after
-`PENDING_TIMEOUT`, and beyond `MAX_PENDING` the oldest go first, so a flood of them
-never pushes out a signed-in user. Signed-in sessions (each took a real sign-in) are
-forgotten when idle longer than `idle_timeout`. Kept in memory: a UI scaled to several
-replicas needs session affinity on its ingress.
+The UI has no storage, and any replica may get any request, so the session travels with
+the browser: a sign-in in progress (MSAL's flow), or who signed in and what gets their
+API token (the access token and the refresh token). It is sealed with AES-GCM under a key
+derived from the secret every replica shares: the browser can neither read nor change
+it, and a cookie changed, forged or sealed under another key reads as no session (signed
+out). A sealed session longer than `CHUNK_SIZE` is split over several cookies, since
+browsers drop a cookie over 4,096 bytes.
+
+Sign-ins in progress cost the server nothing (each browser holds its own), so no flood of
+them pushes anyone out; each expires `PENDING_TIMEOUT` after it began. A signed-in
+session expires when idle longer than `idle_timeout`: the payload carries when it was
+sealed, and a session in use is sealed again every `TOUCH_EVERY`.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import secrets
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from http.cookies import SimpleCookie
 from typing import Any
 
-COOKIE = "lightning_session"
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.hashes import SHA256
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from starlette.datastructures import MutableHeaders
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+COOKIE = "lightning_session"  # the first part; further parts are COOKIE_1, COOKIE_2, ...
+CHUNK_SIZE = 3_800  # characters of sealed session per cookie
 IDLE_TIMEOUT = 8 * 3600.0  # a working day
 PENDING_TIMEOUT = 600.0  # long enough to type a password and answer MFA
-MAX_PENDING = 1_000
+TOUCH_EVERY = 300.0  # how stale a signed-in session's seal may get (the idle timeout's grain)
+# Bound into every seal: a change of the payload's shape bumps it, so older cookies read
+# as signed out rather than as something else.
+_FORMAT = b"lightning-ui session v1"
+_NONCE_BYTES = 12
+_SCOPE_KEY = "lightning.session"
 
 
 @dataclass
 class Session:
     """One browser: a sign-in in progress (`flow`, MSAL's) or a signed-in account."""
 
-    touched: float
+    touched: float = 0.0  # when it was last sealed (time.time()); set on sealing
     flow: dict[str, Any] | None = None
     next_path: str = "/"
-    account_id: str | None = None  # the user's object id (MSAL's local_account_id)
+    account_id: str | None = None  # the user's object id
     user_name: str = ""
-    access_token: str | None = None  # the last one MSAL gave, until shortly before...
+    access_token: str | None = None  # the last one Entra gave, until shortly before...
     token_expires_at: float = 0.0  # ...this time (time.time())
+    refresh_token: str | None = None  # what gets the next one, on any replica
 
 
-class SessionStore:
+class SessionSeal:
     def __init__(
         self,
+        secret: str,
+        *,
         idle_timeout: float = IDLE_TIMEOUT,
-        max_pending: int = MAX_PENDING,
-        clock: Callable[[], float] = time.monotonic,
-        on_last_session_gone: Callable[[str], None] = lambda _account_id: None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        """`on_last_session_gone(account_id)`: no session of that account is left (the
-        sign-in drops the account's tokens then, so they do not outlive every session)."""
-        self._sessions: dict[str, Session] = {}  # least recently used first
+        """`secret`: shared by every replica (LIGHTNING_UI_SESSION_SECRET); `clock`: wall
+        time, which replicas share (a monotonic clock is per process)."""
+        key = HKDF(algorithm=SHA256(), length=32, salt=None, info=_FORMAT).derive(secret.encode())
+        self._aead = AESGCM(key)
         self._idle_timeout = idle_timeout
-        self._max_pending = max_pending
-        self._clock = clock
-        self._on_last_session_gone = on_last_session_gone
+        self.clock = clock
 
-    def new(self) -> tuple[str, Session]:
-        self._forget_expired()
-        pending = [key for key, session in self._sessions.items() if not session.account_id]
-        for session_id in pending[: max(0, len(pending) - self._max_pending + 1)]:
-            del self._sessions[session_id]  # the oldest sign-ins in progress
-        session_id = secrets.token_urlsafe(32)
-        session = self._sessions[session_id] = Session(touched=self._clock())
-        return session_id, session
+    def cookies(self, session: Session) -> dict[str, str]:
+        """`session` sealed now, as cookie name -> value: the first part's value starts
+        with the number of parts (`2.…`)."""
+        session.touched = self.clock()
+        plain = json.dumps(asdict(session), separators=(",", ":")).encode()
+        nonce = secrets.token_bytes(_NONCE_BYTES)
+        sealed = base64.urlsafe_b64encode(nonce + self._aead.encrypt(nonce, plain, _FORMAT))
+        text = sealed.decode().rstrip("=")
+        parts = [text[start : start + CHUNK_SIZE] for start in range(0, len(text), CHUNK_SIZE)]
+        parts[0] = f"{len(parts)}.{parts[0]}"
+        return {_part_name(index): part for index, part in enumerate(parts)}
 
-    def get(self, session_id: str | None) -> Session | None:
-        if not session_id or (session := self._sessions.pop(session_id, None)) is None:
+    def read(self, cookies: Mapping[str, str]) -> Session | None:
+        """The session the cookies carry; None when there is none, or it is incomplete,
+        changed, sealed under another key, or expired."""
+        count, _, first = cookies.get(COOKIE, "").partition(".")
+        if not count.isdecimal() or len(count) > 2:  # a request's headers hold far fewer
             return None
-        if self._expired(session):
-            self._gone(session)
+        parts = [first]
+        for index in range(1, int(count)):
+            if (part := cookies.get(_part_name(index))) is None:
+                return None
+            parts.append(part)
+        text = "".join(parts)
+        try:
+            sealed = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            nonce, box = sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:]
+            session = Session(**json.loads(self._aead.decrypt(nonce, box, _FORMAT)))
+        except (ValueError, TypeError, InvalidTag):  # not base64 / not ours / not a Session
             return None
-        session.touched = self._clock()
-        self._sessions[session_id] = session  # now the most recently used
-        return session
-
-    def rotate(self, session_id: str, session: Session) -> str:
-        """A new id for `session` (the old one stops working): at sign-in, so an id
-        planted before it, or seen during it, is worth nothing afterwards."""
-        self._sessions.pop(session_id, None)
-        new_id = secrets.token_urlsafe(32)
-        self._sessions[new_id] = session
-        return new_id
-
-    def drop(self, session_id: str | None) -> None:
-        if session_id and (session := self._sessions.pop(session_id, None)) is not None:
-            self._gone(session)
-
-    def __len__(self) -> int:
-        return len(self._sessions)
-
-    def _expired(self, session: Session) -> bool:
         timeout = self._idle_timeout if session.account_id else PENDING_TIMEOUT
-        return self._clock() - session.touched > timeout
+        return None if self.clock() - session.touched > timeout else session
 
-    def _forget_expired(self) -> None:
-        for session_id in [k for k, s in self._sessions.items() if self._expired(s)]:
-            self._gone(self._sessions.pop(session_id))
 
-    def _gone(self, session: Session) -> None:
-        account_id = session.account_id
-        if account_id and all(s.account_id != account_id for s in self._sessions.values()):
-            self._on_last_session_gone(account_id)
+def session_of(connection: HTTPConnection) -> Session | None:
+    """The browser's session (SessionMiddleware read it), changed in place by the caller."""
+    slot: _Slot = connection.scope[_SCOPE_KEY]
+    return slot.session
+
+
+def replace_session(connection: HTTPConnection, session: Session | None) -> None:
+    """Give the browser `session` (None: none, signing it out) with this response."""
+    slot: _Slot = connection.scope[_SCOPE_KEY]
+    slot.session = session
+
+
+@dataclass
+class _Slot:
+    session: Session | None
+
+
+class SessionMiddleware:
+    """Reads the browser's session before the app runs and seals it into the response's
+    cookies when the app changed or replaced it, or when a signed-in one is due to be
+    touched; clears the cookies when the session is gone, unreadable, or holds neither a
+    sign-in in progress nor a user (a refused renewal or sign-in leaves it so)."""
+
+    def __init__(self, app: ASGIApp, seal: SessionSeal, public_url: str | None) -> None:
+        """Cookies are Secure when `public_url` (else the request's own) is https."""
+        self._app = app
+        self._seal = seal
+        self._public_url = public_url
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        connection = HTTPConnection(scope)
+        held = {name for name in connection.cookies if _is_part(name)}
+        slot = _Slot(self._seal.read(connection.cookies))
+        as_read = asdict(slot.session) if slot.session else None
+        scope[_SCOPE_KEY] = slot
+        secure = (self._public_url or str(connection.base_url)).startswith("https://")
+
+        async def send_with_cookies(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for value in self._set_cookies(slot.session, as_read, held, secure):
+                    headers.append("set-cookie", value)
+            await send(message)
+
+        await self._app(scope, receive, send_with_cookies)
+
+    def _set_cookies(
+        self, session: Session | None, as_read: dict[str, Any] | None, held: set[str], secure: bool
+    ) -> list[str]:
+        """Set-Cookie values: the session sealed again if due, and every part the browser
+        holds that the new seal does not use cleared."""
+        sealed: dict[str, str] = {}
+        if session is not None and (session.flow or session.account_id):
+            stale = self._seal.clock() - session.touched >= TOUCH_EVERY
+            if asdict(session) != as_read or (session.account_id and stale):
+                sealed = self._seal.cookies(session)
+            else:
+                return []
+        cleared = sorted(held - sealed.keys())
+        return [_cookie(name, value, secure) for name, value in sealed.items()] + [
+            _cookie(name, "", secure, clear=True) for name in cleared
+        ]
+
+
+def _part_name(index: int) -> str:
+    return COOKIE if index == 0 else f"{COOKIE}_{index}"
+
+
+def _is_part(name: str) -> bool:
+    suffix = name.removeprefix(f"{COOKIE}_")
+    return name == COOKIE or (suffix != name and suffix.isdecimal())
+
+
+def _cookie(name: str, value: str, secure: bool, *, clear: bool = False) -> str:
+    """One Set-Cookie value. No Max-Age on a session: the browser keeps it until it
+    closes, the seal's time until idle. Lax: sent on Entra's top-level redirect back to
+    the callback, not on cross-site POSTs."""
+    cookie: SimpleCookie = SimpleCookie()
+    cookie[name] = value
+    morsel = cookie[name]
+    morsel["path"], morsel["httponly"], morsel["samesite"] = "/", True, "lax"
+    morsel["secure"] = secure
+    if clear:
+        morsel["max-age"], morsel["expires"] = 0, "Thu, 01 Jan 1970 00:00:00 GMT"
+    return morsel.OutputString()

@@ -3,13 +3,14 @@
 The UI is a confidential web app. MSAL builds the authorize URL with a PKCE challenge, a
 state and a nonce; the browser comes back to `/auth/callback` with a code, which MSAL
 redeems (with the PKCE verifier and the client secret) for the user's access token to the
-API. Tokens never reach the browser: MSAL's cache in this process keeps them per account
-and refreshes them; the session (sessions.py) only remembers which account is whose.
+API and a refresh token. Both go into the user's session, which the browser carries
+sealed (sessions.py), so any replica can call the API as the user and renew the token:
+this process keeps no user's tokens (MSAL's token cache here keeps nothing).
 
 The code comes back in the callback's query (response_mode=query), not in a form post
 as MSAL suggests: a cross-site form post carries only SameSite=None cookies, which every
 button of the UI would then be open to forged requests with, while a code in a URL is
-of no use without the PKCE verifier and the client secret, which never leave this process.
+of no use without the PKCE verifier and the client secret, which the browser cannot read.
 
 MSAL is synchronous (requests), so every call that may go to Entra runs in a thread.
 Its first call discovers the authority (an HTTP round trip), so that happens on first
@@ -34,7 +35,8 @@ from lightning_ui.sessions import Session
 warnings.filterwarnings("ignore", "response_mode='form_post' is recommended", UserWarning)
 
 
-RENEW_BEFORE = 300.0  # seconds before expiry a token is renewed (MSAL renews then too)
+RENEW_BEFORE = 300.0  # seconds before expiry a token is renewed (MSAL's own margin)
+MIN_SESSION_SECRET = 32  # characters of LIGHTNING_UI_SESSION_SECRET: the sessions' key
 
 
 class SignInRequired(Exception):
@@ -49,6 +51,13 @@ class EntraUnavailable(Exception):
     """Entra cannot be reached to renew a token: the user stays signed in and tries again."""
 
 
+class _KeepNothing(msal.TokenCache):  # type: ignore[misc]  # msal ships no types
+    """MSAL's token cache that keeps no tokens: they live in the sessions instead."""
+
+    def add(self, *_event: object, **_options: object) -> None:
+        return
+
+
 class EntraSignIn:
     def __init__(
         self,
@@ -57,10 +66,13 @@ class EntraSignIn:
         client_id: str,
         client_secret: str,
         scope: str,
+        session_secret: str,
         verify: bool | str = True,
     ) -> None:
-        """`verify`: TLS verification for the calls to Entra (a CA bundle path in tests)."""
+        """`session_secret`: the key every replica seals sessions with (the Gate's);
+        `verify`: TLS verification for the calls to Entra (a CA bundle path in tests)."""
         self.authority = authority
+        self.session_secret = session_secret
         self._client_id = client_id
         self._client_secret = client_secret
         self._scopes = [scope]
@@ -80,6 +92,7 @@ class EntraSignIn:
                         # The authority is our own setting, never a caller's: no need to
                         # ask login.microsoftonline.com whether it is a known one.
                         instance_discovery=False,
+                        token_cache=_KeepNothing(),
                         verify=self._verify,
                         timeout=10,
                     )
@@ -95,13 +108,14 @@ class EntraSignIn:
         flow: dict[str, Any] = await asyncio.to_thread(
             app.initiate_auth_code_flow, self._scopes, redirect_uri=redirect_uri
         )
+        url: str = flow.pop("auth_uri")  # the browser's to follow, not the session's to keep
         session.flow, session.next_path = flow, next_path
-        url: str = flow["auth_uri"]
         return url
 
     async def finish(self, session: Session, response: Mapping[str, str]) -> str:
         """Redeem the code Entra sent back; the path the user was on before signing in."""
-        flow, session.flow = session.flow, None
+        flow, next_path = session.flow, session.next_path
+        session.flow, session.next_path = None, "/"  # used once, whatever happens next
         if flow is None:
             raise SignInFailed("no sign-in is in progress in this browser")
         app = await self._msal()
@@ -120,83 +134,79 @@ class EntraSignIn:
         if "error" in result:
             raise SignInFailed(f"{result['error']}: {result.get('error_description', '')}")
         claims: dict[str, Any] = result.get("id_token_claims", {})
-        session.account_id = str(claims.get("oid") or claims.get("sub") or "") or None
-        if session.account_id is None:
+        account_id = str(claims.get("oid") or claims.get("sub") or "")
+        if not account_id:
             raise SignInFailed("Entra ID's answer names no user (no oid or sub claim)")
+        session.account_id = account_id
         session.user_name = str(claims.get("preferred_username") or claims.get("name") or "")
-        return session.next_path
+        _keep_tokens(session, result)
+        return next_path
 
     async def token(self, session: Session) -> str:
-        """The signed-in user's access token for the API, renewed by MSAL when due.
-
-        The session keeps the token it was last given until `RENEW_BEFORE` its expiry
-        (MSAL's own margin), so the pages a browser polls every second or so do not each
-        cost two thread hops into MSAL.
-        """
+        """The signed-in user's access token for the API, renewed with the session's
+        refresh token `RENEW_BEFORE` its expiry (the session then holds both new ones)."""
         if session.account_id is None:
             raise SignInRequired
         if session.access_token and time.time() < session.token_expires_at - RENEW_BEFORE:
             return session.access_token
+        result = await self._renewed(session.refresh_token) if session.refresh_token else {}
+        if "access_token" not in result:  # refused: expired, revoked, consent withdrawn
+            session.account_id = session.access_token = session.refresh_token = None
+            raise SignInRequired
+        return _keep_tokens(session, result)
+
+    async def _renewed(self, refresh_token: str) -> dict[str, Any]:
+        """Entra's answer to `refresh_token`: new tokens, or why not."""
         app = await self._msal()
-        account = await self._account(app, session.account_id)
         try:
-            result = await asyncio.to_thread(app.acquire_token_silent, self._scopes, account)
+            result: dict[str, Any] = await asyncio.to_thread(
+                app.acquire_token_by_refresh_token, refresh_token, self._scopes
+            )
         except OSError as error:  # renewing needs Entra; signing in again would too
             raise EntraUnavailable(
                 f"Entra ID at {self.authority} is unreachable, so your session cannot be "
                 f"renewed right now; try again shortly ({type(error).__name__})"
             ) from None
-        if not result or "access_token" not in result:
-            session.account_id = None
-            raise SignInRequired
-        access_token: str = result["access_token"]
-        session.access_token = access_token
-        session.token_expires_at = time.time() + float(result.get("expires_in", 0))
-        return access_token
+        return result
 
-    async def sign_out(self, session: Session, public_url: str) -> str:
-        """Forget the user's tokens here; the URL that signs them out of Entra too."""
-        if session.account_id is not None:
-            app = await self._msal()
-            account = await self._account(app, session.account_id)
-            if account is not None:
-                await asyncio.to_thread(app.remove_account, account)
-        session.account_id, session.access_token = None, None
+    def sign_out_url(self, public_url: str) -> str:
+        """The URL that signs the user out of Entra too, then comes back to `public_url`."""
         query = urlencode({"post_logout_redirect_uri": public_url})
         return f"{self.authority}/oauth2/v2.0/logout?{query}"
-
-    def forget(self, account_id: str) -> None:
-        """Drop an account's tokens from MSAL's cache: its last session is gone. (In-memory
-        work on MSAL's locked cache, no call to Entra, so it runs right here.)"""
-        if self._app is None:
-            return
-        for account in self._app.get_accounts():
-            if account["local_account_id"] == account_id:
-                self._app.remove_account(account)
 
     async def aclose(self) -> None:
         """Close MSAL's connections to Entra (they are kept alive between sign-ins)."""
         if self._app is not None:
             self._app.http_client.close()
 
-    @staticmethod
-    async def _account(
-        app: msal.ConfidentialClientApplication, account_id: str
-    ) -> dict[str, Any] | None:
-        accounts: list[dict[str, Any]] = await asyncio.to_thread(app.get_accounts)
-        return next((a for a in accounts if a["local_account_id"] == account_id), None)
+
+def _keep_tokens(session: Session, result: dict[str, Any]) -> str:
+    """Put the tokens of Entra's answer in `session`; the access token."""
+    access_token: str = result["access_token"]
+    session.access_token = access_token
+    session.token_expires_at = time.time() + float(result.get("expires_in", 0))
+    session.refresh_token = result.get("refresh_token", session.refresh_token)
+    return access_token
 
 
 def entra_sign_in(settings: Settings) -> EntraSignIn:
     """The UI's sign-in from the settings; ConfigError naming what is missing."""
     authority, client_id = settings.sign_in_authority, settings.entra_ui_client_id
     secret, scope = settings.entra_ui_client_secret, settings.api_scope
+    session_secret = settings.ui_session_secret
     problems = sign_in_problems(settings)
-    if problems or not (authority and client_id and secret and scope):
+    if session_secret and len(session_secret.get_secret_value()) < MIN_SESSION_SECRET:
+        problems.append(
+            f"LIGHTNING_UI_SESSION_SECRET is too short to be a key (under {MIN_SESSION_SECRET} "
+            "characters): make one with `python -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))'`"
+        )
+    if problems or not (authority and client_id and secret and scope and session_secret):
         raise ConfigError(problems)
     return EntraSignIn(
         authority=authority,
         client_id=client_id,
         client_secret=secret.get_secret_value(),
         scope=scope,
+        session_secret=session_secret.get_secret_value(),
     )
