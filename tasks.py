@@ -107,6 +107,54 @@ def push(
     _build(dry_run=dry_run, ca_cert=ca_cert, mode=mode, push=True, tag=tag, registry=registry)
 
 
+STACK_HELP = "Pulumi stack: infra/Pulumi.<stack>.yaml, e.g. production"
+
+
+@task(help={"stack": STACK_HELP, "preview": "only show what would change (pulumi preview)"})
+def deploy(c: Context, stack: str, preview: bool = False) -> None:
+    """Deploy the pushed images (dist/images.json) to Azure: pulumi up for infra/."""
+    with tool_errors():
+        from lightning_devtools.deploy import deploy as run_deploy
+
+        run_deploy(stack, preview=preview, root=ROOT)
+
+
+@task(help={"stack": STACK_HELP})
+def destroy(c: Context, stack: str) -> None:
+    """Delete every Azure resource of a stack: pulumi destroy --yes for infra/."""
+    with tool_errors():
+        from lightning_devtools.deploy import destroy as run_destroy
+
+        run_destroy(stack, root=ROOT)
+
+
+@task(
+    help={
+        "url": "base URL to test, e.g. https://<front door host>",
+        "stack": "test this deployed stack instead: its frontDoorUrl output (and API scope)",
+        "scope": "token scope, e.g. api://lightning-os-prod/.default (az login / OIDC)",
+        "token": "bearer token to send (or set LIGHTNING_SMOKE_TOKEN)",
+        "timeout": "seconds for everything, waiting for the event to be processed included",
+    }
+)
+def smoke(
+    c: Context,
+    url: str | None = None,
+    stack: str | None = None,
+    scope: str | None = None,
+    token: str | None = None,
+    timeout: int = 180,
+) -> None:
+    """Check a running Lightning OS: /healthz, /readyz, one event POSTed and processed."""
+    with tool_errors():
+        from lightning_devtools import smoke as checks
+        from lightning_devtools.cli import console
+
+        base, scope = checks.target(url=url, stack=stack, scope=scope, root=ROOT)
+        bearer = checks.resolve_token(token, scope)
+        checks.smoke(base, token=bearer, console=console(), timeout=timeout)
+
+
 @task(
     name="compose-up",
     help={
@@ -187,3 +235,24 @@ def dev(c: Context) -> None:
         code = run_dev()
     if code:
         raise Exit(code=code)
+
+
+@task(
+    name="package-function",
+    help={
+        "output": "where to write the zip (relative to the repository root)",
+        "python": "the Function App's Python version: 3.11, 3.12 or 3.13",
+    },
+)
+def package_function(
+    c: Context, output: str = "dist/event-processor-function.zip", python: str = "3.11"
+) -> None:
+    """Build the processor's Azure Functions zip: host files, Linux deps from uv.lock."""
+    with tool_errors():
+        from lightning_devtools.cli import console
+        from lightning_devtools.function_package import build_package
+
+        out = console()
+        with out.status(f"Building the Function package for Python {python}..."):
+            package = build_package(ROOT, ROOT / output, python=python)
+        out.print(package.summary(), highlight=False)

@@ -38,6 +38,9 @@ REQUIRED = {
     ("invoke", "build --mode local"),
     ("invoke", "build --mode azure"),
     ("invoke", "push --mode azure"),
+    ("invoke", "package-function"),
+    ("invoke", "deploy --stack production"),
+    ("invoke", "smoke --stack production"),
 }
 
 
@@ -139,3 +142,47 @@ def test_every_job_has_a_timeout_and_read_only_default(workflow: dict[str, Any])
     assert "concurrency" in workflow
     for name, job in workflow["jobs"].items():
         assert "timeout-minutes" in job, name
+
+
+def test_deploy_runs_on_main_after_push_with_oidc_and_no_stored_secret(
+    workflow: dict[str, Any], nox_sessions: set[str], invoke_tasks: set[str]
+) -> None:
+    deploy = workflow["jobs"]["deploy"]
+    assert workflow["jobs"]["push"]["if"] == deploy["if"]
+    assert "refs/heads/main" in deploy["if"]
+    assert deploy["needs"] == ["push"]
+    assert deploy["environment"] == "production"
+    assert deploy["permissions"] == {"contents": "read", "id-token": "write"}
+    assert "secrets." not in yaml.safe_dump(deploy)
+    assert deploy["env"]["ARM_USE_OIDC"] == "true"
+    uses = [step["uses"].split("@")[0] for step in deploy["steps"] if "uses" in step]
+    for action in ("pulumi/actions", "azure/login", "actions/download-artifact"):
+        assert action in uses, action
+    ran = [
+        classify(command, nox_sessions, invoke_tasks)[1]
+        for job, command in run_steps(workflow)
+        if job == "deploy"
+    ]
+    package, deploy_step, smoke = (
+        ran.index("package-function"),
+        ran.index("deploy --stack production"),
+        ran.index("smoke --stack production"),
+    )
+    assert package < deploy_step < smoke, ran
+
+
+def test_the_images_push_records_reach_the_deploy_job(workflow: dict[str, Any]) -> None:
+    """The push job uploads dist/images.json; the deploy job downloads it into dist/."""
+    uploads = [
+        step["with"]
+        for step in workflow["jobs"]["push"]["steps"]
+        if step.get("uses", "").startswith("actions/upload-artifact@")
+    ]
+    downloads = [
+        step["with"]
+        for step in workflow["jobs"]["deploy"]["steps"]
+        if step.get("uses", "").startswith("actions/download-artifact@")
+    ]
+    assert [upload["path"] for upload in uploads] == ["dist/images.json"]
+    assert [download["path"] for download in downloads] == ["dist"]
+    assert uploads[0]["name"] == downloads[0]["name"]

@@ -1,11 +1,15 @@
 """`invoke build` / `push` logic: preflight checks against fake docker CLIs, bake arguments,
-registry logins, and a real python-on-whales bake call against a recording fake docker."""
+registry logins, a real python-on-whales bake call against a recording fake docker, and
+the digests a push records from bake's metadata file (a file in the shape buildx writes:
+there is no engine here to push with)."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
@@ -19,8 +23,10 @@ from lightning_devtools.buildx import (
     shell_command,
 )
 from lightning_devtools.errors import ToolError
+from lightning_devtools.images import split_reference
 
 ROOT = Path(__file__).resolve().parents[3]
+RECORDED_METADATA = Path(__file__).parent / "bake-metadata-azure.json"
 
 # A stand-in for the docker CLI: answers from FAKE_* variables and logs each call with the
 # working directory and the bake variables it received through the environment.
@@ -36,7 +42,17 @@ buildx)
   [ -z "$FAKE_BUILDX" ] && { echo "docker: unknown command: docker buildx" >&2; exit 1; }
   case "$2" in
   version) echo "github.com/docker/buildx v$FAKE_BUILDX 0000000" ;;
-  bake) case " $* " in *" --print "*) echo '{"group": {}, "target": {}}' ;; esac ;;
+  bake)
+    case " $* " in *" --print "*) echo '{"group": {}, "target": {}}'; exit 0 ;; esac
+    [ -n "$FAKE_BAKE_FAIL" ] && { echo "ERROR: failed to solve" >&2; exit 1; }
+    # Like buildx: the metadata file is written only after every target was pushed.
+    previous=""
+    for argument in "$@"; do
+      if [ "$previous" = "--metadata-file" ] && [ -n "$FAKE_BAKE_METADATA" ]; then
+        printf '%s' "$FAKE_BAKE_METADATA" > "$argument"
+      fi
+      previous="$argument"
+    done ;;
   esac ;;
 image) echo "Error: No such image: $3" >&2; exit 1 ;;
 *) echo "fake docker: unexpected $*" >&2; exit 2 ;;
@@ -57,7 +73,10 @@ def fake_bin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     directory.mkdir()
     monkeypatch.setenv("PATH", str(directory))
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
-    for name in ("FAKE_ENGINE", "FAKE_BUILDX", "FAKE_DOCKER_LOG", "REGISTRY", "TAG", "PUSH"):
+    for name in (
+        *("FAKE_ENGINE", "FAKE_BUILDX", "FAKE_DOCKER_LOG", "FAKE_BAKE_METADATA", "FAKE_BAKE_FAIL"),
+        *("REGISTRY", "TAG", "PUSH"),
+    ):
         monkeypatch.delenv(name, raising=False)
     return directory
 
@@ -218,11 +237,17 @@ def test_bake_arguments_match_python_on_whales_signature(tmp_path: Path) -> None
             "PUSH": "true",
             "BUILDX_BAKE_ENTITLEMENTS_FS": "0",
         },
+        "metadata_file": "dist/bake-metadata.json",
     }
     assert shell_command(arguments) == (
         "BUILDX_BAKE_ENTITLEMENTS_FS=0 PUSH=true REGISTRY=r.io TAG=abc docker buildx bake "
-        f"-f docker/docker-bake.hcl --push --set '*.secrets=id=ca,src={cert}' azure"
+        f"-f docker/docker-bake.hcl --push --set '*.secrets=id=ca,src={cert}' "
+        "--metadata-file dist/bake-metadata.json azure"
     )
+
+
+def test_a_build_without_push_asks_for_no_metadata() -> None:
+    assert "metadata_file" not in bake_arguments(BuildRequest(mode="azure", load=True))
 
 
 def test_missing_ca_cert_is_a_tool_error(tmp_path: Path) -> None:
@@ -277,18 +302,89 @@ def test_push_checks_the_login_before_building(
     assert "bake" not in log.read_text()
 
 
-@pytest.mark.usefixtures("fake_docker")
-def test_push_bakes_with_push_and_attestations_when_logged_in(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    log = tmp_path / "docker.log"
-    monkeypatch.setenv("FAKE_DOCKER_LOG", str(log))
-    config = tmp_path / "docker-config" / "config.json"
+@pytest.fixture
+def pushing(fake_docker: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A repository root of its own (the real bake file) whose registry login exists, with
+    bake answering from the recorded metadata file; returns that root."""
+    work = fake_docker.parent  # the test's tmp_path
+    root = work / "repo"
+    (root / "docker").mkdir(parents=True)
+    shutil.copy(ROOT / "docker" / "docker-bake.hcl", root / "docker")
+    monkeypatch.setenv("FAKE_DOCKER_LOG", str(work / "docker.log"))
+    monkeypatch.setenv("FAKE_BAKE_METADATA", RECORDED_METADATA.read_text())
+    config = work / "docker-config" / "config.json"
     config.parent.mkdir()
     config.write_text(json.dumps({"auths": {"myacr.azurecr.io": {"auth": "dTpw"}}}))
-    request = BuildRequest(mode="azure", push=True, registry="myacr.azurecr.io", tag="abc")
-    build(request, root=ROOT, dry_run=False, console=recording_console())
+    return root
+
+
+AZURE_PUSH = BuildRequest(mode="azure", push=True, registry="myacr.azurecr.io", tag="abc")
+
+
+def test_push_bakes_with_push_and_attestations_when_logged_in(
+    pushing: Path, tmp_path: Path
+) -> None:
+    build(AZURE_PUSH, root=pushing, dry_run=False, console=recording_console())
     assert (
-        f"{ROOT}|buildx bake --push --file docker/docker-bake.hcl azure"
+        f"{pushing}|buildx bake --push --file docker/docker-bake.hcl "
+        "--metadata-file dist/bake-metadata.json azure"
         "|REGISTRY=myacr.azurecr.io TAG=abc PUSH=true"
-    ) in log.read_text().splitlines()
+    ) in (tmp_path / "docker.log").read_text().splitlines()
+
+
+def test_push_records_each_image_by_the_digest_bake_reported(pushing: Path) -> None:
+    console = recording_console()
+    build(AZURE_PUSH, root=pushing, dry_run=False, console=console)
+    recorded = json.loads(RECORDED_METADATA.read_text())
+    digest = {
+        target: result["containerimage.digest"]
+        for target, result in recorded.items()
+        if target != "buildx.build.warnings"
+    }
+    assert json.loads((pushing / "dist" / "images.json").read_text()) == {
+        "registry": "myacr.azurecr.io",
+        "tag": "abc-azure",
+        "images": {
+            "api": f"myacr.azurecr.io/lightning-api@{digest['api-azure']}",
+            "event-processor": (
+                f"myacr.azurecr.io/lightning-event-processor@{digest['event-processor-azure']}"
+            ),
+            "ui": f"myacr.azurecr.io/lightning-ui@{digest['ui-azure']}",
+        },
+    }
+    assert f"myacr.azurecr.io/lightning-ui@{digest['ui-azure']}" in console.export_text()
+
+
+def test_a_failed_push_writes_no_images_file(
+    pushing: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_BAKE_FAIL", "1")
+    with pytest.raises(ToolError, match=r"`docker buildx bake azure` failed \(exit 1\)"):
+        build(AZURE_PUSH, root=pushing, dry_run=False, console=recording_console())
+    assert not (pushing / "dist" / "images.json").exists()
+
+
+def test_a_target_without_a_digest_writes_no_images_file(
+    pushing: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    metadata: dict[str, Any] = json.loads(RECORDED_METADATA.read_text())
+    del metadata["ui-azure"]["containerimage.digest"]  # e.g. a build that only loaded
+    monkeypatch.setenv("FAKE_BAKE_METADATA", json.dumps(metadata))
+    with pytest.raises(ToolError, match=r"records no pushed image for ui-azure"):
+        build(AZURE_PUSH, root=pushing, dry_run=False, console=recording_console())
+    assert not (pushing / "dist" / "images.json").exists()
+
+
+def test_a_local_push_records_nothing_for_infra(pushing: Path) -> None:
+    request = BuildRequest(mode="local", push=True, registry="myacr.azurecr.io", tag="abc")
+    build(request, root=pushing, dry_run=False, console=recording_console())
+    assert not (pushing / "dist" / "images.json").exists()
+
+
+def test_split_reference_keeps_a_registry_port() -> None:
+    assert split_reference("localhost:5000/lightning-api:abc") == (
+        "localhost:5000/lightning-api",
+        "abc",
+    )
+    with pytest.raises(ToolError, match="without a tag"):
+        split_reference("localhost:5000/lightning-api")

@@ -44,12 +44,28 @@ def test_empty_path_reports_every_external_tool_missing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("ARM_USE_OIDC", raising=False)
+    monkeypatch.delenv("ARM_CLIENT_SECRET", raising=False)
     results = {check.name: check.probe() for check in default_checks()}
     assert results["python"].ok
     assert results["invoke"].ok
-    for name in ("docker CLI", "docker engine", "docker buildx", "docker compose v2", "buildah"):
+    for name in (
+        *("docker CLI", "docker engine", "docker buildx", "docker compose v2", "buildah"),
+        *("pulumi", "Azure login"),
+    ):
         assert not results[name].ok, name
     assert results["docker buildx"].detail == "`docker` not found on PATH"
+    assert results["pulumi"].detail == "`pulumi` not found on PATH"
+    assert results["Azure login"].detail == "`az` not found on PATH"
+
+
+def test_deploy_tools_are_reported_with_how_to_get_them_but_never_required() -> None:
+    checks = {check.name: check for check in default_checks()}
+    for name in ("pulumi", "az", "Azure login"):
+        assert not checks[name].required, name
+        assert "invoke deploy" in checks[name].needed_for, name
+    assert "https://www.pulumi.com/docs/iac/download-install/" in checks["pulumi"].how_to_get
+    assert "az login" in checks["Azure login"].how_to_get
 
 
 def test_doctor_task_on_this_machine() -> None:
@@ -63,6 +79,9 @@ def test_doctor_task_on_this_machine() -> None:
         check=False,
     )
     assert "Traceback" not in done.stderr
-    for name in ("python", "uv", "nox", "docker engine", "docker buildx", "buildah", "chromium"):
+    for name in (
+        *("python", "uv", "nox", "docker engine", "docker buildx", "buildah", "chromium"),
+        *("pulumi", "Azure login"),
+    ):
         assert name in done.stdout
     assert done.returncode == (0 if "Everything the default workflow needs" in done.stdout else 1)

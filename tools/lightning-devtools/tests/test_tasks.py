@@ -99,6 +99,10 @@ def test_list_shows_every_task() -> None:
         "test",
         "doctor",
         "dev",
+        "deploy",
+        "destroy",
+        "smoke",
+        "package-function",
     }
 
 
@@ -143,6 +147,25 @@ def test_compose_up_without_compose_v2(fake_path: Path) -> None:
 def test_push_to_localhost_is_refused_before_docker_is_asked(fake_path: Path) -> None:
     done = invoke("push", "--mode", "azure", path=str(fake_path), REGISTRY="localhost")
     assert_one_line_failure(done, "Cannot push localhost/lightning-api:dev-azure")
+
+
+def test_deploy_without_pulumi(fake_path: Path) -> None:
+    done = invoke("deploy", "--stack", "production", path=str(fake_path))
+    assert_one_line_failure(done, "Pulumi CLI is not available (`pulumi` not found on PATH)")
+
+
+def test_destroy_without_an_azure_login(fake_path: Path) -> None:
+    pulumi = fake_path / "pulumi"
+    pulumi.write_text("#!/bin/sh\necho v3.272.0\n")
+    pulumi.chmod(pulumi.stat().st_mode | stat.S_IEXEC)
+    environment = {name: "" for name in ("ARM_USE_OIDC", "ARM_CLIENT_SECRET")}
+    done = invoke("destroy", "--stack", "production", path=str(fake_path), **environment)
+    assert_one_line_failure(done, "Not logged in to Azure (no Azure CLI on PATH")
+
+
+def test_smoke_needs_a_url_or_a_stack(fake_path: Path) -> None:
+    done = invoke("smoke", path=str(fake_path))
+    assert_one_line_failure(done, "pass exactly one of --url and --stack")
 
 
 def test_unknown_mode(fake_path: Path) -> None:

@@ -2,7 +2,8 @@
 
 docker/docker-bake.hcl decides what gets built; this module only picks the group for a
 mode, shows the resolved plan, checks the preconditions and calls `docker buildx bake`
-from the repository root (bake resolves contexts against the working directory).
+from the repository root (bake resolves contexts against the working directory). A push
+of the azure group records each image's digest in dist/images.json (`images`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lightning_devtools import docker as preflight
+from lightning_devtools import images
 from lightning_devtools.bake import BakePlan, load_plan
 from lightning_devtools.errors import ToolError
 
@@ -75,7 +77,7 @@ def bake_arguments(request: BuildRequest) -> dict[str, Any]:
         # The secret lives outside the repository: bake asks for an fs.read entitlement that
         # python-on-whales cannot pass (`--allow`); this turns the refusal into a warning.
         environment["BUILDX_BAKE_ENTITLEMENTS_FS"] = "0"
-    return {
+    arguments: dict[str, Any] = {
         "targets": [request.group],
         "files": [str(BAKE_FILE)],
         "push": request.push,
@@ -83,6 +85,9 @@ def bake_arguments(request: BuildRequest) -> dict[str, Any]:
         "set": overrides,
         "variables": environment,
     }
+    if request.push:  # the digests the registry stored are only known from this file
+        arguments["metadata_file"] = str(images.METADATA_FILE)
+    return arguments
 
 
 def shell_command(arguments: Mapping[str, Any]) -> str:
@@ -95,6 +100,8 @@ def shell_command(arguments: Mapping[str, Any]) -> str:
     words += ["--load"] if arguments["load"] else []
     for key, value in arguments["set"].items():
         words += ["--set", f"{key}={value}"]
+    if "metadata_file" in arguments:
+        words += ["--metadata-file", arguments["metadata_file"]]
     return shlex.join([*words, *arguments["targets"]])
 
 
@@ -121,7 +128,10 @@ def resolve(request: BuildRequest, root: Path) -> BakePlan:
 
 
 def build(request: BuildRequest, *, root: Path, dry_run: bool, console: Console) -> BakePlan:
-    """Resolve the plan; unless `dry_run`, check Docker, show the plan and bake it."""
+    """Resolve the plan; unless `dry_run`, check Docker, show the plan and bake it.
+
+    A successful push of the azure group then writes dist/images.json; nothing else does.
+    """
     plan = resolve(request, root)
     arguments = bake_arguments(request)
     if dry_run:
@@ -135,8 +145,15 @@ def build(request: BuildRequest, *, root: Path, dry_run: bool, console: Console)
     if request.push:
         preflight.require_registry_login(tags)
     console.print(plan_table(plan, root))
+    if request.push:
+        (root / images.METADATA_FILE).parent.mkdir(parents=True, exist_ok=True)
     _bake(arguments, root)
-    console.print(results_table(plan, pushed=request.push))
+    if request.push and request.mode == images.RECORDED_MODE:
+        targets = [target.name for target in plan.targets]
+        document = images.record(root / images.METADATA_FILE, root / images.IMAGES_FILE, targets)
+        console.print(images.images_table(document, images.IMAGES_FILE))
+    else:
+        console.print(results_table(plan, pushed=request.push))
     return plan
 
 

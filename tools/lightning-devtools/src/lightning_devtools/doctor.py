@@ -2,8 +2,9 @@
 
 Exit code: 1 when something the default workflow needs is missing (Python >= 3.11, uv,
 nox, invoke: enough for `nox -s tests|lint|typecheck` and `invoke dev`), else 0. Docker,
-buildah, browsers and the Azure CLI are reported but optional: the commands that need them
-(`invoke build`, `nox -s containers`, ...) say so themselves when run.
+buildah, browsers, the Pulumi CLI and the Azure CLI and login are reported but optional:
+the commands that need them (`invoke build`, `nox -s containers`, `invoke deploy`, ...) say
+so themselves when run.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from importlib import metadata
 from rich.console import Console
 from rich.table import Table
 
-from lightning_devtools import docker
+from lightning_devtools import azure, docker
 from lightning_devtools.cli import find_tool
 from lightning_devtools.docker import Probe
 
@@ -65,6 +66,7 @@ def default_checks() -> list[Check]:
     build = "invoke build / push"
     stack = "invoke compose-up"
     here = "nox -s containers (no Docker engine)"
+    deploy = "invoke deploy / destroy"
     return [
         Check("python", default, True, python_version, "install Python 3.11+ (pyenv, apt)"),
         Check(
@@ -101,13 +103,15 @@ def default_checks() -> list[Check]:
             version_of("chromium", "chromium-browser", "google-chrome"),
             "`apt-get install chromium chromium-driver` (never `playwright install`)",
         ),
+        Check("pulumi", deploy, False, azure.pulumi_cli, azure.INSTALL_PULUMI),
         Check(
             "az",
-            "invoke push --mode azure (ACR login)",
+            f"invoke push --mode azure (ACR login), {deploy}",
             False,
             version_of("az"),
-            "https://aka.ms/installazurecli",
+            azure.INSTALL_AZ,
         ),
+        Check("Azure login", f"{deploy}, smoke --scope", False, azure.azure_login, azure.LOGIN_FIX),
     ]
 
 
