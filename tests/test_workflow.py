@@ -34,6 +34,7 @@ REQUIRED = {
     ("nox", "lint"),
     ("nox", "typecheck"),
     ("nox", "tests"),
+    ("nox", "infra"),
     ("nox", "containers"),
     ("invoke", "build --mode local"),
     ("invoke", "build --mode azure"),
