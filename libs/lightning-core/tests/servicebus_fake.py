@@ -23,7 +23,17 @@ Behaviour kept from the real service (the parts the contract depends on):
 - `dead_letter_message` moves it there with `DeadLetterReason` / `DeadLetterErrorDescription`
   application properties; received application properties have bytes keys and bytes
   string values, as the SDK returns them;
-- batches are the SDK's own `ServiceBusMessageBatch`, so size limits are real.
+- batches are the SDK's own `ServiceBusMessageBatch`, so size limits are real;
+- rights: every client acts with the claims of its credential (`Manage`, `Send`, `Listen`,
+  as a shared access policy grants them; an Entra identity with the Azure Service Bus Data
+  Sender and Data Receiver roles holds `Send` and `Listen`); an administration client
+  without `Manage` is refused with ClientAuthenticationError (401);
+- a link (a sender's or receiver's first operation, create_message_batch included) to a
+  missing entity, or without the claim it needs, is refused when it attaches: as
+  MessagingEntityNotFoundError or ServiceBusAuthorizationError, or, with
+  `FakeNamespace.refuse_at_token` set, where the service refuses the link's token instead
+  (CBS put-token status 404 or 401), which the SDK raises as ServiceBusAuthenticationError
+  wrapping its TokenAuthFailure.
 SQL filters are evaluated only in the one shape the bus creates (`p IS NULL OR p = 'v'`);
 creating any other raises ValueError, so a new use fails loudly instead of matching wrongly.
 Setting `FakeNamespace.outage` makes every call fail as a lost connection does.
@@ -46,17 +56,25 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError, ServiceRequestError
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+)
 from azure.servicebus import (
     ServiceBusMessage,
     ServiceBusMessageBatch,
     ServiceBusReceiveMode,
     ServiceBusSubQueue,
 )
+from azure.servicebus._pyamqp.error import TokenAuthFailure
 from azure.servicebus.exceptions import (
     MessageAlreadySettled,
     MessageLockLostError,
     MessagingEntityNotFoundError,
+    ServiceBusAuthenticationError,
+    ServiceBusAuthorizationError,
     ServiceBusConnectionError,
 )
 from azure.servicebus.management import SqlRuleFilter, TrueRuleFilter
@@ -65,6 +83,11 @@ DEFAULT_LOCK_DURATION = timedelta(minutes=1)  # the service's defaults
 DEFAULT_MAX_DELIVERY_COUNT = 10
 MAX_BATCH_BYTES = 256 * 1024  # the Standard tier's message (and batch) size limit
 DEFAULT_RECEIVE_WAIT = 60.0  # what receive_messages waits when given no max_wait_time
+MANAGE, SEND, LISTEN = "Manage", "Send", "Listen"
+#: A namespace's RootManageSharedAccessKey: what a connection string usually carries.
+ALL_CLAIMS = frozenset({MANAGE, SEND, LISTEN})
+#: An Entra identity holding Azure Service Bus Data Sender and Data Receiver.
+DATA_PLANE_CLAIMS = frozenset({SEND, LISTEN})
 _REPLAY_FILTER = re.compile(r"^(\w+) IS NULL OR \1 = '([^']*)'$")
 
 
@@ -132,23 +155,42 @@ class FakeNamespace:
     def __init__(self) -> None:
         self.topics: dict[str, _Topic] = {}
         self.outage = False
+        self.refuse_at_token = False
 
     def check_reachable(self) -> None:
         if self.outage:
             raise ServiceBusConnectionError(message="fake namespace: connection lost")
 
+    def refusal(self, status: int, description: str) -> Exception:
+        """What a link refused with this HTTP-like status raises (404 missing, 401 rights)."""
+        if self.refuse_at_token:  # the SDK's own inner error, which it leaves untyped
+            token = TokenAuthFailure(status, description.encode())  # type: ignore[no-untyped-call]
+            return ServiceBusAuthenticationError(message=description, error=token)
+        if status == 404:
+            return MessagingEntityNotFoundError(message=description)
+        return ServiceBusAuthorizationError(message=description)
+
+    def missing(self, entity: str) -> Exception:
+        return self.refusal(404, f"The messaging entity 'sb://fake/{entity}' could not be found.")
+
+    def require(self, claims: frozenset[str], claim: str) -> None:
+        """Refuse a link whose credential lacks `claim`."""
+        if claim not in claims:
+            raise self.refusal(
+                401,
+                f"Unauthorized access. '{claim}' claim(s) are required to perform this operation.",
+            )
+
     def topic(self, name: str) -> _Topic:
         topic = self.topics.get(name)
         if topic is None:
-            raise MessagingEntityNotFoundError(message=f"fake namespace: no topic {name!r}")
+            raise self.missing(name)
         return topic
 
     def subscription(self, topic: str, name: str) -> _Subscription:
         subscription = self.topic(topic).subscriptions.get(name)
         if subscription is None:
-            raise MessagingEntityNotFoundError(
-                message=f"fake namespace: no subscription {name!r} on topic {topic!r}"
-            )
+            raise self.missing(f"{topic}/subscriptions/{name}")
         return subscription
 
     async def enqueue(self, topic_name: str, messages: list[ServiceBusMessage]) -> None:
@@ -173,16 +215,19 @@ class FakeNamespace:
 
     @asynccontextmanager
     async def _opened(
-        self,
+        self, claims: frozenset[str]
     ) -> AsyncIterator[tuple[FakeServiceBusClient, FakeAdministrationClient]]:
-        async with FakeServiceBusClient(self) as client, FakeAdministrationClient(self) as admin:
+        async with (
+            FakeServiceBusClient(self, claims) as client,
+            FakeAdministrationClient(self, claims) as admin,
+        ):
             yield client, admin
 
     def clients(
-        self,
+        self, claims: frozenset[str] = ALL_CLAIMS
     ) -> AbstractAsyncContextManager[tuple[FakeServiceBusClient, FakeAdministrationClient]]:
-        """What the bus's client factory returns: both clients, closed on exit."""
-        return self._opened()
+        """Both clients acting with `claims`, closed on exit."""
+        return self._opened(claims)
 
 
 def _expire_locks(subscription: _Subscription, queue: _Queue) -> None:
@@ -276,9 +321,10 @@ class FakeReceivedMessage:
 
 
 class FakeSender:
-    def __init__(self, namespace: FakeNamespace, topic_name: str) -> None:
+    def __init__(self, namespace: FakeNamespace, topic_name: str, claims: frozenset[str]) -> None:
         self._namespace = namespace
         self._topic = topic_name
+        self._claims = claims
         self._open = True
 
     async def __aenter__(self) -> FakeSender:
@@ -294,6 +340,7 @@ class FakeSender:
         self, max_size_in_bytes: int | None = None
     ) -> ServiceBusMessageBatch:
         self._check()
+        self._namespace.topic(self._topic)
         return RecordingBatch(max_size_in_bytes or MAX_BATCH_BYTES)
 
     async def send_messages(
@@ -318,6 +365,7 @@ class FakeSender:
         if not self._open:
             raise ValueError("The handler has already been shutdown.")
         self._namespace.check_reachable()
+        self._namespace.require(self._claims, SEND)
 
 
 class RecordingBatch(ServiceBusMessageBatch):
@@ -339,8 +387,10 @@ class FakeReceiver:
         topic_name: str,
         subscription_name: str,
         sub_queue: ServiceBusSubQueue | str | None,
+        claims: frozenset[str],
     ) -> None:
         self._namespace = namespace
+        self._claims = claims
         self._topic = topic_name
         self._name = subscription_name
         self._dead_letter = sub_queue is not None and (
@@ -361,6 +411,7 @@ class FakeReceiver:
         if not self._open:
             raise ValueError("The handler has already been shutdown.")
         self._namespace.check_reachable()
+        self._namespace.require(self._claims, LISTEN)
         subscription = self._namespace.subscription(self._topic, self._name)
         return subscription, subscription.dead if self._dead_letter else subscription.active
 
@@ -446,8 +497,9 @@ class FakeReceiver:
 
 
 class FakeServiceBusClient:
-    def __init__(self, namespace: FakeNamespace) -> None:
+    def __init__(self, namespace: FakeNamespace, claims: frozenset[str] = ALL_CLAIMS) -> None:
         self._namespace = namespace
+        self._claims = claims
         self._handlers: list[FakeSender | FakeReceiver] = []
 
     async def __aenter__(self) -> FakeServiceBusClient:
@@ -462,7 +514,7 @@ class FakeServiceBusClient:
         self._handlers.clear()
 
     def get_topic_sender(self, topic_name: str, **kwargs: Any) -> FakeSender:
-        sender = FakeSender(self._namespace, topic_name)
+        sender = FakeSender(self._namespace, topic_name, self._claims)
         self._handlers.append(sender)
         return sender
 
@@ -477,7 +529,9 @@ class FakeServiceBusClient:
     ) -> FakeReceiver:
         if ServiceBusReceiveMode(receive_mode) != ServiceBusReceiveMode.PEEK_LOCK:
             raise ValueError("fake namespace: only PEEK_LOCK receivers are modelled")
-        receiver = FakeReceiver(self._namespace, topic_name, subscription_name, sub_queue)
+        receiver = FakeReceiver(
+            self._namespace, topic_name, subscription_name, sub_queue, self._claims
+        )
         self._handlers.append(receiver)
         return receiver
 
@@ -485,8 +539,9 @@ class FakeServiceBusClient:
 class FakeAdministrationClient:
     """Entity management. Returns nothing useful: the bus never reads the properties."""
 
-    def __init__(self, namespace: FakeNamespace) -> None:
+    def __init__(self, namespace: FakeNamespace, claims: frozenset[str] = ALL_CLAIMS) -> None:
         self._namespace = namespace
+        self._claims = claims
 
     async def __aenter__(self) -> FakeAdministrationClient:
         return self
@@ -500,6 +555,10 @@ class FakeAdministrationClient:
     def _check(self) -> None:
         if self._namespace.outage:
             raise ServiceRequestError("fake namespace: connection lost")
+        if MANAGE not in self._claims:
+            raise ClientAuthenticationError(
+                "Unauthorized: 'Manage' claim(s) are required to perform this operation."
+            )
 
     def _topic(self, topic_name: str) -> _Topic:
         self._check()

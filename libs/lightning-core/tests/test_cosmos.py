@@ -1,4 +1,5 @@
-"""What only the Cosmos DB provider does: indexes on demand, ids Cosmos refuses, writes whose
+"""What only the Cosmos DB provider does: containers from the declaration (provisioned with
+an account key, verified with a managed identity), ids Cosmos refuses, writes whose
 response was lost. The shared behaviour is the storage contract suite's."""
 
 from __future__ import annotations
@@ -9,31 +10,44 @@ import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from azure.cosmos import PartitionKey
 from azure.cosmos.aio import CosmosClient
 
+from lightning_core.config import ConfigError
 from lightning_core.storage.base import Conflict, PreconditionFailed
 from lightning_core.storage.cosmos import CosmosStorage
+from lightning_core.topology import COLLECTIONS, Collection
+from provider_backends.cosmos import COLLECTIONS_UNDER_TEST, StaticToken, cosmos_endpoint
 
 
-async def test_ordering_both_ways_adds_indexes_and_keeps_documents(
+def composite_indexes(properties: dict[str, object]) -> list[list[tuple[str, str]]]:
+    policy = properties["indexingPolicy"]
+    assert isinstance(policy, dict)
+    return [[(p["path"], p["order"]) for p in index] for index in policy["compositeIndexes"]]
+
+
+async def test_ordering_both_ways_is_served_by_the_declared_index(
     storage_cosmos: CosmosStorage,
 ) -> None:
-    for n, name in enumerate(["b", "a", "c", "a"]):
-        await storage_cosmos.create("things", "alice", f"t{n}", {"name": name})
+    for n in [2, 1, 3]:
+        await storage_cosmos.create("things", "alice", f"t{n}", {"n": n})
     await storage_cosmos.create("things", "alice", "t9", {"other": 1})
-    ascending = await storage_cosmos.query("things", "alice", order_by="name", where={"x": None})
-    descending = await storage_cosmos.query("things", "alice", order_by="name", descending=True)
-    named = [doc.id for doc in ascending.items if "name" in doc.body]
-    assert named == ["t1", "t3", "t0", "t2"]
-    assert [doc.id for doc in descending.items if "name" in doc.body] == named[::-1]
+    ascending = await storage_cosmos.query("things", "alice", order_by="n", where={"x": None})
+    descending = await storage_cosmos.query("things", "alice", order_by="n", descending=True)
+    numbered = [doc.id for doc in ascending.items if "n" in doc.body]
+    assert numbered == ["t1", "t2", "t3"]
+    assert [doc.id for doc in descending.items if "n" in doc.body] == numbered[::-1]
     properties = await storage_cosmos.database.get_container_client("things").read()
-    assert [
-        [part["order"] for part in index]
-        for index in properties["indexingPolicy"]["compositeIndexes"]
-    ] == [
-        ["ascending", "ascending"],
-        ["descending", "descending"],
-    ]
+    assert composite_indexes(properties) == [[("/body/n", "descending"), ("/id", "descending")]]
+
+
+async def test_undeclared_orderings_and_collections_are_refused(
+    storage_cosmos: CosmosStorage,
+) -> None:
+    with pytest.raises(ValueError, match="'things' declares no ordering by 'name'"):
+        await storage_cosmos.query("things", "alice", order_by="name")
+    with pytest.raises(ValueError, match="collection 'never' is not declared"):
+        await storage_cosmos.create("never", "alice", "t1", {})
 
 
 async def test_ids_cosmos_cannot_address_are_refused(storage_cosmos: CosmosStorage) -> None:
@@ -41,10 +55,102 @@ async def test_ids_cosmos_cannot_address_are_refused(storage_cosmos: CosmosStora
         await storage_cosmos.create("things", "alice", "a/b", {})
 
 
-async def test_query_of_a_collection_never_written_is_empty(storage_cosmos: CosmosStorage) -> None:
-    page = await storage_cosmos.query("never", "alice", order_by="n")
-    assert page.items == []
-    assert page.continuation is None
+# -- the declared containers: provisioned with an account key, verified with an identity --
+
+
+def verifying(
+    connection_string: str, database: str, collections: tuple[Collection, ...] = COLLECTIONS
+) -> CosmosStorage:
+    """The storage a managed identity connects: endpoint and an Entra token, no key."""
+    return CosmosStorage(
+        database,
+        endpoint=cosmos_endpoint(connection_string),
+        credential=StaticToken(),
+        collections=collections,
+    )
+
+
+async def test_a_managed_identity_on_an_empty_account_names_every_missing_container(
+    cosmos_connection_string: str, cosmos_database: str
+) -> None:
+    with pytest.raises(ConfigError) as failure:
+        await verifying(cosmos_connection_string, cosmos_database).connect()
+    message = str(failure.value)
+    assert f"database '{cosmos_database}'" in message
+    for collection in COLLECTIONS:
+        assert f"container '{collection.name}'" in message
+    assert "`invoke deploy --stack NAME`" in message
+    assert "COSMOS_CONNECTION_STRING" in message
+    assert "\n" not in message
+    async with CosmosClient.from_connection_string(cosmos_connection_string) as client:
+        names = [database["id"] async for database in client.list_databases()]
+    assert cosmos_database not in names  # verifying created nothing
+
+
+async def test_a_managed_identity_uses_a_provisioned_database(
+    cosmos_connection_string: str, storage_cosmos: CosmosStorage
+) -> None:
+    database = storage_cosmos.database.id
+    async with verifying(cosmos_connection_string, database, COLLECTIONS_UNDER_TEST) as storage:
+        await storage.create("things", "alice", "t1", {"n": 1})
+        page = await storage.query("things", "alice", order_by="n")
+        assert [doc.id for doc in page.items] == ["t1"]
+        await storage.ping()
+
+
+async def test_a_managed_identity_names_a_missing_index_and_a_missing_container(
+    cosmos_connection_string: str, storage_cosmos: CosmosStorage
+) -> None:
+    wanted = (
+        *COLLECTIONS_UNDER_TEST[:-2],
+        Collection("things", orderings=("n", "m")),
+        Collection("others"),
+        Collection("later"),
+    )
+    with pytest.raises(ConfigError) as failure:
+        await verifying(cosmos_connection_string, storage_cosmos.database.id, wanted).connect()
+    message = str(failure.value)
+    assert "composite index (/body/m descending, /id descending) on container 'things'" in message
+    assert "container 'later'" in message
+    assert message.count("container '") == 2  # nothing else is reported missing
+
+
+async def test_an_account_key_adds_missing_indexes_and_keeps_documents(
+    cosmos_connection_string: str, cosmos_database: str
+) -> None:
+    async with CosmosClient.from_connection_string(cosmos_connection_string) as client:
+        database = await client.create_database(cosmos_database)
+        container = await database.create_container(
+            "things", partition_key=PartitionKey(path="/partition")
+        )
+        await container.create_item({"id": "t1", "partition": "alice", "body": {"n": 1}})
+        async with CosmosStorage(
+            cosmos_database,
+            connection_string=cosmos_connection_string,
+            collections=COLLECTIONS_UNDER_TEST,
+        ) as storage:
+            assert (await storage.get("things", "alice", "t1")).body == {"n": 1}
+        properties = await container.read()
+    assert composite_indexes(properties) == [[("/body/n", "descending"), ("/id", "descending")]]
+    async with verifying(cosmos_connection_string, cosmos_database, COLLECTIONS_UNDER_TEST):
+        pass  # everything declared is there now
+
+
+async def test_a_container_on_another_partition_key_is_named(
+    cosmos_connection_string: str, cosmos_database: str
+) -> None:
+    async with CosmosClient.from_connection_string(cosmos_connection_string) as client:
+        database = await client.create_database(cosmos_database)
+        await database.create_container("things", partition_key=PartitionKey(path="/user"))
+    provisioning = CosmosStorage(
+        cosmos_database,
+        connection_string=cosmos_connection_string,
+        collections=COLLECTIONS_UNDER_TEST,
+    )
+    with pytest.raises(ConfigError, match="partition key '/partition' on container 'things'"):
+        await provisioning.connect()
+    with pytest.raises(ConfigError, match="partition key '/partition' on container 'things'"):
+        await verifying(cosmos_connection_string, cosmos_database, COLLECTIONS_UNDER_TEST).connect()
 
 
 class LosingRelay:
@@ -92,6 +198,7 @@ async def relayed(
         async with CosmosStorage(
             database,
             connection_string=cosmos_connection_string.replace(f":{port}/", f":{relay_port}/"),
+            collections=COLLECTIONS_UNDER_TEST,
             # The server names its own port as the account's write region: stay on the relay.
             enable_endpoint_discovery=False,
         ) as storage:

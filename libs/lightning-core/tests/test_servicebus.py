@@ -6,8 +6,11 @@
   lock expiry, automatic dead-lettering, rules): pinned here against the fake, and against a
   real namespace too when LIGHTNING_TEST_SERVICEBUS_CONNECTION is set (see
   provider_backends/servicebus.py for how to run that).
-- The bus's own choices: replay reaches only its group, lost locks and outages are ridden
-  out, undecodable messages are dead-lettered at once, settings pick the right clients.
+- The bus's own choices: with a connection string it provisions exactly the declared
+  topology; with a managed identity (no administration client) it verifies it with
+  data-plane calls and names whatever is missing or refused in one line; replay reaches
+  only its group, lost locks and outages are ridden out, undecodable messages are
+  dead-lettered at once, settings pick the right clients.
 """
 
 from __future__ import annotations
@@ -20,11 +23,20 @@ from datetime import timedelta
 from typing import Any, cast
 
 import pytest
+from azure.core.exceptions import ClientAuthenticationError
 from azure.servicebus import ServiceBusMessage, ServiceBusMessageBatch, ServiceBusReceivedMessage
 from azure.servicebus.aio import ServiceBusClient, ServiceBusReceiver, ServiceBusSender
 from azure.servicebus.aio.management import ServiceBusAdministrationClient
-from azure.servicebus.exceptions import MessageLockLostError
+from azure.servicebus.exceptions import (
+    MessageLockLostError,
+    MessagingEntityNotFoundError,
+    ServiceBusAuthenticationError,
+    ServiceBusAuthorizationError,
+)
 from servicebus_fake import (
+    DATA_PLANE_CLAIMS,
+    LISTEN,
+    SEND,
     FakeAdministrationClient,
     FakeNamespace,
     FakeReceivedMessage,
@@ -39,10 +51,13 @@ from lightning_core.bus.servicebus import (
     Clients,
     ServiceBusBus,
     connection_string_clients,
+    entity_missing,
     from_settings,
+    managed_identity_clients,
 )
-from lightning_core.config import Settings, load_settings
+from lightning_core.config import ConfigError, Settings, load_settings
 from lightning_core.events import CloudEvent
+from lightning_core.topology import CONSUMER_GROUPS, bus_topology
 from provider_backends.servicebus import (
     LIVE_CONNECTION,
     delete_live_topic,
@@ -135,12 +150,14 @@ async def service(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Clients
     """The SDK surface (fake or live) and a fresh topic on it, deleted afterwards."""
     if request.param == "fake":
         async with fake_clients(FakeNamespace())() as clients:
-            await clients[1].create_topic("topic")
+            assert clients.admin is not None
+            await clients.admin.create_topic("topic")
             yield clients, "topic"
         return
     topic = f"{unique_namespace()}-events"
     async with connection_string_clients(LIVE_CONNECTION) as clients:
-        await clients[1].create_topic(topic)
+        assert clients.admin is not None
+        await clients.admin.create_topic(topic)
         try:
             yield clients, topic
         finally:
@@ -149,6 +166,7 @@ async def service(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Clients
 
 async def test_service_semantics_the_bus_relies_on(service: tuple[Clients, str]) -> None:
     (client, admin), topic = service
+    assert admin is not None
     await admin.create_subscription(topic, "early", max_delivery_count=2)
     async with client.get_topic_sender(topic) as sender:
         await sender.send_messages(ServiceBusMessage(b"one", message_id="1"))
@@ -179,8 +197,24 @@ async def test_service_semantics_the_bus_relies_on(service: tuple[Clients, str])
     assert (letters[1].application_properties or {})[b"DeadLetterReason"] == b"bad"
 
 
+async def test_missing_entities_fail_at_the_first_data_plane_call(
+    service: tuple[Clients, str],
+) -> None:
+    """What verifying relies on: a link to a missing entity fails, naming it as missing."""
+    (client, _admin), topic = service
+    refusals = (MessagingEntityNotFoundError, ServiceBusAuthenticationError)
+    async with client.get_topic_sender(f"{topic}-missing") as sender:
+        with pytest.raises(refusals) as no_topic:
+            await sender.create_message_batch()
+    async with client.get_subscription_receiver(topic, "missing") as receiver:
+        with pytest.raises(refusals) as no_subscription:
+            await receiver.peek_messages(1)
+    assert entity_missing(no_topic.value)
+    assert entity_missing(no_subscription.value)
+
+
 async def test_an_expired_lock_is_a_failed_delivery() -> None:
-    async with fake_clients(FakeNamespace())() as (client, admin):
+    async with FakeNamespace().clients() as (client, admin):
         await admin.create_topic("topic")
         await admin.create_subscription("topic", "s", lock_duration=timedelta(seconds=0.05))
         async with client.get_topic_sender("topic") as sender:
@@ -192,6 +226,154 @@ async def test_an_expired_lock_is_a_failed_delivery() -> None:
             with pytest.raises(MessageLockLostError):
                 await receiver.complete_message(stale)
             await receiver.complete_message(fresh)
+
+
+async def test_the_fake_refuses_what_the_credential_holds_no_claim_for() -> None:
+    """As the service refuses a data-plane identity: management 401, links unauthorized."""
+    namespace = FakeNamespace()
+    await FakeAdministrationClient(namespace).create_topic("topic")
+    await FakeAdministrationClient(namespace).create_subscription("topic", "s")
+    with pytest.raises(ClientAuthenticationError, match="'Manage' claim"):
+        await FakeAdministrationClient(namespace, DATA_PLANE_CLAIMS).get_topic("topic")
+    listener = FakeServiceBusClient(namespace, frozenset({LISTEN}))
+    with pytest.raises(ServiceBusAuthorizationError, match="'Send' claim"):
+        await listener.get_topic_sender("topic").create_message_batch()
+    assert await listener.get_subscription_receiver("topic", "s").peek_messages(1) == []
+    sender = FakeServiceBusClient(namespace, frozenset({SEND}))
+    with pytest.raises(ServiceBusAuthorizationError, match="'Listen' claim"):
+        await sender.get_subscription_receiver("topic", "s").peek_messages(1)
+    await sender.get_topic_sender("topic").create_message_batch()
+
+
+# -- the topology: provisioned with a connection string, verified with a managed identity --
+
+
+def provisioned_shape(namespace: FakeNamespace, topic: str) -> dict[str, Any]:
+    """Each subscription of `topic`: lock duration, max delivery count, rule filters."""
+    return {
+        name: (
+            subscription.lock_duration,
+            subscription.max_delivery_count,
+            {rule_name: rule.sql_expression for rule_name, rule in subscription.rules.items()},
+        )
+        for name, subscription in namespace.topics[topic].subscriptions.items()
+    }
+
+
+def declared_shape(bus_namespace: str, max_attempts: int, groups: tuple[str, ...]) -> Any:
+    topology = bus_topology(bus_namespace, max_attempts, groups)
+    return {
+        s.name: (s.lock_duration, s.max_delivery_count, {s.rule_name: s.rule_filter})
+        for s in topology.subscriptions
+    }
+
+
+async def test_a_connection_string_provisions_exactly_the_declared_topology(
+    namespace: FakeNamespace,
+) -> None:
+    retry = RetryPolicy(max_attempts=12)  # above the service default: max delivery follows it
+    name = unique_namespace()
+    async with ServiceBusBus(fake_clients(namespace), name, retry) as bus:
+        assert bus.topic == bus_topology(name, 12).topic
+        assert provisioned_shape(namespace, bus.topic) == declared_shape(name, 12, CONSUMER_GROUPS)
+        await bus.open_group("contract-group")  # not declared: provisioned the same way
+        assert provisioned_shape(namespace, bus.topic) == declared_shape(
+            name, 12, (*CONSUMER_GROUPS, "contract-group")
+        )
+        await bus.ping()
+
+
+async def test_a_connection_string_without_manage_rights_fails_in_one_line(
+    namespace: FakeNamespace,
+) -> None:
+    bus = ServiceBusBus(fake_clients(namespace, DATA_PLANE_CLAIMS), unique_namespace())
+    with pytest.raises(ConfigError, match="may not manage entities") as failure:
+        await bus.connect()
+    assert "Manage rights" in str(failure.value)
+    assert "\n" not in str(failure.value)
+
+
+def managed_identity_bus(
+    namespace: FakeNamespace,
+    name: str,
+    claims: frozenset[str] = DATA_PLANE_CLAIMS,
+    groups: tuple[str, ...] = CONSUMER_GROUPS,
+) -> ServiceBusBus:
+    clients = fake_clients(namespace, claims, managed_identity=True)
+    return ServiceBusBus(clients, name, RetryPolicy(max_attempts=3), groups=groups)
+
+
+async def test_a_managed_identity_verifies_a_provisioned_namespace_and_uses_it(
+    namespace: FakeNamespace,
+) -> None:
+    name = unique_namespace()
+    async with ServiceBusBus(fake_clients(namespace), name) as provisioner:
+        await provisioner.open_group("extra")
+    before = provisioned_shape(namespace, provisioner.topic)
+    async with managed_identity_bus(namespace, name) as bus:
+        await bus.ping()
+        await bus.open_group("extra")
+        event = make_event(1)
+        await bus.publish(event)
+        assert [e.id for e in await consume_until(bus, CONSUMER_GROUPS[0], 1)] == [event.id]
+    assert provisioned_shape(namespace, bus.topic) == before
+
+
+@pytest.mark.parametrize("refuse_at_token", [False, True], ids=["at-link", "at-token"])
+async def test_a_managed_identity_names_every_missing_entity_in_one_line(
+    namespace: FakeNamespace, refuse_at_token: bool
+) -> None:
+    namespace.refuse_at_token = refuse_at_token
+    name = unique_namespace()
+    with pytest.raises(ConfigError) as nothing:
+        await managed_identity_bus(namespace, name, groups=("a", "b")).connect()
+    message = str(nothing.value)
+    for entity in (f"topic '{name}-events'", "subscription 'a'", "subscription 'b'"):
+        assert entity in message
+    assert "`invoke deploy --stack NAME`" in message
+    assert "SERVICE_BUS_CONNECTION_STRING with Manage rights" in message
+    assert "\n" not in message
+
+    async with ServiceBusBus(fake_clients(namespace), name, groups=("a",)):
+        pass  # provisions the topic and "a" only
+    with pytest.raises(ConfigError) as one:
+        await managed_identity_bus(namespace, name, groups=("a", "b")).connect()
+    assert "subscription 'b'" in str(one.value)
+    assert "subscription 'a'" not in str(one.value)
+
+    async with managed_identity_bus(namespace, name, groups=("a",)) as bus:
+        with pytest.raises(ConfigError, match="subscription 'undeclared'"):
+            await bus.open_group("undeclared")
+        assert await bus.dead_letters("undeclared") == []
+    assert set(namespace.topics[f"{name}-events"].subscriptions) == {"a"}
+
+
+@pytest.mark.parametrize("refuse_at_token", [False, True], ids=["at-link", "at-token"])
+@pytest.mark.parametrize(
+    ("claims", "role"),
+    [
+        (frozenset({LISTEN}), "Azure Service Bus Data Sender"),
+        (frozenset({SEND}), "Azure Service Bus Data Receiver"),
+    ],
+)
+async def test_refused_rights_name_the_role_needed(
+    namespace: FakeNamespace, claims: frozenset[str], role: str, refuse_at_token: bool
+) -> None:
+    name = unique_namespace()
+    async with ServiceBusBus(fake_clients(namespace), name):
+        pass
+    namespace.refuse_at_token = refuse_at_token
+    with pytest.raises(ConfigError, match=f"give it the {role} role") as failure:
+        await managed_identity_bus(namespace, name, claims).connect()
+    assert "\n" not in str(failure.value)
+
+
+async def test_the_managed_identity_factory_builds_no_administration_client() -> None:
+    """No network: the SDK connects lazily, on a link's first operation."""
+    async with managed_identity_clients("lightning-prod") as clients:
+        assert isinstance(clients.data, ServiceBusClient)
+        assert clients.data.fully_qualified_namespace == "lightning-prod.servicebus.windows.net"
+        assert clients.admin is None
 
 
 # -- the bus's own choices -----------------------------------------------------------------

@@ -10,20 +10,15 @@ the bus is the in-memory one (local mode), since no Service Bus runs here.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import sys
 import tempfile
-import uuid
 import zipfile
-from collections.abc import AsyncIterator
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
-from azure.cosmos.aio import CosmosClient
-from azure.cosmos.exceptions import CosmosResourceNotFoundError
 
 from lightning_core.domain import PROCESSOR_GROUP
 from lightning_core.events import CloudEvent
@@ -115,15 +110,6 @@ def unpacked(package: FunctionPackage, tmp_path: Path) -> Path:
     with zipfile.ZipFile(package.path) as archive:
         archive.extractall(wwwroot)
     return wwwroot
-
-
-@pytest.fixture
-async def cosmos_database(cosmos_connection_string: str) -> AsyncIterator[str]:
-    database = f"lightning_package_{uuid.uuid4().hex[:12]}"
-    yield database
-    async with CosmosClient.from_connection_string(cosmos_connection_string) as client:
-        with contextlib.suppress(CosmosResourceNotFoundError):
-            await client.delete_database(database)
 
 
 async def run_isolated(root: Path, event: CloudEvent, env: dict[str, str]) -> dict[str, Any]:

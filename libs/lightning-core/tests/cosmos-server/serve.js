@@ -1,10 +1,14 @@
 #!/usr/bin/env node
 // Starts @vercel/cosmosdb-server for the storage contract suite: `node serve.js PORT`.
 //
-// Three differences from the package's own CLI, each to behave like real Cosmos DB:
-// - replacing a container (the provider adds a composite index the first time a collection is
-//   ordered by a field) keeps its documents. The package builds a new, empty container
-//   object on replace, so every document would vanish with the indexing-policy change.
+// Four differences from the package's own CLI, each to behave like real Cosmos DB:
+// - replacing a container (the provider adds a declared composite index an existing container
+//   lacks) keeps its documents. The package builds a new, empty container object on replace,
+//   so every document would vanish with the indexing-policy change.
+// - a composite index serves an ORDER BY in its own direction on every path and also in the
+//   opposite direction on every path (Cosmos DB's indexing-policy documentation: an index
+//   `(a ASC, b ASC)` serves `ORDER BY a DESC, b DESC`). The package's query engine accepts
+//   only the index's own direction, so it would refuse half the orderings core declares.
 // - reading a missing document answers 404 NotFound. The package's handler dereferences the
 //   missing document and answers 500 (a TypeError), which no real service does; the provider
 //   must not learn to read 500 as "not found", so the fix lives here, in the test server.
@@ -47,6 +51,28 @@ Collections.prototype.replace = function keepDocuments(data, original) {
   }
   return replaced;
 };
+
+// The server's own copy of its query engine, which calls its helpers through this module
+// object at run time.
+const queryHelpers = require(
+  require.resolve("@zeit/cosmosdb-query/lib/helpers", {
+    paths: [require.resolve("@vercel/cosmosdb-server")],
+  }),
+);
+
+const reversed = (index) =>
+  index.map((part) => ({
+    ...part,
+    order: part.order === "descending" ? "ascending" : "descending",
+  }));
+const originalSort = queryHelpers.sort;
+queryHelpers.sort = (collection, getRid, compositeIndexes, ...orders) =>
+  originalSort(
+    collection,
+    getRid,
+    compositeIndexes && compositeIndexes.flatMap((index) => [index, reversed(index)]),
+    ...orders,
+  );
 
 const { createHttpsServer } = require("@vercel/cosmosdb-server");
 

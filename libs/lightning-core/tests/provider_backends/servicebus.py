@@ -2,17 +2,19 @@
 LIGHTNING_TEST_SERVICEBUS_CONNECTION holds its connection string.
 
 No emulator runs here without Docker, so `bus_servicebus` runs the contract against the fake
-at the SDK boundary. `bus_servicebus_live` is listed only when the variable is set (so CI,
-which has no namespace, never lists a test it would have to skip); then the whole bus
-contract, and the fake-versus-service checks in test_servicebus.py, also run against the
-real service:
+at the SDK boundary, connected as a connection string connects: the bus provisions the
+topology that `lightning_core.topology.bus_topology` declares. (`fake_clients` can also
+connect as a managed identity does, for the tests of the verifying path.)
+`bus_servicebus_live` is listed only when the variable is set (so CI, which has no
+namespace, never lists a test it would have to skip); then the whole bus contract, and the
+fake-versus-service checks in test_servicebus.py, also run against the real service:
 
     export LIGHTNING_TEST_SERVICEBUS_CONNECTION='Endpoint=sb://NAME.servicebus.windows.net/;\
     SharedAccessKeyName=...;SharedAccessKey=...'   # one line: the namespace's connection string
     .venv/bin/pytest libs/lightning-core/tests -k servicebus -p no:cacheprovider
 
-The key needs Manage rights (the bus creates its topic and subscriptions) on a Standard or
-Premium namespace (Basic has no topics). Each test uses its own topic `t-<hex>-events`,
+The key needs Manage rights (the bus provisions its topic and subscriptions) on a Standard
+or Premium namespace (Basic has no topics). Each test uses its own topic `t-<hex>-events`,
 deleted afterwards with its subscriptions.
 """
 
@@ -23,13 +25,14 @@ import functools
 import os
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager
+from contextlib import asynccontextmanager
 from typing import cast
 
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
+from azure.servicebus.aio import ServiceBusClient
 from azure.servicebus.aio.management import ServiceBusAdministrationClient
-from servicebus_fake import FakeNamespace
+from servicebus_fake import ALL_CLAIMS, FakeNamespace
 
 from lightning_core.bus.base import RetryPolicy
 from lightning_core.bus.servicebus import (
@@ -50,10 +53,23 @@ def unique_namespace() -> str:
     return f"t-{uuid.uuid4().hex[:12]}"
 
 
-def fake_clients(namespace: FakeNamespace) -> ClientFactory:
-    """The bus's client factory, yielding the fake namespace's clients in place of the SDK's
-    (test_servicebus.py checks that they have the SDK's methods and signatures)."""
-    return lambda: cast(AbstractAsyncContextManager[Clients], namespace.clients())
+def fake_clients(
+    namespace: FakeNamespace, claims: frozenset[str] = ALL_CLAIMS, *, managed_identity: bool = False
+) -> ClientFactory:
+    """The bus's client factory on the fake namespace's clients (test_servicebus.py checks
+    that they have the SDK's methods and signatures), acting with `claims`: both clients as
+    `connection_string_clients` yields them, or with `managed_identity` the data-plane client
+    only, as `managed_identity_clients` does."""
+
+    @asynccontextmanager
+    async def clients() -> AsyncIterator[Clients]:
+        async with namespace.clients(claims) as (client, admin):
+            yield Clients(
+                cast(ServiceBusClient, client),
+                None if managed_identity else cast(ServiceBusAdministrationClient, admin),
+            )
+
+    return clients
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ subscription (its consumer group, `event-processor`), in peek-lock mode.
 
 Settlement (host.json: `autoCompleteMessages: true`): the host completes a message when the
 invocation returns and abandons it when the invocation raises; Service Bus then redelivers it
-at once, and after the subscription's max delivery count (at least 10 when the provider
-created the subscription) moves it to the dead-letter subqueue with the reason
+at once, and after the subscription's max delivery count (at least 10, as
+`lightning_core.topology` declares it) moves it to the dead-letter subqueue with the reason
 `MaxDeliveryCountExceeded`. Functions offers no retry policy for Service Bus triggers, so
 those redeliveries are the retry budget, without backoff.
 
@@ -35,8 +35,10 @@ connections with it.
 The host connects the trigger through the app setting `SERVICE_BUS` (a connection string)
 or, with a managed identity, `SERVICE_BUS__fullyQualifiedNamespace` (the namespace host
 name, the same value as SERVICE_BUS_NAMESPACE). The host never creates the subscription:
-it must exist, with the provider's replay rule, before events are published; the bus's
-`open_group("event-processor")` (which the worker runs when it starts) creates it.
+it must exist, with its replay rule, before events are published. The infrastructure
+declares it (`lightning_core.topology.bus_topology`, deployed by infra/), and the Service
+Bus provider verifies it when it connects, in the worker and here alike, failing with one
+line naming what is missing (a connection string with Manage rights provisions it instead).
 
 Deployment: the `azure` image runs the worker (`python -m lightning_core.runtime`) and has
 no Functions host, so it cannot run this app. The Function is a Functions Python (v2 model)
@@ -60,11 +62,11 @@ import time
 
 from pydantic import ValidationError
 
-from lightning_core.bus.servicebus import topic_name
 from lightning_core.config import ConfigError, Settings, load_settings
 from lightning_core.events import CloudEvent
 from lightning_core.heartbeats import INTERVAL, Heart
 from lightning_core.providers import build_bus, build_storage
+from lightning_core.topology import topic_name
 from lightning_processor.drivers import builtin_registry
 from lightning_processor.handler import CONSUMER_GROUP, Processor
 

@@ -80,8 +80,9 @@ class EventBus(Protocol):
     async def publish_batch(self, events: Sequence[CloudEvent]) -> None: ...
 
     async def open_group(self, group: str) -> None:
-        """Create the group if missing; it keeps every event published from then on, even
-        while no consumer runs. (Subscription-based brokers keep nothing from before.)"""
+        """Create the group if missing (without management rights: verify it exists); it
+        keeps every event published from then on, even while no consumer runs.
+        (Subscription-based brokers keep nothing from before.)"""
 
     async def consume(self, group: str, handler: Handler, *, stop: asyncio.Event) -> None:
         """Deliver events to `handler` until `stop` is set and in-flight work is done (on the

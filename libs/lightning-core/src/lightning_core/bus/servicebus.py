@@ -1,11 +1,25 @@
 """Azure Service Bus event bus: one topic, one subscription per consumer group, peek-lock.
 
-Topology: every event goes to the topic `{bus_namespace}-events` as one message whose body
-is the CloudEvent JSON (content type `application/cloudevents+json`, message id = event id).
-Each consumer group is a subscription of that topic, created with its rules the first time a
-consumer of the group starts (`_open_group`), so a group sees every event published after
-its subscription first existed. Subscriptions a deployment provisions itself (Pulumi) are
-used as they are, and are given the replay rule below if they lack it.
+Topology, declared in `lightning_core.topology.bus_topology`: every event goes to the topic
+`{bus_namespace}-events` as one message whose body is the CloudEvent JSON (content type
+`application/cloudevents+json`, message id = event id); each consumer group is a subscription
+of that topic with the replay rule below, the longest lock the service allows and a max
+delivery count above the retry policy. What the bus does with the declaration depends on its
+credential:
+- a connection string (local azure-mode runs, tests; its key needs Manage rights): connect
+  creates whatever is missing exactly as declared: the topic; each subscription with its
+  lock duration and max delivery count; its replay rule, then the deletion of the service's
+  catch-all `$Default`. `open_group` does the same for a group that is not declared (the
+  contract suite and the bench use their own). Entities that exist keep their settings; a
+  subscription only gains the rule (and loses `$Default`) if it lacks it.
+- a managed identity (`SERVICE_BUS_NAMESPACE`), which holds only the data-plane roles Azure
+  Service Bus Data Sender and Data Receiver: there is no administration client at all and
+  nothing is created. Connect opens a sender link on the topic and peeks each declared
+  subscription (`open_group` peeks an undeclared group's), and anything missing fails with
+  one line naming every missing entity and how to deploy it; refused rights fail with one
+  line naming the role. Data-plane rights cannot read rules or subscription settings, so
+  those are the infrastructure program's, which deploys this same declaration.
+`ping` (readiness) opens a sender link on the topic: Send rights only, on both paths.
 
 Settlement maps one to one onto the loop in `BusBase`: messages are received in peek-lock
 mode; a handled one is completed, one fetched but not started at shutdown is abandoned (the
@@ -14,24 +28,23 @@ service redelivers it at once), a failed one is dead-lettered with the handler's
 SDK cannot add properties to a message it dead-letters. The message's `delivery_count`
 (0 on the first delivery in this SDK: the AMQP header counts earlier failed deliveries, so
 it is not the 1-based .NET `DeliveryCount`) becomes `previous_attempts`. Abandoning at
-shutdown also counts as a delivery; the subscription's max delivery count is therefore set
-above the retry policy (at least the service default of 10), so the service's own
-dead-lettering only catches events that crash the whole process again and again.
+shutdown also counts as a delivery; that is why the declared max delivery count stays above
+the retry policy (at least the service default of 10), so the service's own dead-lettering
+only catches events that crash the whole process again and again.
 
 Replay: a dead letter is received from the group's dead-letter subqueue, sent to the topic
 again with the application property `replay_to=<group>`, then completed in the subqueue.
 Every subscription's only rule is `replay_to IS NULL OR replay_to = '<group>'`, so ordinary
-events reach every group while a replay reaches exactly the group it is for. (The rule is
-created before the service's catch-all `$Default` rule is deleted, so a subscription never
-passes through a moment without a rule; a message matching both rules is still delivered
-once.) Group names are restricted to what a subscription name allows, which also keeps
-them inert inside the SQL literal.
+events reach every group while a replay reaches exactly the group it is for. (Provisioning
+creates the rule before it deletes `$Default`, so a subscription never passes through a
+moment without a rule; a message matching both rules is still delivered once.) Group names
+are restricted to what a subscription name allows, which also keeps them inert inside the
+SQL literal.
 
-Message locks: subscriptions are created with the longest lock the service allows (5
-minutes); the loop settles a batch after handling all of it, so a batch of `batch_size`
-events must be handled within that time. A lock that expires anyway is not an error: the
-settlement is skipped with a warning, the service delivers the event again, and the
-idempotency ledger keeps its effect single.
+Message locks: the declared lock is 5 minutes; the loop settles a batch after handling all
+of it, so a batch of `batch_size` events must be handled within that time. A lock that
+expires anyway is not an error: the settlement is skipped with a warning, the service
+delivers the event again, and the idempotency ledger keeps its effect single.
 
 The SDK retries and reconnects by itself; when it gives up, its connection errors are in
 `connection_errors`, so the loop backs off and tries again instead of crashing.
@@ -46,10 +59,11 @@ import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, suppress
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
 from azure.core.exceptions import (
+    ClientAuthenticationError,
     ResourceExistsError,
     ResourceNotFoundError,
     ServiceRequestError,
@@ -70,6 +84,8 @@ from azure.servicebus.exceptions import (
     MessageSizeExceededError,
     MessagingEntityNotFoundError,
     OperationTimeoutError,
+    ServiceBusAuthenticationError,
+    ServiceBusAuthorizationError,
     ServiceBusCommunicationError,
     ServiceBusConnectionError,
     ServiceBusServerBusyError,
@@ -81,44 +97,61 @@ from typing_extensions import override
 from lightning_core.bus.base import BusBase, DeadLetter, Delivery, RetryPolicy
 from lightning_core.config import ConfigError, Settings
 from lightning_core.events import CloudEvent
+from lightning_core.topology import (
+    CONSUMER_GROUPS,
+    REPLAY_PROPERTY,
+    Subscription,
+    bus_topology,
+)
 
 log = logging.getLogger(__name__)
 
-Clients = tuple[ServiceBusClient, ServiceBusAdministrationClient]
-#: Opens a data-plane client and an administration client and closes them on exit. Tests
-#: pass one that yields the in-memory namespace; production uses `from_settings`.
+
+class Clients(NamedTuple):
+    """The SDK clients a bus talks through. `admin` is there only where the credential may
+    manage entities: then the bus provisions its topology, otherwise it verifies it."""
+
+    data: ServiceBusClient
+    admin: ServiceBusAdministrationClient | None
+
+
+#: Opens the clients and closes them on exit. Tests pass one that yields the in-memory
+#: namespace's; production uses `from_settings`.
 ClientFactory = Callable[[], AbstractAsyncContextManager[Clients]]
 
 CONTENT_TYPE = "application/cloudevents+json"
-REPLAY_PROPERTY = "replay_to"
-REPLAY_RULE = "lightning-replay"
 DEFAULT_RULE = "$Default"  # the catch-all rule the service gives every new subscription
-LOCK_DURATION = timedelta(minutes=5)  # the service's maximum
-SERVICE_MAX_DELIVERY_COUNT = 10  # the service's default
+_NOT_FOUND = 404
 MAX_REASON_LENGTH = 4000  # keeps a settlement far below the service's header size limit
 # A subscription name: letters, digits, '.', '-', '_'; starts and ends alphanumeric; <= 50.
 GROUP_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,48}[A-Za-z0-9])?$")
-
-
-def topic_name(namespace: str) -> str:
-    """The topic a namespace's events go to (also the Functions trigger's binding)."""
-    return f"{namespace}-events"
+SENDER_ROLE = "Azure Service Bus Data Sender"
+RECEIVER_ROLE = "Azure Service Bus Data Receiver"
+DEPLOY_FIX = (
+    "deploy the infrastructure: `invoke deploy --stack NAME`, or use "
+    "SERVICE_BUS_CONNECTION_STRING with Manage rights to create it"
+)
 
 
 class ServiceBusBus(BusBase):
+    """The bus on the topology `bus_topology(namespace, retry.max_attempts, groups)`."""
+
     def __init__(
         self,
         clients: ClientFactory,
         namespace: str,
         retry: RetryPolicy | None = None,
         batch_size: int = 100,
+        *,
+        groups: tuple[str, ...] = CONSUMER_GROUPS,
     ) -> None:
         super().__init__(retry, batch_size)
-        self.topic = topic_name(namespace)
+        self.namespace = namespace
+        self.topology = bus_topology(namespace, self.retry.max_attempts, groups)
+        self.topic = self.topology.topic
         self._clients = clients
         self._stack = AsyncExitStack()
-        self._client: ServiceBusClient | None = None
-        self._admin: ServiceBusAdministrationClient | None = None
+        self._connected_clients: Clients | None = None
         self._sender: ServiceBusSender | None = None
         self._receivers: dict[str, ServiceBusReceiver] = {}
         self.connection_errors += (
@@ -135,63 +168,129 @@ class ServiceBusBus(BusBase):
     async def _connect(self) -> None:
         self._stack = AsyncExitStack()
         try:
-            client, self._admin = await self._stack.enter_async_context(self._clients())
-            self._client = client
-            await self._ensure_topic()
+            clients = await self._stack.enter_async_context(self._clients())
+            self._connected_clients = clients
+            self._sender = clients.data.get_topic_sender(self.topic)
+            if clients.admin is None:
+                await self._verify_topology()
+            else:
+                await self._provision(clients.admin, self.topology.subscriptions)
         except BaseException:
             await self._close()
             raise
-        self._sender = client.get_topic_sender(self.topic)
 
     async def _close(self) -> None:
         # Closing the client closes every sender and receiver it handed out.
-        self._sender, self._client, self._admin = None, None, None
+        self._sender, self._connected_clients = None, None
         self._receivers.clear()
         await self._stack.aclose()
 
-    def _connection(self) -> tuple[ServiceBusClient, ServiceBusAdministrationClient]:
-        if self._client is None or self._admin is None:
+    def _connection(self) -> Clients:
+        if self._connected_clients is None:
             raise RuntimeError("the Service Bus bus is not connected: call connect() first")
-        return self._client, self._admin
+        return self._connected_clients
 
     async def ping(self) -> None:
-        _client, admin = self._connection()
-        await admin.get_topic(self.topic)
+        """Open a sender link on the topic: a round trip needing only Send rights."""
+        async with self._connection().data.get_topic_sender(self.topic) as sender:
+            await sender.create_message_batch()
 
     # -- topology -----------------------------------------------------------------------
 
-    async def _ensure_topic(self) -> None:
-        _client, admin = self._connection()
-        try:
-            await admin.get_topic(self.topic)
-        except ResourceNotFoundError:
-            with suppress(ResourceExistsError):  # another process created it first
-                await admin.create_topic(self.topic)
-
-    async def _open_group(self, group: str) -> None:
-        """Create the group's subscription and give it the replay rule; idempotent, so a
-        half-finished earlier attempt (or a subscription provisioned elsewhere) is repaired."""
+    def _subscription(self, group: str) -> Subscription:
+        """The group's declared subscription, or one made by the same declaration."""
         if not GROUP_NAME.match(group):
             raise ValueError(
                 f"consumer group {group!r} cannot name a Service Bus subscription: use 1-50 "
                 "letters, digits, '.', '-' or '_', starting and ending with a letter or digit"
             )
-        _client, admin = self._connection()
         try:
-            await admin.get_subscription(self.topic, group)
+            return self.topology.subscription(group)
+        except KeyError:
+            return bus_topology(self.namespace, self.retry.max_attempts, (group,)).subscriptions[0]
+
+    async def _open_group(self, group: str) -> None:
+        """Provision the group's subscription (idempotent, so a half-finished earlier attempt
+        or one provisioned elsewhere is repaired), or verify it without management rights."""
+        subscription = self._subscription(group)
+        admin = self._connection().admin
+        if admin is None:
+            missing = await self._missing_subscriptions([subscription])
+            if missing:
+                raise _missing_entities(missing)
+        else:
+            await self._provision(admin, [subscription])
+
+    async def _provision(
+        self, admin: ServiceBusAdministrationClient, subscriptions: Sequence[Subscription]
+    ) -> None:
+        try:
+            try:
+                await admin.get_topic(self.topic)
+            except ResourceNotFoundError:
+                with suppress(ResourceExistsError):  # another process created it first
+                    await admin.create_topic(self.topic)
+            for subscription in subscriptions:
+                await self._provision_subscription(admin, subscription)
+        except ClientAuthenticationError as error:
+            raise ConfigError(
+                [
+                    "the SERVICE_BUS_CONNECTION_STRING key may not manage entities (Service "
+                    f"Bus answered: {_one_line(error)}): use a key with Manage rights, or "
+                    "SERVICE_BUS_NAMESPACE with a managed identity once the infrastructure "
+                    "is deployed"
+                ]
+            ) from None
+
+    async def _provision_subscription(
+        self, admin: ServiceBusAdministrationClient, subscription: Subscription
+    ) -> None:
+        try:
+            await admin.get_subscription(self.topic, subscription.name)
         except ResourceNotFoundError:
             with suppress(ResourceExistsError):
                 await admin.create_subscription(
                     self.topic,
-                    group,
-                    lock_duration=LOCK_DURATION,
-                    max_delivery_count=max(SERVICE_MAX_DELIVERY_COUNT, self.retry.max_attempts),
+                    subscription.name,
+                    lock_duration=subscription.lock_duration,
+                    max_delivery_count=subscription.max_delivery_count,
                 )
-        replay_filter = SqlRuleFilter(f"{REPLAY_PROPERTY} IS NULL OR {REPLAY_PROPERTY} = '{group}'")
+        rule_filter = SqlRuleFilter(subscription.rule_filter)
         with suppress(ResourceExistsError):
-            await admin.create_rule(self.topic, group, REPLAY_RULE, filter=replay_filter)
+            await admin.create_rule(
+                self.topic, subscription.name, subscription.rule_name, filter=rule_filter
+            )
         with suppress(ResourceNotFoundError):
-            await admin.delete_rule(self.topic, group, DEFAULT_RULE)
+            await admin.delete_rule(self.topic, subscription.name, DEFAULT_RULE)
+
+    async def _verify_topology(self) -> None:
+        """Check the topic and every declared subscription with data-plane calls only."""
+        if self._sender is None:
+            raise RuntimeError("the Service Bus bus is not connected: call connect() first")
+        subscriptions = self.topology.subscriptions
+        if await _exists(SENDER_ROLE, f"topic {self.topic!r}", self._sender.create_message_batch):
+            missing = await self._missing_subscriptions(subscriptions)
+        else:
+            missing = [f"topic {self.topic!r}"]
+            missing += [f"its subscription {s.name!r}" for s in subscriptions]
+        if missing:
+            raise _missing_entities(missing)
+
+    async def _missing_subscriptions(self, subscriptions: Sequence[Subscription]) -> list[str]:
+        missing: list[str] = []
+        for subscription in subscriptions:
+            entity = f"subscription {subscription.name!r} of topic {self.topic!r}"
+            if not await _exists(
+                RECEIVER_ROLE, entity, functools.partial(self._peek, subscription.name)
+            ):
+                missing.append(entity)
+        return missing
+
+    async def _peek(self, group: str) -> None:
+        async with self._connection().data.get_subscription_receiver(
+            self.topic, group, receive_mode=ServiceBusReceiveMode.PEEK_LOCK
+        ) as receiver:
+            await receiver.peek_messages(1)
 
     # -- publishing ---------------------------------------------------------------------
 
@@ -222,8 +321,7 @@ class ServiceBusBus(BusBase):
         received the message, and the SDK re-attaches its link after a connection loss."""
         receiver = self._receivers.get(group)
         if receiver is None:
-            client, _admin = self._connection()
-            receiver = client.get_subscription_receiver(
+            receiver = self._connection().data.get_subscription_receiver(
                 self.topic, group, receive_mode=ServiceBusReceiveMode.PEEK_LOCK
             )
             self._receivers[group] = receiver
@@ -273,8 +371,7 @@ class ServiceBusBus(BusBase):
     # -- dead letters -------------------------------------------------------------------
 
     def _dead_letter_receiver(self, group: str) -> ServiceBusReceiver:
-        client, _admin = self._connection()
-        return client.get_subscription_receiver(
+        return self._connection().data.get_subscription_receiver(
             self.topic,
             group,
             sub_queue=ServiceBusSubQueue.DEAD_LETTER,
@@ -291,7 +388,9 @@ class ServiceBusBus(BusBase):
                 ):
                     found.extend(page)
                     sequence = (page[-1].sequence_number or 0) + 1
-        except MessagingEntityNotFoundError:
+        except (MessagingEntityNotFoundError, ServiceBusAuthenticationError) as error:
+            if not entity_missing(error):
+                raise
             return []  # the group was never opened: it has no dead letters
         return found
 
@@ -411,26 +510,69 @@ def _parse_description(message: ServiceBusReceivedMessage) -> tuple[int, datetim
         return (message.delivery_count or 0), (message.enqueued_time_utc or datetime.now(UTC))
 
 
+def entity_missing(error: BaseException) -> bool:
+    """Whether a data-plane call failed because its topic or subscription does not exist:
+    either its link is refused as not found, or, before the link exists, the token for it
+    is refused with 404, which the SDK raises as an authentication error."""
+    if isinstance(error, MessagingEntityNotFoundError):
+        return True
+    return isinstance(error, ServiceBusAuthenticationError) and (
+        getattr(error.inner_exception, "status_code", None) == _NOT_FOUND
+    )
+
+
+async def _exists(role: str, entity: str, check: Callable[[], Awaitable[object]]) -> bool:
+    """Whether the data-plane call `check` finds `entity`; refused rights name the `role`."""
+    try:
+        await check()
+    except (
+        MessagingEntityNotFoundError,
+        ServiceBusAuthenticationError,
+        ServiceBusAuthorizationError,
+    ) as error:
+        if entity_missing(error):
+            return False
+        raise ConfigError(
+            [
+                f"Service Bus refused this identity access to {entity} "
+                f"({_one_line(error.inner_exception or error)}): give it the {role} role on "
+                "the namespace"
+            ]
+        ) from None
+    return True
+
+
+def _missing_entities(missing: Sequence[str]) -> ConfigError:
+    return ConfigError(
+        [
+            f"the Service Bus namespace lacks {', '.join(missing)} (this identity has "
+            f"data-plane rights only, so it may not create them): {DEPLOY_FIX}"
+        ]
+    )
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
 @asynccontextmanager
 async def connection_string_clients(connection_string: str) -> AsyncIterator[Clients]:
+    """Both clients: the bus provisions its topology (the key needs Manage rights)."""
     async with (
         ServiceBusClient.from_connection_string(connection_string) as client,
         ServiceBusAdministrationClient.from_connection_string(connection_string) as admin,
     ):
-        yield client, admin
+        yield Clients(client, admin)
 
 
 @asynccontextmanager
 async def managed_identity_clients(namespace: str) -> AsyncIterator[Clients]:
-    """Entra ID through DefaultAzureCredential: the managed identity on Azure, the developer's
-    `az login` on a laptop. `namespace` may be the short name or the full host name."""
+    """The data-plane client only, signed in through DefaultAzureCredential (the managed
+    identity on Azure, the developer's `az login` on a laptop): the bus verifies its
+    topology. `namespace` may be the short name or the full host name."""
     host = namespace if "." in namespace else f"{namespace}.servicebus.windows.net"
-    async with (
-        DefaultAzureCredential() as credential,
-        ServiceBusClient(host, credential) as client,
-        ServiceBusAdministrationClient(host, credential) as admin,
-    ):
-        yield client, admin
+    async with DefaultAzureCredential() as credential, ServiceBusClient(host, credential) as client:
+        yield Clients(client, None)
 
 
 def from_settings(settings: Settings) -> ServiceBusBus:

@@ -12,14 +12,20 @@ Each document is stored as `{"id", "partition", "body", "write"}`:
   recognises its own result instead of reporting a false Conflict or PreconditionFailed.
 The etag is Cosmos DB's `_etag`, checked server-side with If-Match.
 
-Ordering by a field and then by id needs a composite index (Cosmos DB refuses multi-property
-ORDER BY without one). The first time a collection is ordered by a field in a direction, the
-container's indexing policy gains `(/body/<field>, /id)` in that direction; the other
-properties of the container are passed through unchanged, since a replace resets whatever it
-omits. Containers and indexes are management operations, which Entra ID (managed identity)
-data-plane roles may not perform: with a managed identity, declare each container
-(partition key `/partition`) and composite index in the infrastructure program, and this
-provider only checks that they are there, naming what is missing.
+Containers are declared, not discovered: `lightning_core.topology.COLLECTIONS` names each
+collection and the fields it is ordered by, and so the composite indexes `(/body/<field>,
+/id)` Cosmos DB needs for those ORDER BYs. A collection that is not declared is refused
+(ValueError) and so is an ordering it does not declare, instead of failing later in Azure.
+What connect does with the declaration depends on the credential:
+- an account key (COSMOS_CONNECTION_STRING: local azure-mode runs, tests) creates the
+  database and every declared container (partition key `/partition`, the declared composite
+  indexes), and gives an existing container the declared indexes it lacks. A replace resets
+  whatever container properties it omits, so the others are passed through unchanged, and
+  the stored policy is read back, since a concurrent replace may have dropped ours;
+- a managed identity (COSMOS_ENDPOINT), whose Cosmos DB Built-in Data Contributor role may
+  read metadata but not create or replace containers, only verifies: the database, each
+  container, its partition key path and composite indexes; anything missing fails at connect
+  with one line naming every missing piece and how to deploy it.
 
 Losing the service is not fatal: an operation that failed on connection loss is retried with
 backoff for up to `retry_for` seconds, on top of the SDK's own short retries.
@@ -35,7 +41,8 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import suppress
 from typing import Any, TypeVar, cast
 
 from azure.core import MatchConditions
@@ -65,12 +72,13 @@ from lightning_core.storage.base import (
     StorageError,
     check_field_name,
 )
+from lightning_core.topology import COLLECTIONS, PARTITION_KEY_PATH, Collection
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-PARTITION_KEY = PartitionKey(path="/partition")
+PARTITION_KEY = PartitionKey(path=PARTITION_KEY_PATH)
 # Cosmos DB refuses these in an id (they are path separators in its REST addresses).
 _ID_FORBIDDEN = frozenset("/\\?#")
 # Container properties a replace would reset unless given again, by their keyword in the SDK.
@@ -86,6 +94,13 @@ _INDEX_ATTEMPTS = 5
 # The SDK reports connection loss as these: the first before the request was sent, the
 # second after, when the write may or may not have landed.
 _CONNECTION_ERRORS = (ServiceRequestError, ServiceResponseError)
+DATA_ROLE = "Cosmos DB Built-in Data Contributor"
+DEPLOY_FIX = (
+    "deploy the infrastructure: `invoke deploy --stack NAME`, or use "
+    "COSMOS_CONNECTION_STRING (an account key) to create them"
+)
+
+Index = list[tuple[str, str]]
 
 
 def _check_id(doc_id: str) -> str:
@@ -98,9 +113,32 @@ def _document(item: Mapping[str, Any]) -> Document:
     return Document(item["id"], item["partition"], item["body"], item["_etag"])
 
 
+def _index_json(index: Index) -> list[dict[str, str]]:
+    return [{"path": path, "order": order} for path, order in index]
+
+
+def _missing_indexes(collection: Collection, properties: Mapping[str, Any]) -> list[Index]:
+    """The declared composite indexes the container's stored policy lacks."""
+    policy = properties.get("indexingPolicy") or {}
+    stored: Iterable[Iterable[Mapping[str, str]]] = policy.get("compositeIndexes") or []
+    present = [
+        [(part["path"], part.get("order", "ascending")) for part in index] for index in stored
+    ]
+    return [index for index in collection.composite_indexes() if index not in present]
+
+
+def _wrong_partition_key(properties: Mapping[str, Any]) -> bool:
+    return bool((properties.get("partitionKey") or {}).get("paths") != [PARTITION_KEY_PATH])
+
+
+def _describe(index: Index) -> str:
+    return "(" + ", ".join(f"{path} {order}" for path, order in index) + ")"
+
+
 class CosmosStorage(Connectable):
-    """Storage in one Cosmos DB database, reached with an account key (connection string)
-    or with a managed identity (endpoint + DefaultAzureCredential).
+    """Storage in one Cosmos DB database holding the `collections` declared, reached with
+    an account key (connection string: provisions them) or with a managed identity
+    (endpoint + `credential`, by default DefaultAzureCredential: verifies them).
 
     There is deliberately no switch for TLS certificate checks: the SDK skips them by itself
     for 127.0.0.1 and localhost only (its rule for the emulator), which is what the contract
@@ -114,25 +152,30 @@ class CosmosStorage(Connectable):
         *,
         connection_string: str | None = None,
         endpoint: str | None = None,
+        credential: AsyncTokenCredential | None = None,
+        collections: Sequence[Collection] = COLLECTIONS,
         retry_for: float = 30.0,
         **client_options: Any,
     ) -> None:
         super().__init__()
-        if connection_string is not None and endpoint is None:
+        if connection_string is not None and endpoint is None and credential is None:
             self._address, self._managed_identity = connection_string, False
         elif endpoint is not None and connection_string is None:
             self._address, self._managed_identity = endpoint, True
         else:
-            raise ValueError("CosmosStorage needs exactly one of connection_string or endpoint")
+            raise ValueError(
+                "CosmosStorage needs exactly one of connection_string or endpoint "
+                "(and a credential only with the endpoint)"
+            )
         self._database_name = database
+        self._declared = {collection.name: collection for collection in collections}
         self._client_options = client_options
         self._retry_for = retry_for
+        self._given_credential = credential
         self._client: CosmosClient | None = None
         self._credential: AsyncTokenCredential | None = None
         self._database: DatabaseProxy | None = None
         self._containers: dict[str, ContainerProxy] = {}
-        self._indexed: set[tuple[str, str, bool]] = set()
-        self._management = asyncio.Lock()
 
     @property
     def database(self) -> DatabaseProxy:
@@ -141,30 +184,34 @@ class CosmosStorage(Connectable):
         return self._database
 
     async def _connect(self) -> None:
-        if self._managed_identity:
-            self._credential = DefaultAzureCredential()
-            self._client = CosmosClient(self._address, self._credential, **self._client_options)
-        else:
+        if not self._managed_identity:
             self._client = CosmosClient.from_connection_string(
                 self._address, **self._client_options
             )
+        else:
+            credential = self._given_credential
+            if credential is None:
+                credential = self._credential = DefaultAzureCredential()
+            self._client = CosmosClient(self._address, credential, **self._client_options)
+        database = self._client.get_database_client(self._database_name)
         try:
-            self._database = await self._manage(
-                f"database {self._database_name!r}",
-                functools.partial(self._client.create_database_if_not_exists, self._database_name),
-            )
+            if self._managed_identity:
+                await self._verify(database)
+            else:
+                await self._provision(self._client, database)
         except BaseException:
             await self._close()
             raise
+        self._database = database
+        self._containers = {name: database.get_container_client(name) for name in self._declared}
 
     async def _close(self) -> None:
         if self._client is not None:
             await self._client.close()
-        if self._credential is not None:
+        if self._credential is not None:  # only the one made here: a given one is the caller's
             await self._credential.close()
         self._client = self._credential = self._database = None
         self._containers.clear()
-        self._indexed.clear()
 
     async def ping(self) -> None:
         # No retry: readiness reports the store as it is now.
@@ -184,83 +231,142 @@ class CosmosStorage(Connectable):
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
-    async def _manage(self, what: str, operation: Callable[[], Awaitable[T]]) -> T:
-        """A management operation (retried); when a data-plane identity is refused it, say
-        what to declare instead."""
+    # -- the declared containers ------------------------------------------------------------
+
+    async def _provision(self, client: CosmosClient, database: DatabaseProxy) -> None:
+        """Create the database and the declared containers, add missing indexes."""
         try:
-            return await self._retrying(operation)
+            with suppress(CosmosResourceExistsError):  # another process created it first
+                await self._retrying(
+                    functools.partial(client.create_database_if_not_exists, self._database_name)
+                )
+            problems: list[str] = []
+            for collection in self._declared.values():
+                with suppress(CosmosResourceExistsError):
+                    await self._retrying(
+                        functools.partial(
+                            database.create_container_if_not_exists,
+                            collection.name,
+                            partition_key=PARTITION_KEY,
+                            indexing_policy={
+                                "compositeIndexes": [
+                                    _index_json(index) for index in collection.composite_indexes()
+                                ]
+                            },
+                        )
+                    )
+                problems += await self._add_missing_indexes(database, collection)
         except CosmosHttpResponseError as error:
             if error.status_code != _FORBIDDEN:
                 raise
-            raise StorageError(
-                f"Cosmos DB {what} is missing and this identity may not create it "
-                f"({error.message}): declare it in the infrastructure program, or use "
-                "COSMOS_CONNECTION_STRING (account key) where creating it is allowed"
+            raise ConfigError(
+                [
+                    "the COSMOS_CONNECTION_STRING key may not create the database or its "
+                    f"containers ({_first_line(error)}): use the account's read-write key"
+                ]
+            ) from None
+        if problems:
+            raise ConfigError(
+                [
+                    f"Cosmos DB database {self._database_name!r} lacks {'; '.join(problems)}, "
+                    "and a container's partition key cannot change: delete the container (its "
+                    "documents with it) to have it created again"
+                ]
+            )
+
+    async def _add_missing_indexes(
+        self, database: DatabaseProxy, collection: Collection
+    ) -> list[str]:
+        """Give the container the declared composite indexes it lacks, reading the stored
+        policy back after each replace; the problems no replace can fix."""
+        container = database.get_container_client(collection.name)
+        for _ in range(_INDEX_ATTEMPTS):
+            properties = await self._retrying(container.read)
+            if _wrong_partition_key(properties):
+                return [_partition_problem(collection, properties)]
+            missing = _missing_indexes(collection, properties)
+            if not missing:
+                return []
+            policy = dict(properties.get("indexingPolicy") or {})
+            policy["compositeIndexes"] = [
+                *(policy.get("compositeIndexes") or []),
+                *(_index_json(index) for index in missing),
+            ]
+            kept = {
+                keyword: properties[name]
+                for name, keyword in _KEPT_PROPERTIES.items()
+                if properties.get(name) is not None
+            }
+            log.info(
+                "Cosmos DB: adding composite indexes %s to %r",
+                ", ".join(_describe(index) for index in missing),
+                collection.name,
+            )
+            await self._retrying(
+                functools.partial(
+                    database.replace_container,
+                    container,
+                    PARTITION_KEY,
+                    indexing_policy=policy,
+                    **kept,
+                )
+            )
+        raise StorageError(
+            f"Cosmos DB container {collection.name!r} kept losing its composite indexes to "
+            "concurrent indexing-policy changes: declare them in the infrastructure program"
+        )
+
+    async def _verify(self, database: DatabaseProxy) -> None:
+        """Check the database and each declared container with metadata reads only."""
+        try:
+            await self._verify_containers(database)
+        except CosmosHttpResponseError as error:
+            if error.status_code != _FORBIDDEN:
+                raise
+            raise ConfigError(
+                [
+                    f"Cosmos DB refused this identity reading database {self._database_name!r} "
+                    f"({_first_line(error)}): give it the {DATA_ROLE} role on the account"
+                ]
             ) from None
 
-    async def _container(self, collection: str) -> ContainerProxy:
-        """The collection's container, created on first write."""
+    async def _verify_containers(self, database: DatabaseProxy) -> None:
+        try:
+            await self._retrying(database.read)
+        except CosmosResourceNotFoundError:
+            missing = [f"database {self._database_name!r}"]
+            missing += [f"its container {name!r}" for name in self._declared]
+            raise _missing_pieces(missing) from None
+        problems: list[str] = []
+        for collection in self._declared.values():
+            container = database.get_container_client(collection.name)
+            try:
+                properties = await self._retrying(container.read)
+            except CosmosResourceNotFoundError:
+                problems.append(f"container {collection.name!r}")
+                continue
+            if _wrong_partition_key(properties):
+                problems.append(_partition_problem(collection, properties))
+            problems += [
+                f"composite index {_describe(index)} on container {collection.name!r}"
+                for index in _missing_indexes(collection, properties)
+            ]
+        if problems:
+            raise _missing_pieces(problems)
+
+    def _container(self, collection: str) -> ContainerProxy:
+        """The declared collection's container; ValueError for one that is not declared."""
         container = self._containers.get(collection)
         if container is not None:
             return container
-        async with self._management:
-            if collection not in self._containers:
-                self._containers[collection] = await self._manage(
-                    f"container {collection!r} (partition key /partition)",
-                    functools.partial(
-                        self.database.create_container_if_not_exists,
-                        collection,
-                        partition_key=PARTITION_KEY,
-                    ),
-                )
-        return self._containers[collection]
-
-    async def _ensure_order_index(self, collection: str, field: str, descending: bool) -> bool:
-        """Make sure `(body.field, id)` has a composite index in this direction; False if
-        the collection does not exist yet (it has no documents to order)."""
-        if (collection, field, descending) in self._indexed:
-            return True
-        order = "descending" if descending else "ascending"
-        wanted = [{"path": f"/body/{field}", "order": order}, {"path": "/id", "order": order}]
-        container = self.database.get_container_client(collection)
-        async with self._management:
-            # Read back after each replace: another process replacing the policy at the same
-            # time may have dropped ours, so only seeing it in the stored policy counts.
-            for _ in range(_INDEX_ATTEMPTS):
-                try:
-                    properties = await self._retrying(container.read)
-                except CosmosResourceNotFoundError:
-                    return False
-                policy = dict(properties.get("indexingPolicy") or {})
-                composites = [list(index) for index in policy.get("compositeIndexes") or []]
-                if any(
-                    [(part["path"], part.get("order", "ascending")) for part in index]
-                    == [(part["path"], part["order"]) for part in wanted]
-                    for index in composites
-                ):
-                    self._indexed.add((collection, field, descending))
-                    return True
-                policy["compositeIndexes"] = [*composites, wanted]
-                kept = {
-                    keyword: properties[name]
-                    for name, keyword in _KEPT_PROPERTIES.items()
-                    if properties.get(name) is not None
-                }
-                log.info("Cosmos DB: adding composite index %s to %r", wanted, collection)
-                await self._manage(
-                    f"composite index {wanted} on container {collection!r}",
-                    functools.partial(
-                        self.database.replace_container,
-                        container,
-                        PARTITION_KEY,
-                        indexing_policy=policy,
-                        **kept,
-                    ),
-                )
-        raise StorageError(
-            f"Cosmos DB container {collection!r} kept losing its composite index {wanted} "
-            "to concurrent indexing-policy changes: declare it in the infrastructure program"
+        if self._database is None:
+            raise RuntimeError("CosmosStorage is not connected: use `async with storage:`")
+        raise ValueError(
+            f"collection {collection!r} is not declared (declared: "
+            f"{', '.join(sorted(self._declared))}): add it to lightning_core.topology.COLLECTIONS"
         )
+
+    # -- documents ----------------------------------------------------------------------------
 
     def _item(self, partition: str, doc_id: str, body: dict[str, Any]) -> dict[str, Any]:
         write = new_token()
@@ -286,7 +392,7 @@ class CosmosStorage(Connectable):
         self, collection: str, partition: str, doc_id: str, body: dict[str, Any]
     ) -> Document:
         item = self._item(partition, doc_id, body)
-        container = await self._container(collection)
+        container = self._container(collection)
         try:
             return _document(await self._retrying(functools.partial(container.create_item, item)))
         except CosmosResourceExistsError:
@@ -294,7 +400,7 @@ class CosmosStorage(Connectable):
         return await self._own_write(container, item, refusal)
 
     async def get(self, collection: str, partition: str, doc_id: str) -> Document:
-        container = self.database.get_container_client(collection)
+        container = self._container(collection)
         try:
             item = await self._retrying(
                 functools.partial(container.read_item, _check_id(doc_id), partition_key=partition)
@@ -313,7 +419,7 @@ class CosmosStorage(Connectable):
         if_match: str,
     ) -> Document:
         item = self._item(partition, doc_id, body)
-        container = self.database.get_container_client(collection)
+        container = self._container(collection)
         write = functools.partial(
             container.replace_item,
             doc_id,
@@ -333,14 +439,14 @@ class CosmosStorage(Connectable):
         self, collection: str, partition: str, doc_id: str, body: dict[str, Any]
     ) -> Document:
         item = self._item(partition, doc_id, body)
-        container = await self._container(collection)
+        container = self._container(collection)
         # Idempotent: a retry after a lost outcome writes the same document again.
         return _document(await self._retrying(functools.partial(container.upsert_item, item)))
 
     async def delete(
         self, collection: str, partition: str, doc_id: str, *, if_match: str | None = None
     ) -> None:
-        container = self.database.get_container_client(collection)
+        container = self._container(collection)
         outcome_lost = False
 
         async def attempt() -> None:
@@ -380,6 +486,7 @@ class CosmosStorage(Connectable):
     ) -> Page:
         if limit < 1:
             raise ValueError("limit must be at least 1")
+        container = self._container(collection)
         clauses = ["c.partition = @partition"]
         parameters: list[dict[str, Any]] = [{"name": "@partition", "value": partition}]
         for n, (field, value) in enumerate((where or {}).items()):
@@ -392,40 +499,57 @@ class CosmosStorage(Connectable):
         direction = "DESC" if descending else "ASC"
         order = f"c.id {direction}"
         if order_by is not None:
-            order = f'c.body["{check_field_name(order_by)}"] {direction}, {order}'
+            declared = self._declared[collection]
+            if check_field_name(order_by) not in declared.orderings:
+                raise ValueError(
+                    f"collection {collection!r} declares no ordering by {order_by!r} (it "
+                    f"declares {', '.join(declared.orderings) or 'none'}): add it to the "
+                    "collection's orderings in lightning_core.topology.COLLECTIONS"
+                )
+            order = f'c.body["{order_by}"] {direction}, {order}'
         # Built from fixed fragments and checked field names; every value is a parameter.
         sql = f"SELECT * FROM c WHERE {' AND '.join(clauses)} ORDER BY {order}"  # noqa: S608
         fingerprint = hashlib.sha256(
             json.dumps([collection, partition, sql, parameters], sort_keys=True).encode()
         ).hexdigest()[:16]
         token = _decode_token(continuation, fingerprint) if continuation else None
-        if order_by is not None and not await self._ensure_order_index(
-            collection, order_by, descending
-        ):
-            return Page([], None)
-        container = self.database.get_container_client(collection)
         items: list[Document] = []
         # Cosmos DB may end a page early (time or size budget): keep reading until full.
         while True:
             want = limit - len(items)
-            try:
-                page, token = await self._retrying(
-                    functools.partial(
-                        _one_page,
-                        container,
-                        sql,
-                        parameters,
-                        partition=partition,
-                        size=want,
-                        token=token,
-                    )
+            page, token = await self._retrying(
+                functools.partial(
+                    _one_page,
+                    container,
+                    sql,
+                    parameters,
+                    partition=partition,
+                    size=want,
+                    token=token,
                 )
-            except CosmosResourceNotFoundError:
-                return Page([], None)  # no container: nothing was ever written here
+            )
             items.extend(_document(item) for item in page)
             if token is None or len(items) >= limit:
                 break
         return Page(items, _encode_token(token, fingerprint) if token else None)
+
+
+def _partition_problem(collection: Collection, properties: Mapping[str, Any]) -> str:
+    paths = (properties.get("partitionKey") or {}).get("paths")
+    return f"partition key {PARTITION_KEY_PATH!r} on container {collection.name!r} (it has {paths})"
+
+
+def _missing_pieces(problems: Sequence[str]) -> ConfigError:
+    return ConfigError(
+        [
+            f"the Cosmos DB account lacks {'; '.join(problems)} (this identity has data-plane "
+            f"rights only, so it may not create them): {DEPLOY_FIX}"
+        ]
+    )
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 async def _one_page(
