@@ -1,5 +1,7 @@
 """Entry point `pulumi up` runs (Pulumi.yaml `main`)."""
 
-from lightning_infra.program import define
+import os
 
-define()
+from lightning_infra.program import REGISTRY_ONLY, define
+
+define(registry_only=os.environ.get(REGISTRY_ONLY) == "1")
