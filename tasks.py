@@ -110,13 +110,19 @@ def push(
 STACK_HELP = "Pulumi stack: infra/Pulumi.<stack>.yaml, e.g. production"
 
 
-@task(help={"stack": STACK_HELP, "preview": "only show what would change (pulumi preview)"})
-def deploy(c: Context, stack: str, preview: bool = False) -> None:
+@task(
+    help={
+        "stack": STACK_HELP,
+        "preview": "only show what would change (pulumi preview)",
+        "registry-only": "a new stack's first deploy: only its registry, to push the images to",
+    }
+)
+def deploy(c: Context, stack: str, preview: bool = False, registry_only: bool = False) -> None:
     """Deploy the pushed images (dist/images.json) to Azure: pulumi up for infra/."""
     with tool_errors():
         from lightning_devtools.deploy import deploy as run_deploy
 
-        run_deploy(stack, preview=preview, root=ROOT)
+        run_deploy(stack, preview=preview, root=ROOT, registry_only=registry_only)
 
 
 @task(help={"stack": STACK_HELP})

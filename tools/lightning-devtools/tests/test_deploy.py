@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from lightning_devtools import azure
-from lightning_devtools.deploy import deploy, destroy, infra_environment, stack_outputs
+from lightning_devtools import deploy as deploy_module
+from lightning_devtools.deploy import (
+    REGISTRY_ONLY,
+    deploy,
+    destroy,
+    infra_environment,
+    stack_outputs,
+)
 from lightning_devtools.errors import ToolError
 
 PROJECT = """\
@@ -196,7 +203,36 @@ def test_missing_images_say_push_first(root: Path, tmp_path: Path) -> None:
         f"no pushed images to deploy: {root / 'dist' / 'images.json'} does not exist"
     )
     assert "invoke push --mode azure" in caught.value.fix
+    assert "invoke deploy --stack production --registry-only" in caught.value.fix
     assert ran(tmp_path, "uv") == []
+
+
+@pytest.mark.usefixtures("bin_dir")
+def test_the_first_deploy_targets_only_the_registry_and_needs_no_images(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (root / "dist" / "images.json").unlink()
+    (root / "infra" / "Pulumi.production.yaml").write_text("config:\n  lightning-os:name: acme\n")
+    environments: list[dict[str, str]] = []
+    real_run = deploy_module.run
+
+    def recording_run(command: list[str], *, root: Path, env: dict[str, str], fix: str) -> None:
+        environments.append(dict(env))
+        real_run(command, root=root, env=env, fix=fix)
+
+    monkeypatch.setattr(deploy_module, "run", recording_run)
+    deploy("production", preview=False, root=root, registry_only=True)
+    prefix = "urn:pulumi:production::lightning-os::"
+    # The URNs of what infra's program declares with the flag (infra/tests/test_images.py).
+    assert ran(tmp_path, "pulumi") == [
+        "up --yes"
+        f" --target {prefix}azure-native:resources:ResourceGroup::acme"
+        f" --target {prefix}lightning:infra:Registry::registry"
+        f" --target {prefix}lightning:infra:Registry"
+        "$azure-native:containerregistry:Registry::registry"
+        " --stack production --cwd infra --non-interactive"
+    ]
+    assert environments[-1][REGISTRY_ONLY] == "1"  # the program declares only those
 
 
 @pytest.mark.usefixtures("bin_dir")

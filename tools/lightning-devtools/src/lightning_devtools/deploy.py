@@ -34,6 +34,7 @@ PROJECT_FILE = INFRA / "Pulumi.yaml"
 IMAGES_CONFIG = "imagesFile"  # infra's stack setting; relative to infra/
 DEFAULT_IMAGES = "../dist/images.json"
 INSTALL_INFRA = ("sync", "--locked", "--inexact", "--no-default-groups", "--group", "infra")
+REGISTRY_ONLY = "LIGHTNING_INFRA_REGISTRY_ONLY"  # infra's program reads it (__main__.py)
 STACK_INIT_HINT = "a stack new to the state backend needs `pulumi stack init {stack} --cwd infra`"
 
 
@@ -80,12 +81,32 @@ def require_stack_file(stack: Stack) -> None:
     )
 
 
+def project_name(stack: Stack) -> str:
+    return str(read_yaml(stack.root / PROJECT_FILE).get("name", ""))
+
+
+def stack_setting(stack: Stack, key: str) -> str | None:
+    """One of the stack's own settings (Pulumi.<stack>.yaml), None if it does not set it."""
+    config = read_yaml(stack.file).get("config")
+    value = config.get(f"{project_name(stack)}:{key}") if isinstance(config, dict) else None
+    return None if value is None else str(value)
+
+
 def images_file(stack: Stack) -> Path:
     """Where the stack reads the pushed images from (its `imagesFile` setting)."""
-    project = str(read_yaml(stack.root / PROJECT_FILE).get("name", ""))
-    config = read_yaml(stack.file).get("config")
-    settings = config if isinstance(config, dict) else {}
-    return (stack.infra / str(settings.get(f"{project}:{IMAGES_CONFIG}", DEFAULT_IMAGES))).resolve()
+    return (stack.infra / (stack_setting(stack, IMAGES_CONFIG) or DEFAULT_IMAGES)).resolve()
+
+
+def registry_targets(stack: Stack) -> list[str]:
+    """The URNs of what infra declares with LIGHTNING_INFRA_REGISTRY_ONLY: the resource
+    group (named by the stack's `name`, default lightning-<stack>) and the registry."""
+    prefix = f"urn:pulumi:{stack.name}::{project_name(stack)}::"
+    group = stack_setting(stack, "name") or f"lightning-{stack.name}"
+    return [
+        f"{prefix}azure-native:resources:ResourceGroup::{group}",
+        f"{prefix}lightning:infra:Registry::registry",
+        f"{prefix}lightning:infra:Registry$azure-native:containerregistry:Registry::registry",
+    ]
 
 
 def require_images(stack: Stack) -> None:
@@ -94,7 +115,8 @@ def require_images(stack: Stack) -> None:
         raise ToolError(
             f"no pushed images to deploy: {path} does not exist",
             "run `invoke push --mode azure --registry <acr>.azurecr.io --tag <tag>` first "
-            "(it records each image's digest there)",
+            "(it records each image's digest there); a new stack has no registry to push to "
+            f"yet: `invoke deploy --stack {stack.name} --registry-only` creates it",
         )
 
 
@@ -151,16 +173,26 @@ def prepare(stack: Stack) -> None:
     require_stack_file(stack)
 
 
-def deploy(stack_name: str, *, preview: bool, root: Path) -> None:
-    """`pulumi preview` (preview) or `pulumi up --yes` of the stack, after every check."""
+def deploy(stack_name: str, *, preview: bool, root: Path, registry_only: bool = False) -> None:
+    """`pulumi preview` (preview) or `pulumi up --yes` of the stack, after every check.
+
+    `registry_only`: a stack's first deploy, before any image exists: only its resource
+    group and registry, targeted, so a stack that already runs loses nothing.
+    """
     stack = Stack(stack_name, root)
     prepare(stack)
-    require_images(stack)
+    words = ["preview"] if preview else ["up", "--yes"]
+    environment = pulumi_environment(program=True)
+    if registry_only:
+        words += [argument for urn in registry_targets(stack) for argument in ("--target", urn)]
+        environment[REGISTRY_ONLY] = "1"
+    else:
+        require_images(stack)
     install_infra(root)
     run(
-        pulumi_command(["preview"] if preview else ["up", "--yes"], stack),
+        pulumi_command(words, stack),
         root=root,
-        env=pulumi_environment(program=True),
+        env=environment,
         fix=f"read Pulumi's output above; {STACK_INIT_HINT.format(stack=stack.name)} once",
     )
 
