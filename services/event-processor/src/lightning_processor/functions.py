@@ -42,11 +42,11 @@ line naming what is missing (a connection string with Manage rights provisions i
 
 Deployment: the `azure` image runs the worker (`python -m lightning_core.runtime`) and has
 no Functions host, so it cannot run this app. The Function is a Functions Python (v2 model)
-code deployment whose root holds `host.json` (services/event-processor/host.json), a
-`function_app.py` that re-exports the app (`from lightning_processor.function_app import
-app`), and the locked dependencies: lightning-processor with its `functions` extra and
-lightning-core with its `azure` extra, installed into `.python_packages/lib/site-packages`.
-App settings are the ones `.env.azure` documents, plus the trigger's connection above.
+code deployment, built by `invoke package-function`: its root holds `host.json` and
+`function_app.py` (services/event-processor/, the latter re-exporting this app), and the
+locked dependencies (lightning-processor with its `functions` extra) sit in
+`.python_packages/lib/site-packages`. App settings are the ones `.env.azure` documents, plus
+the trigger's connection above; infra sets them all by identity.
 
 host.json (JSON has no comments, so its reasons are here): up to 16 concurrent invocations,
 which share the worker's one event loop since the handler is async and waits on I/O; the
