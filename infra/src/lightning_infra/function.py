@@ -26,7 +26,11 @@ import pulumi
 from pulumi_azure_native import authorization, storage, web
 
 from lightning_infra.errors import DeployError
-from lightning_infra.roles import role_definition_id
+from lightning_infra.roles import (
+    STORAGE_BLOB_DATA_OWNER,
+    STORAGE_TABLE_DATA_CONTRIBUTOR,
+    role_definition_id,
+)
 
 #: The task that builds the package this component deploys.
 PACKAGE_TASK = "invoke package-function"
@@ -45,8 +49,8 @@ HOST_STORAGE_CONNECTION = "AzureWebJobsStorage"
 #: What the Functions host needs on its storage account: blobs (keys, leases, the package) and
 #: tables (diagnostic events). The Service Bus trigger uses no queue.
 HOST_STORAGE_ROLES: Mapping[str, str] = {
-    "storage-blob-data-owner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
-    "storage-table-data-contributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
+    "storage-blob-data-owner": STORAGE_BLOB_DATA_OWNER,
+    "storage-table-data-contributor": STORAGE_TABLE_DATA_CONTRIBUTOR,
 }
 
 
