@@ -55,6 +55,11 @@ API_DELEGATED_SCOPE = "access_as_user"
 API_APP_ROLE = "access_as_application"
 
 
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
 class TokenVersion(IntEnum):
     """The access token version the API's registration issues (`requestedAccessTokenVersion`)."""
 
@@ -140,6 +145,59 @@ class Settings(BaseSettings):
     ui_session_secret: SecretStr | None = Field(default=None, alias="LIGHTNING_UI_SESSION_SECRET")
 
     webhook_allowed_origins: str = Field(default="", alias="LIGHTNING_WEBHOOK_ALLOWED_ORIGINS")
+    webhook_deadline_seconds: float = Field(
+        default=10.0, gt=0, le=300, alias="LIGHTNING_WEBHOOK_DEADLINE_SECONDS"
+    )
+    webhook_max_response_bytes: int = Field(
+        default=64 * 1024, ge=0, alias="LIGHTNING_WEBHOOK_MAX_RESPONSE_BYTES"
+    )
+
+    # What one client may ask of the services (hostile-input limits).
+    max_request_bytes: int = Field(
+        default=1024 * 1024, ge=1024, alias="LIGHTNING_MAX_REQUEST_BYTES"
+    )
+    publish_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=120, alias="LIGHTNING_PUBLISH_TIMEOUT_SECONDS"
+    )
+    max_instructions_per_user: int = Field(
+        default=100, ge=1, alias="LIGHTNING_MAX_INSTRUCTIONS_PER_USER"
+    )
+    # Every follow-up a user's event causes, directly or through its follow-ups, in total.
+    max_follow_ups_per_event: int = Field(
+        default=100, ge=0, alias="LIGHTNING_MAX_FOLLOW_UPS_PER_EVENT"
+    )
+    # Accepted events still `received` after this long are published again (an API that
+    # died between storing and publishing leaves such orphans).
+    republish_after_seconds: float = Field(
+        default=120.0, gt=0, alias="LIGHTNING_REPUBLISH_AFTER_SECONDS"
+    )
+    allowed_hosts: str = Field(
+        default="",
+        alias="LIGHTNING_ALLOWED_HOSTS",
+        description="Comma-separated Host names the services answer; empty: the mode's default",
+    )
+    max_connections: int = Field(default=1000, ge=1, alias="LIGHTNING_MAX_CONNECTIONS")
+
+    # Logs, traces and metrics (lightning_core.telemetry, lightning_core.metrics).
+    log_format: LogFormat | None = Field(
+        default=None,
+        alias="LIGHTNING_LOG_FORMAT",
+        description="text or json; unset: text in embedded mode, json elsewhere (containers)",
+    )
+    log_level: str = Field(
+        default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", alias="LIGHTNING_LOG_LEVEL"
+    )
+    access_log: bool = Field(default=True, alias="LIGHTNING_ACCESS_LOG")
+    trace_console: bool = Field(default=False, alias="LIGHTNING_TRACE_CONSOLE")
+    otlp_endpoint: str | None = Field(default=None, alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+    applicationinsights_connection_string: SecretStr | None = Field(
+        default=None, alias="APPLICATIONINSIGHTS_CONNECTION_STRING"
+    )
+    metrics_port: Port | None = Field(
+        default=None,
+        alias="LIGHTNING_METRICS_PORT",
+        description="Where a service without HTTP (the processor worker) serves /metrics",
+    )
 
     host: str = Field(default="127.0.0.1", alias="LIGHTNING_HOST")
     api_port: Port = Field(default=8000, alias="LIGHTNING_API_PORT")

@@ -40,6 +40,12 @@ class CloudEvent(BaseModel):
     hops: int = Field(
         default=0, ge=0, description="Follow-ups between this event and the one a user sent"
     )
+    budget: int | None = Field(
+        default=None,
+        ge=0,
+        description="Follow-ups this event and all it causes may still publish; None on a "
+        "user's event (the processor starts it at LIGHTNING_MAX_FOLLOW_UPS_PER_EVENT)",
+    )
 
     def to_json(self) -> bytes:
         return self.model_dump_json(exclude_none=True).encode()
