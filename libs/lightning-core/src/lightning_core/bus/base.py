@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from typing import Any, Protocol, TypeVar
 
 from lightning_core.events import CloudEvent
 from lightning_core.lifecycle import Connectable
+from lightning_core.metrics import HANDLE_SECONDS, HANDLED, PUBLISHED
 
 log = logging.getLogger(__name__)
 
@@ -152,8 +154,13 @@ class BusBase(Connectable, ABC):
     async def publish_batch(self, events: Sequence[CloudEvent]) -> None:
         if not events:
             return
-        async with asyncio.timeout(self.publish_timeout):
-            await self._until_connected(functools.partial(self._publish, events))
+        try:
+            async with asyncio.timeout(self.publish_timeout):
+                await self._until_connected(functools.partial(self._publish, events))
+        except Exception:
+            PUBLISHED.labels("failed").inc(len(events))
+            raise
+        PUBLISHED.labels("ok").inc(len(events))
 
     async def open_group(self, group: str) -> None:
         await self._until_connected(functools.partial(self._open_group, group))
@@ -184,9 +191,12 @@ class BusBase(Connectable, ABC):
         attempt = delivery.previous_attempts
         while True:
             attempt += 1
+            started = time.perf_counter()
             try:
                 await handler(delivery.event)
             except Exception as error:  # any handler failure: retry, then dead-letter
+                HANDLE_SECONDS.labels(group).observe(time.perf_counter() - started)
+                HANDLED.labels(group, "error").inc()
                 reason = f"{type(error).__name__}: {error}"
                 log.warning(
                     "%s: event %s attempt %d failed: %s", group, delivery.event.id, attempt, reason
@@ -195,9 +205,12 @@ class BusBase(Connectable, ABC):
                     await self._until_connected(
                         functools.partial(self._dead_letter, group, delivery, reason, attempt)
                     )
+                    HANDLED.labels(group, "dead_lettered").inc()
                     return False
                 await asyncio.sleep(self.retry.delay(attempt))
             else:
+                HANDLE_SECONDS.labels(group).observe(time.perf_counter() - started)
+                HANDLED.labels(group, "ok").inc()
                 return True
 
     async def _until_connected(

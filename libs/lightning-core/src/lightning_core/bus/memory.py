@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from lightning_core.bus.base import BusBase, DeadLetter, Delivery, Handler, RetryPolicy
 from lightning_core.config import Settings
 from lightning_core.events import CloudEvent
+from lightning_core.metrics import PUBLISHED
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ class MemoryBus(BusBase):
         once per accepted event."""
         if events:
             await self._publish(events)
+            PUBLISHED.labels("ok").inc(len(events))
 
     async def _publish(self, events: Sequence[CloudEvent]) -> None:
         self._log.extend(events)
