@@ -4,7 +4,9 @@ a server that forgot its groups. The shared contract lives in test_bus_contract.
 from __future__ import annotations
 
 import asyncio
+import collections
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
@@ -13,7 +15,9 @@ from lightning_core.bus.base import RetryPolicy
 from lightning_core.bus.redis import RedisBus
 from lightning_core.config import load_settings
 from lightning_core.events import CloudEvent
+from lightning_core.idempotency import idempotent
 from lightning_core.providers import build_bus
+from lightning_core.storage.sqlite import SqliteStorage
 from provider_backends.redis import REDIS_URL, TEST_CLAIM_IDLE
 
 
@@ -138,6 +142,90 @@ async def test_a_server_that_lost_its_groups_is_consumed_again(
     stop.set()
     await task
     assert [event.data["n"] for event in seen] == [1, 2]
+
+
+async def test_a_group_opened_on_a_stream_with_history_gets_that_history(
+    bus_redis: RedisBus,
+) -> None:
+    events = [make_event(n) for n in range(3)]
+    await bus_redis.publish_batch(events)  # the API published before the processor started
+    await bus_redis.open_group("g")
+    deliveries = await bus_redis._receive("g", 10, 0.1)
+    assert [d.event for d in deliveries] == events
+
+
+async def test_claiming_on_a_deleted_group_recreates_it_from_the_start(
+    bus_redis: RedisBus, redis_namespace: str, client: Redis
+) -> None:
+    await bus_redis.open_group("g")
+    events = [make_event(n) for n in range(3)]
+    await bus_redis.publish_batch(events)
+    await client.xgroup_destroy(f"{redis_namespace}:events", "g")
+    bus_redis._next_claim["g"] = 0.0  # this receive looks for abandoned entries first
+    assert await bus_redis._receive("g", 10, 0.1) == []
+    deliveries = await bus_redis._receive("g", 10, 0.1)
+    assert [d.event for d in deliveries] == events
+
+
+async def test_releasing_into_a_deleted_group_hands_nothing_back_and_loses_nothing(
+    bus_redis: RedisBus, redis_namespace: str, client: Redis
+) -> None:
+    await bus_redis.open_group("g")
+    events = [make_event(n) for n in range(3)]
+    await bus_redis.publish_batch(events)
+    taken = await bus_redis._receive("g", 10, 0.1)
+    await client.xgroup_destroy(f"{redis_namespace}:events", "g")
+    await bus_redis._release("g", taken)
+    await bus_redis.open_group("g")
+    deliveries = await bus_redis._receive("g", 10, 0.1)
+    assert [d.event for d in deliveries] == events
+
+
+async def test_a_group_deleted_mid_stream_is_recreated_and_skips_nothing(
+    bus_redis: RedisBus, redis_namespace: str, client: Redis, tmp_path: Path
+) -> None:
+    applied: collections.Counter[str] = collections.Counter()
+    started, deleted = asyncio.Event(), asyncio.Event()
+
+    async def effect(event: CloudEvent) -> None:
+        started.set()
+        await deleted.wait()  # the first batch is in flight while the group goes
+        applied[event.id] += 1
+
+    before, after = [make_event(n) for n in range(5)], [make_event(n) for n in range(5, 10)]
+    async with SqliteStorage(tmp_path / "ledger.db") as ledger:
+        stop = asyncio.Event()
+        await bus_redis.open_group("g")
+        handler = idempotent(ledger, "g", effect)
+        task = asyncio.create_task(bus_redis.consume("g", handler, stop=stop))
+        await bus_redis.publish_batch(before)
+        await asyncio.wait_for(started.wait(), 5)
+        await client.xgroup_destroy(f"{redis_namespace}:events", "g")
+        await asyncio.sleep(bus_redis.claim_interval)  # the next receive claims first
+        deleted.set()
+        await bus_redis.publish_batch(after)
+        async with asyncio.timeout(5):
+            while len(applied) < len(before) + len(after):
+                assert not task.done(), task
+                await asyncio.sleep(0.005)
+        stop.set()
+        await task
+    assert applied == {event.id: 1 for event in before + after}
+
+
+async def test_a_letter_replayed_into_a_lost_replay_stream_is_delivered(
+    bus_redis: RedisBus, redis_namespace: str, client: Redis
+) -> None:
+    await bus_redis.open_group("g")
+    event = make_event(1)
+    await bus_redis.publish(event)
+    [delivery] = await bus_redis._receive("g", 10, 0.1)
+    await bus_redis._dead_letter("g", delivery, "RuntimeError: no", 5)
+    await client.delete(f"{redis_namespace}:replay:g")  # the server lost it, group and all
+    await bus_redis.replay("g", event.id)  # recreates the stream, without the group
+    await bus_redis.open_group("g")  # a consumer starting afterwards
+    deliveries = await bus_redis._receive("g", 10, 0.1)
+    assert [d.event for d in deliveries] == [event]
 
 
 async def test_settings_select_the_redis_bus(redis_namespace: str) -> None:

@@ -6,7 +6,9 @@ A module defines pytest fixtures and lists them, so adding a provider never edit
 - `BUSES = ["bus_<name>"]`: fixtures yielding a connected, isolated EventBus built with
   the `fast_retry` policy (own key prefix, vhost, queue or topic names), cleaned up;
 - `FAULTY = ["faulty_<name>"]`: fixtures yielding a `Faulty` whose private server (never the
-  shared one) the fault suite kills and restarts.
+  shared one) the fault suite kills and restarts;
+- `BACK_EMPTY = ["faulty_<name>"]`: those of the FAULTY bus fixtures whose `Faulty` can
+  also `wipe` the server's data while it is down, so it comes back empty.
 Modules are registered as pytest plugins by the repository's root conftest.py.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import pkgutil
+import shutil
 import socket
 import subprocess
 import time
@@ -28,7 +31,7 @@ from typing import Literal, Protocol
 PLUGINS = [f"{__name__}.{info.name}" for info in pkgutil.iter_modules(__path__)]
 
 
-def listed(kind: Literal["STORAGE", "BUSES", "FAULTY"]) -> list[str]:
+def listed(kind: Literal["STORAGE", "BUSES", "FAULTY", "BACK_EMPTY"]) -> list[str]:
     """Every fixture name the backend modules list under `kind`, sorted."""
     modules: list[ModuleType] = [importlib.import_module(name) for name in PLUGINS]
     return sorted(name for module in modules for name in getattr(module, kind, []))
@@ -51,6 +54,17 @@ class Faulty:
     kind: Literal["storage", "bus"]
     server: PrivateServer
     make: Callable[[], object]  # a new, unconnected provider talking to that server
+    wipe: Callable[[], None] | None = None  # while stopped: forget everything it stored
+
+
+def emptier(data: Path) -> Callable[[], None]:
+    """A `Faulty.wipe` for a server keeping all its state under `data`."""
+
+    def wipe() -> None:
+        shutil.rmtree(data)
+        data.mkdir()
+
+    return wipe
 
 
 class ServerProcess:

@@ -29,10 +29,11 @@ from aiormq.exceptions import AMQPConnectionError
 from conftest import free_port, require
 from lightning_core.bus.base import RetryPolicy
 from lightning_core.bus.rabbitmq import RabbitMqBus
-from provider_backends import Faulty, ServerProcess
+from provider_backends import Faulty, ServerProcess, emptier
 
 BUSES = ["bus_rabbitmq"]
 FAULTY = ["faulty_rabbitmq"]
+BACK_EMPTY = ["faulty_rabbitmq"]
 
 RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"  # the /usr/sbin wrapper switches user
@@ -105,7 +106,8 @@ def private_rabbitmq(base: Path) -> ProcessGroup:
 @pytest.fixture
 def faulty_rabbitmq(tmp_path: Path) -> Iterator[Faulty]:
     require(Path(SERVER).exists(), "rabbitmq-server", "apt-get install -y rabbitmq-server")
-    server = private_rabbitmq(tmp_path / "rabbitmq")
+    base = tmp_path / "rabbitmq"
+    server = private_rabbitmq(base)
     server.start()
     url = f"amqp://guest:guest@127.0.0.1:{server.port}/"
     try:
@@ -113,6 +115,7 @@ def faulty_rabbitmq(tmp_path: Path) -> Iterator[Faulty]:
             kind="bus",
             server=server,
             make=lambda: RabbitMqBus(url, "faults", retry=RetryPolicy(max_attempts=20)),
+            wipe=emptier(base / "mnesia"),
         )
     finally:
         server.stop()

@@ -2,7 +2,8 @@
 
 The contract suite uses the machine's Redis (REDIS_URL, default 127.0.0.1:6379) under a
 random namespace per test, deleting its keys afterwards. The fault suite gets a private
-redis-server with AOF fsynced on every write, so SIGKILL loses no acknowledged publish.
+redis-server with AOF fsynced on every write, so SIGKILL loses no acknowledged publish;
+wiping its directory while it is down brings it back empty.
 """
 
 from __future__ import annotations
@@ -19,10 +20,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from conftest import free_port, require
 from lightning_core.bus.base import RetryPolicy
 from lightning_core.bus.redis import RedisBus
-from provider_backends import Faulty, ServerProcess
+from provider_backends import Faulty, ServerProcess, emptier
 
 BUSES = ["bus_redis"]
 FAULTY = ["faulty_redis"]
+BACK_EMPTY = ["faulty_redis"]
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 START_REDIS = (
@@ -81,6 +83,8 @@ def faulty_redis(tmp_path: Path) -> Iterator[Faulty]:
     url = f"redis://127.0.0.1:{port}/0"
     try:
         # Entries a kill loses in transit (delivered, reply never read) come back after 2 s.
-        yield Faulty("bus", server, lambda: RedisBus(url, "faults", claim_idle=2.0))
+        yield Faulty(
+            "bus", server, lambda: RedisBus(url, "faults", claim_idle=2.0), wipe=emptier(data)
+        )
     finally:
         server.stop()

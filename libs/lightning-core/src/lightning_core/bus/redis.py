@@ -12,9 +12,12 @@ Keys (all under the namespace, so a test run or a deployment owns its own prefix
   XRANGE; replay moves one to the replay stream atomically (a Lua script), so two replays
   of the same letter deliver it once.
 
-Groups are created at `$` when opened (`open_group`, or the first `consume`): a group sees
-what is published from then on, as on RabbitMQ and Service Bus. Creating them at id 0
-would hand a group added months later the whole retained history as if it were new.
+Groups are created at id 0 (`open_group`, the first `consume`, and again whenever the
+server answers NOGROUP: it restarted without its data, or the group was deleted), so
+creating a group never skips an entry already in the stream. A group new to a stream with
+history, or recreated while the stream stayed, therefore receives every retained entry (up
+to `max_len`); the idempotency ledger absorbs those it already handled. What a server
+without persistence held is lost with it (docs/durability.md).
 
 Each bus instance reads under its own consumer name. A consumer that dies leaves its
 entries pending; any consumer of the group claims entries idle for longer than
@@ -40,6 +43,7 @@ from typing import Any, cast
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -65,6 +69,22 @@ if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('XADD', KEYS[2], '*', 'event', ARGV[2])
 return 1
 """
+
+
+def _group_lost(error: ResponseError) -> bool:
+    """Whether the reply means the group or its stream is gone (NOGROUP; UNBLOCKED for a
+    read blocked on a stream that was deleted)."""
+    return str(error).startswith(("NOGROUP", "UNBLOCKED"))
+
+
+async def _execute(pipe: Pipeline) -> list[Any]:
+    """Run the pipeline and raise its first error reply as the server sent it (redis-py's
+    own raise rewrites the message, hiding NOGROUP from `_group_lost`)."""
+    replies: list[Any] = await pipe.execute(raise_on_error=False)
+    for reply in replies:
+        if isinstance(reply, ResponseError):
+            raise reply
+    return replies
 
 
 class RedisBus(BusBase):
@@ -135,10 +155,10 @@ class RedisBus(BusBase):
             pipe.xadd(self._stream, {"event": event.to_json()}, maxlen=self.max_len)
         await pipe.execute()
 
-    async def _open_group(self, group: str, start: str = "$") -> None:
+    async def _open_group(self, group: str) -> None:
         for key in (self._stream, self._replay_key(group)):
             try:
-                await self._redis.xgroup_create(key, group, id=start, mkstream=True)
+                await self._redis.xgroup_create(key, group, id="0", mkstream=True)
             except ResponseError as error:
                 if not str(error).startswith("BUSYGROUP"):
                     raise
@@ -159,12 +179,10 @@ class RedisBus(BusBase):
                 ),
             )
         except ResponseError as error:
-            # NOGROUP, or UNBLOCKED when the stream vanished during the read: the server lost
-            # the group (e.g. a restart without persistence), so create it afresh.
-            if not str(error).startswith(("NOGROUP", "UNBLOCKED")):
+            if not _group_lost(error):
                 raise
-            # Everything in a stream recreated since the loss is new: read it from the start.
-            await self._open_group(group, start="0")
+            log.warning("%s: the server lost the group (%s); recreating it at id 0", group, error)
+            await self._open_group(group)
             return []
         entries = [
             (key.decode(), entry) for key, key_entries in reply or [] for entry in key_entries
@@ -178,7 +196,7 @@ class RedisBus(BusBase):
         pipe = self._redis.pipeline(transaction=False)
         for key in keys:
             pipe.xpending_range(key, group, "-", "+", max_count, idle=idle)
-        pending: list[list[dict[str, Any]]] = await pipe.execute()
+        pending: list[list[dict[str, Any]]] = await _execute(pipe)
         full = any(len(items) == max_count for items in pending)
         self._next_claim[group] = time.monotonic() + (0.0 if full else self.claim_interval)
         stale = [(key, items) for key, items in zip(keys, pending, strict=True) if items]
@@ -187,7 +205,7 @@ class RedisBus(BusBase):
         pipe = self._redis.pipeline(transaction=False)
         for key, items in stale:
             pipe.xclaim(key, group, self.consumer, idle, [item["message_id"] for item in items])
-        claimed: list[list[Entry]] = await pipe.execute()
+        claimed: list[list[Entry]] = await _execute(pipe)
         counts = {
             (key, item["message_id"]): int(item["times_delivered"])
             for key, items in stale
@@ -251,7 +269,13 @@ class RedisBus(BusBase):
                 retrycount=delivery.previous_attempts,
                 justid=True,
             )
-        await pipe.execute()
+        try:
+            await _execute(pipe)
+        except ResponseError as error:
+            if not _group_lost(error):
+                raise
+            # Nothing to hand back: the entries went with the stream, or the group, once
+            # recreated at id 0, delivers them again.
 
     async def _dead_letter(
         self, group: str, delivery: Delivery, reason: str, attempts: int
@@ -288,6 +312,22 @@ class RedisBus(BusBase):
             )
             for _, fields in await self._letters(group)
         ]
+
+    async def backlog(self, group: str) -> int | None:
+        """Entries the group has not read (its lag) plus those read and not acknowledged;
+        None when Redis cannot tell the lag (entries deleted from the middle)."""
+        try:
+            groups = await self._redis.xinfo_groups(self._stream)
+        except ResponseError as error:  # no stream yet
+            if "no such key" in str(error).lower():
+                return 0
+            raise
+        for info in groups:
+            name = info["name"]
+            if (name.decode() if isinstance(name, bytes) else name) == group:
+                lag = info.get("lag")
+                return None if lag is None else int(lag) + int(info["pending"])
+        return 0
 
     async def replay(self, group: str, event_id: str) -> None:
         for entry_id, fields in await self._letters(group):
