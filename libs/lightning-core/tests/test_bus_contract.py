@@ -160,3 +160,23 @@ async def test_the_ledger_applies_an_effect_once_under_redelivery(
             await asyncio.sleep(0.005)
     await consumer.shutdown()
     assert sorted(effects) == sorted(event.id for event in events)
+
+
+async def test_the_backlog_counts_what_the_group_has_not_settled(event_bus: EventBus) -> None:
+    await event_bus.open_group("waiting")
+    before = await event_bus.backlog("waiting")
+    if before is None:  # the broker does not tell (Service Bus without Manage rights)
+        await event_bus.publish_batch([make_event(n) for n in range(3)])
+        assert await event_bus.backlog("waiting") is None
+        return
+    assert before == 0
+    await event_bus.publish_batch([make_event(n) for n in range(3)])
+    async with asyncio.timeout(5):  # brokers count asynchronously (RabbitMQ's queue stats)
+        while await event_bus.backlog("waiting") != 3:
+            await asyncio.sleep(0.05)
+    consumer = Consumer(event_bus, "waiting")
+    await consumer.wait_for(3)
+    await consumer.shutdown()
+    async with asyncio.timeout(5):
+        while await event_bus.backlog("waiting") != 0:
+            await asyncio.sleep(0.05)

@@ -92,6 +92,10 @@ class EventBus(Protocol):
 
     async def dead_letters(self, group: str) -> list[DeadLetter]: ...
 
+    async def backlog(self, group: str) -> int | None:
+        """Events published for the group and not settled yet; None where the broker does
+        not tell with data-plane rights alone (Service Bus)."""
+
     async def replay(self, group: str, event_id: str) -> None:
         """Deliver a dead letter to its group again; KeyError if there is none."""
 

@@ -123,6 +123,9 @@ class MemoryBus(BusBase):
             return False
         return True
 
+    async def backlog(self, group: str) -> int | None:
+        return self._backlog(group) if group in self._cursors else 0
+
     def _backlog(self, group: str) -> int:
         """Events the group has yet to receive: handed back ones, then unread ones."""
         unread = len(self._log) - (self._cursors[group] - self._trimmed)

@@ -54,7 +54,7 @@ from aio_pika.abc import (
     AbstractQueue,
     AbstractRobustConnection,
 )
-from aiormq.exceptions import AMQPConnectionError, ChannelInvalidStateError
+from aiormq.exceptions import AMQPConnectionError, ChannelInvalidStateError, ChannelNotFoundEntity
 from pydantic import ValidationError
 
 from lightning_core.bus.base import BusBase, DeadLetter, Delivery, Handler, RetryPolicy
@@ -339,6 +339,19 @@ class RabbitMqBus(BusBase):
                 )
             )
         return letters
+
+    async def backlog(self, group: str) -> int | None:
+        """The group queue's ready messages (those delivered and not yet acked are not
+        counted: the broker's passive declare does not tell them)."""
+        channel = await self.broker.connection.channel()
+        try:
+            queue = await channel.declare_queue(self.queue_name(group), passive=True)
+        except ChannelNotFoundEntity:  # no such queue: nothing waits for it
+            return 0
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+        return int(queue.declaration_result.message_count or 0)
 
     async def replay(self, group: str, event_id: str) -> None:
         """Put the dead letter back on the group's queue (only that group sees it again)."""

@@ -190,6 +190,10 @@ class ServiceBusBus(BusBase):
             raise RuntimeError("the Service Bus bus is not connected: call connect() first")
         return self._connected_clients
 
+    async def backlog(self, _group: str) -> int | None:
+        """Unknown: message counts need Manage rights (Azure Monitor's ActiveMessages has them)."""
+        return None
+
     async def ping(self) -> None:
         """Open a sender link on the topic: a round trip needing only Send rights."""
         async with self._connection().data.get_topic_sender(self.topic) as sender:
