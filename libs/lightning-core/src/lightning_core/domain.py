@@ -92,22 +92,47 @@ class _Action(_Strict):
     model_config = ConfigDict(json_schema_extra=_require_kind)
 
 
+class NotifyParams(_Strict):
+    """What a notification says: a `notify` action's fields, a `notify` task's params."""
+
+    title: str = Field(min_length=1, max_length=200)
+    body: str = Field(default="", max_length=4000)
+
+
+class EmitParams(_Strict):
+    """The event to emit: an `emit` action's fields, an `emit` task's params."""
+
+    type: EventType
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class WaitParams(_Strict):
+    """A `wait` task's params (the task runner caps how long it waits)."""
+
+    seconds: float = Field(default=0, ge=0, allow_inf_nan=False, strict=True)  # not `true`
+
+
+class WebhookParams(_Strict):
+    """A `webhook` task's params; the task runner calls only allow-listed origins."""
+
+    url: str = Field(min_length=1, max_length=2048, pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#]+")
+    payload: Any = Field(default_factory=dict)
+
+
 class RequestTask(_Action):
+    """Request a task; `params` take the shape of `task`'s params model above."""
+
     kind: Literal["request_task"] = "request_task"
     task: TaskKind
     params: dict[str, Any] = Field(default_factory=dict)
 
 
-class Notify(_Action):
+class Notify(NotifyParams, _Action):
     kind: Literal["notify"] = "notify"
-    title: str = Field(min_length=1, max_length=200)
-    body: str = Field(default="", max_length=4000)
 
 
-class Emit(_Action):
+class Emit(EmitParams, _Action):
     kind: Literal["emit"] = "emit"
-    type: EventType
-    data: dict[str, Any] = Field(default_factory=dict)
 
 
 Action = Annotated[RequestTask | Notify | Emit, Field(discriminator="kind")]

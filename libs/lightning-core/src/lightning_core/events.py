@@ -3,16 +3,64 @@
 Every bus carries exactly this shape in exactly this JSON encoding (`to_json`/`from_json`),
 so an event published by the API on Redis reads the same as one delivered by Service Bus.
 Extension attribute names follow the CloudEvents rule (lower-case letters and digits only).
+
+How large and deep an event's `data` may be is declared here once (`EventData`): producers
+that take data from users (the API's door) hold it to these limits, so every bus can carry
+the envelope and every consumer can decode it.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic_core import to_json
 
 from lightning_core.ids import new_id
+
+#: How deep `data` may nest, `data` itself being level 1 (`{}` is 1 deep, `{"a": []}` 2).
+#: Far below what the JSON decoders on the way accept (pydantic's stops near 250).
+MAX_DATA_DEPTH = 32
+#: The most bytes an encoded envelope (`to_json`) takes: a Service Bus Standard message holds
+#: 256 KiB with its headers, which keeps 56 KiB for those.
+MAX_EVENT_BYTES = 200 * 1024
+#: The most bytes `data` encodes to; the rest of the envelope (id, type, source, subject,
+#: user, correlation and trace ids, as the API bounds them) fits in what is left.
+MAX_DATA_BYTES = MAX_EVENT_BYTES - 8 * 1024
+
+
+def depth(value: Any) -> int:
+    """How many levels of objects and arrays `value` nests (0 for a scalar)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def check_data(data: dict[str, Any]) -> dict[str, Any]:
+    """`data` unchanged if it is within MAX_DATA_DEPTH and MAX_DATA_BYTES; else ValueError
+    saying which limit it passes."""
+    levels = depth(data)
+    if levels > MAX_DATA_DEPTH:
+        raise ValueError(f"nested {levels} levels deep; at most {MAX_DATA_DEPTH} are accepted")
+    size = len(to_json(data))
+    if size > MAX_DATA_BYTES:
+        raise ValueError(f"encodes to {size} bytes; at most {MAX_DATA_BYTES} are accepted")
+    return data
+
+
+#: Event data as producers taking it from users must hold it.
+EventData = Annotated[dict[str, Any], AfterValidator(check_data)]
 
 
 def _now() -> datetime:

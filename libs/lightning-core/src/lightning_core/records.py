@@ -1,6 +1,8 @@
 """The event record both the API and the processor keep: one document per event.
 
-The API writes it `received` when it accepts an event, the processor marks it `processed`.
+The API writes it `received` when it accepts an event and marks it `failed` (with the
+reason) if the bus does not take it; the processor marks it `processed`, also a `failed` one
+whose event the broker took despite the error.
 The shape lives in core because both services read and write it and neither imports
 the other.
 """
@@ -13,7 +15,7 @@ from enum import StrEnum
 from pydantic import BaseModel
 
 from lightning_core.events import CloudEvent
-from lightning_core.storage.base import Document, NotFound, Storage
+from lightning_core.storage.base import Document, NotFound, PreconditionFailed, Storage
 
 EVENTS = "events"
 
@@ -21,6 +23,7 @@ EVENTS = "events"
 class EventStatus(StrEnum):
     RECEIVED = "received"
     PROCESSED = "processed"
+    FAILED = "failed"  # the bus did not take it: `error` says why
 
 
 class EventRecord(BaseModel):
@@ -28,6 +31,8 @@ class EventRecord(BaseModel):
     status: EventStatus
     received_at: datetime
     processed_at: datetime | None = None
+    failed_at: datetime | None = None
+    error: str | None = None
 
     @classmethod
     def from_document(cls, document: Document) -> EventRecord:
@@ -60,7 +65,27 @@ async def mark_processed(storage: Storage, event: CloudEvent) -> bool:
     if record.status is EventStatus.PROCESSED:
         return False
     processed = record.model_copy(
-        update={"status": EventStatus.PROCESSED, "processed_at": datetime.now(UTC)}
+        update={"status": EventStatus.PROCESSED, "processed_at": datetime.now(UTC), "error": None}
     )
     await storage.replace(EVENTS, event.user, event.id, processed.to_body(), if_match=document.etag)
+    return True
+
+
+async def mark_failed(storage: Storage, event: CloudEvent, reason: str) -> bool:
+    """Mark a `received` event failed with `reason`; False when it is no longer `received`
+    (the processor got it after all), which the conditional replace also guarantees against
+    a processor marking it in between."""
+    document = await storage.get(EVENTS, event.user, event.id)
+    record = EventRecord.from_document(document)
+    if record.status is not EventStatus.RECEIVED:
+        return False
+    failed = record.model_copy(
+        update={"status": EventStatus.FAILED, "failed_at": datetime.now(UTC), "error": reason}
+    )
+    try:
+        await storage.replace(
+            EVENTS, event.user, event.id, failed.to_body(), if_match=document.etag
+        )
+    except PreconditionFailed:
+        return False
     return True
