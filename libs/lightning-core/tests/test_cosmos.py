@@ -5,7 +5,9 @@ response was lost. The shared behaviour is the storage contract suite's."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import json
 import uuid
 from collections.abc import AsyncIterator
 
@@ -53,6 +55,32 @@ async def test_undeclared_orderings_and_collections_are_refused(
 async def test_ids_cosmos_cannot_address_are_refused(storage_cosmos: CosmosStorage) -> None:
     with pytest.raises(ValueError, match="invalid document id"):
         await storage_cosmos.create("things", "alice", "a/b", {})
+
+
+def with_inner_token(token: str, inner: str) -> str:
+    """Our continuation token for the same query, carrying another SDK token."""
+    wrapper = json.loads(base64.urlsafe_b64decode(token))
+    wrapper["c"] = inner
+    return base64.urlsafe_b64encode(json.dumps(wrapper).encode()).decode()
+
+
+async def test_a_forged_sdk_token_inside_ours_is_an_invalid_token(
+    storage_cosmos: CosmosStorage,
+) -> None:
+    for n in range(3):
+        await storage_cosmos.create("things", "alice", f"t{n}", {"n": n})
+    page = await storage_cosmos.query("things", "alice", order_by="n", limit=1)
+    assert page.continuation is not None
+    # The service refuses the first three; the others could not even travel in a header.
+    for inner in ["{}", '{"token": 7}', "99", "line\nbreak", "\u00e9"]:
+        with pytest.raises(ValueError, match=r"^invalid continuation token$"):
+            await storage_cosmos.query(
+                "things",
+                "alice",
+                order_by="n",
+                limit=1,
+                continuation=with_inner_token(page.continuation, inner),
+            )
 
 
 # -- the declared containers: provisioned with an account key, verified with an identity --

@@ -3,6 +3,7 @@
 from lightning_core.storage.base import (
     Conflict,
     Document,
+    InvalidDocument,
     NotFound,
     Page,
     PreconditionFailed,
@@ -13,6 +14,7 @@ from lightning_core.storage.base import (
 __all__ = [
     "Conflict",
     "Document",
+    "InvalidDocument",
     "NotFound",
     "Page",
     "PreconditionFailed",

@@ -8,15 +8,32 @@ PostgreSQL or Cosmos DB.
 from __future__ import annotations
 
 import base64
+import json
+import math
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from lightning_core.events import MAX_DATA_DEPTH
 
 JsonScalar = str | int | float | bool | None
 
 # Field names reach SQL as JSON paths: allow plain identifiers only.
 FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+#: How deep a body may nest, the body itself being level 1: an event's `data` fits, with as
+#: many levels again for the documents that carry it (an event record holds it at level 3).
+STORAGE_MAX_DEPTH = 2 * MAX_DATA_DEPTH
+# The largest offset every offset-paging database takes (a signed 64-bit integer).
+_MAX_OFFSET = 2**63 - 1
+# Characters no provider stores alike: NUL (PostgreSQL refuses it in text) and any surrogate
+# code point (a Python str holds one only when it is lone, which UTF-8 cannot encode).
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+_NOT_FINITE = "not a finite number (JSON has no NaN or Infinity)"
+_PLAIN_SCALARS = frozenset({int, float, bool, type(None)})
+_PLAIN_KEY = re.compile(r"[A-Za-z0-9_\-]+")
+_MAX_PATH = 200  # characters of a field path quoted in an error message
 
 
 class StorageError(Exception):
@@ -29,6 +46,12 @@ class NotFound(StorageError, LookupError):
 
 class Conflict(StorageError):
     """`create` found a document with that id already in that partition."""
+
+
+class InvalidDocument(StorageError, ValueError):
+    """The body, partition or id holds what no provider can store the same way (a NUL
+    character, a lone surrogate, NaN or Infinity, nesting beyond STORAGE_MAX_DEPTH); the
+    message names the field."""
 
 
 class PreconditionFailed(StorageError):
@@ -55,11 +78,13 @@ def encode_offset(offset: int) -> str:
 
 
 def decode_offset(token: str) -> int:
+    """The offset in `token`; ValueError for anything `encode_offset` cannot have made,
+    including offsets beyond what the databases take."""
     try:
         offset = int(base64.urlsafe_b64decode(token.encode()).decode())
-    except (ValueError, UnicodeDecodeError):  # binascii.Error is a ValueError
+    except ValueError:  # binascii.Error and the Unicode errors are ValueErrors
         raise ValueError("invalid continuation token") from None
-    if offset < 0:
+    if not 0 <= offset <= _MAX_OFFSET:
         raise ValueError("invalid continuation token")
     return offset
 
@@ -68,6 +93,116 @@ def check_field_name(name: str) -> str:
     if not FIELD_NAME.match(name):
         raise ValueError(f"invalid field name {name!r}: use letters, digits and underscores")
     return name
+
+
+def check_document(body: Mapping[str, Any]) -> None:
+    """Raise InvalidDocument naming the first field (key or value, at any depth) holding a
+    NUL character, a lone surrogate, NaN or an infinity, or nesting deeper than
+    STORAGE_MAX_DEPTH."""
+    if _plainly_fine(body):
+        return
+    found = _first_problem(body, STORAGE_MAX_DEPTH)
+    if found is not None:
+        path, problem = found
+        raise InvalidDocument(f"{_render(path)}: {problem}")
+
+
+def check_keys(**keys: str) -> None:
+    """Raise InvalidDocument naming the first key (a partition, an id) holding a character
+    no provider stores alike (NUL, a lone surrogate)."""
+    for name, key in keys.items():
+        if problem := _unstorable(key):
+            raise InvalidDocument(f"document {name}: {problem}")
+
+
+def check_filter_values(where: Mapping[str, JsonScalar] | None) -> None:
+    """Raise ValueError naming the first filter whose value no provider can match alike."""
+    for name, value in (where or {}).items():
+        if isinstance(value, str) and (problem := _unstorable(value)):
+            raise ValueError(f"filter {_render([name])}: {problem}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"filter {_render([name])}: {_NOT_FINITE}")
+
+
+def _unstorable(text: str) -> str | None:
+    match = _UNSTORABLE.search(text)
+    if match is None:
+        return None
+    if match.group() == "\x00":
+        return "NUL character"
+    return f"lone surrogate U+{ord(match.group()):04X}"
+
+
+FieldPath = list[str | int]
+
+
+def _plainly_fine(body: Mapping[str, Any]) -> bool:
+    """True if the body certainly passes; False sends it to the exact walk (which names
+    the field). Every write runs this, so it searches all strings at once and leaves any
+    type but plain JSON ones to the exact walk."""
+    if type(body) is not dict:
+        return False
+    strings: list[str] = []
+    stack: list[tuple[Any, int]] = [(body, STORAGE_MAX_DEPTH)]
+    while stack:
+        container, room = stack.pop()
+        if room == 0:
+            return False
+        if type(container) is dict:
+            strings.extend(container)
+            values = container.values()
+        else:
+            values = container
+        for value in values:
+            kind = type(value)
+            if kind is str:
+                strings.append(value)
+            elif kind is dict or kind is list:
+                stack.append((value, room - 1))
+            elif kind not in _PLAIN_SCALARS or (kind is float and not math.isfinite(value)):
+                return False
+    try:
+        return _UNSTORABLE.search("".join(strings)) is None
+    except TypeError:  # a key that is not a string
+        return False
+
+
+def _first_problem(container: Any, room: int) -> tuple[FieldPath, str] | None:
+    """The path to the first unstorable key or value in `container` (a dict or list) and
+    what is wrong there; `room` is how many levels, this one included, may still nest."""
+    if room == 0:
+        return [], f"nested deeper than {STORAGE_MAX_DEPTH} levels"
+    pairs = container.items() if isinstance(container, dict) else enumerate(container)
+    for key, value in pairs:
+        if isinstance(key, str) and (problem := _unstorable(key)):
+            return [key], f"{problem} in a field name"
+        if isinstance(value, str):
+            if problem := _unstorable(value):
+                return [key], problem
+        elif isinstance(value, float) and not math.isfinite(value):
+            return [key], _NOT_FINITE
+        elif isinstance(value, dict | list | tuple):
+            found = _first_problem(value, room - 1)
+            if found is not None:
+                found[0].insert(0, key)
+                return found
+    return None
+
+
+def _render(path: FieldPath) -> str:
+    """`data.a.b[3]`; names other than plain words are quoted as JSON strings (ASCII)."""
+    parts: list[str] = []
+    for key in path:
+        if isinstance(key, int):
+            parts.append(f"[{key}]")
+        elif _PLAIN_KEY.fullmatch(key):
+            parts.append(f".{key}" if parts else key)
+        else:
+            parts.append(f"[{json.dumps(key)}]")
+    rendered = "".join(parts) or "body"
+    if len(rendered) > _MAX_PATH:
+        rendered = f"{rendered[: _MAX_PATH // 2]}…{rendered[-_MAX_PATH // 2 :]}"
+    return rendered
 
 
 class Storage(Protocol):
@@ -113,3 +248,78 @@ class Storage(Protocol):
         limit: int = 100,
         continuation: str | None = None,
     ) -> Page: ...
+
+    async def query_all(
+        self,
+        collection: str,
+        *,
+        where: Mapping[str, JsonScalar] | None = None,
+        order_by: str | None = None,
+        descending: bool = False,
+        limit: int = 100,
+    ) -> list[Document]:
+        """Up to `limit` documents of every partition, filtered and ordered as `query` does;
+        for maintenance sweeps, never for answering a user."""
+
+
+class OffsetPaging(ABC):
+    """`query` and `query_all` for providers that page by offset (SQLite, PostgreSQL),
+    written once over the provider's `_select`."""
+
+    @abstractmethod
+    async def _select(
+        self,
+        collection: str,
+        partition: str | None,
+        *,
+        where: Mapping[str, JsonScalar] | None,
+        order_by: str | None,
+        descending: bool,
+        limit: int,
+        offset: int,
+    ) -> list[Document]:
+        """Up to `limit + 1` documents from `offset` on, of one partition or (None) all."""
+
+    async def query(
+        self,
+        collection: str,
+        partition: str,
+        *,
+        where: Mapping[str, JsonScalar] | None = None,
+        order_by: str | None = None,
+        descending: bool = False,
+        limit: int = 100,
+        continuation: str | None = None,
+    ) -> Page:
+        offset = decode_offset(continuation) if continuation else 0
+        rows = await self._select(
+            collection,
+            partition,
+            where=where,
+            order_by=order_by,
+            descending=descending,
+            limit=limit,
+            offset=offset,
+        )
+        more = len(rows) > limit
+        return Page(rows[:limit], encode_offset(offset + limit) if more else None)
+
+    async def query_all(
+        self,
+        collection: str,
+        *,
+        where: Mapping[str, JsonScalar] | None = None,
+        order_by: str | None = None,
+        descending: bool = False,
+        limit: int = 100,
+    ) -> list[Document]:
+        rows = await self._select(
+            collection,
+            None,
+            where=where,
+            order_by=order_by,
+            descending=descending,
+            limit=limit,
+            offset=0,
+        )
+        return rows[:limit]

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import functools
 import hashlib
 import json
@@ -70,7 +69,10 @@ from lightning_core.storage.base import (
     Page,
     PreconditionFailed,
     StorageError,
+    check_document,
     check_field_name,
+    check_filter_values,
+    check_keys,
 )
 from lightning_core.topology import COLLECTIONS, PARTITION_KEY_PATH, Collection
 
@@ -89,6 +91,7 @@ _KEPT_PROPERTIES = {
     "computedProperties": "computed_properties",
     "fullTextPolicy": "full_text_policy",
 }
+_BAD_REQUEST = 400
 _FORBIDDEN = 403
 _INDEX_ATTEMPTS = 5
 # The SDK reports connection loss as these: the first before the request was sent, the
@@ -369,6 +372,7 @@ class CosmosStorage(Connectable):
     # -- documents ----------------------------------------------------------------------------
 
     def _item(self, partition: str, doc_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        check_document(body)
         write = new_token()
         return {"id": _check_id(doc_id), "partition": partition, "body": body, "write": write}
 
@@ -391,6 +395,7 @@ class CosmosStorage(Connectable):
     async def create(
         self, collection: str, partition: str, doc_id: str, body: dict[str, Any]
     ) -> Document:
+        check_keys(partition=partition, id=doc_id)
         item = self._item(partition, doc_id, body)
         container = self._container(collection)
         try:
@@ -400,6 +405,7 @@ class CosmosStorage(Connectable):
         return await self._own_write(container, item, refusal)
 
     async def get(self, collection: str, partition: str, doc_id: str) -> Document:
+        check_keys(partition=partition, id=doc_id)
         container = self._container(collection)
         try:
             item = await self._retrying(
@@ -418,6 +424,7 @@ class CosmosStorage(Connectable):
         *,
         if_match: str,
     ) -> Document:
+        check_keys(partition=partition, id=doc_id)
         item = self._item(partition, doc_id, body)
         container = self._container(collection)
         write = functools.partial(
@@ -438,6 +445,7 @@ class CosmosStorage(Connectable):
     async def upsert(
         self, collection: str, partition: str, doc_id: str, body: dict[str, Any]
     ) -> Document:
+        check_keys(partition=partition, id=doc_id)
         item = self._item(partition, doc_id, body)
         container = self._container(collection)
         # Idempotent: a retry after a lost outcome writes the same document again.
@@ -446,6 +454,7 @@ class CosmosStorage(Connectable):
     async def delete(
         self, collection: str, partition: str, doc_id: str, *, if_match: str | None = None
     ) -> None:
+        check_keys(partition=partition, id=doc_id)
         container = self._container(collection)
         outcome_lost = False
 
@@ -487,8 +496,81 @@ class CosmosStorage(Connectable):
         if limit < 1:
             raise ValueError("limit must be at least 1")
         container = self._container(collection)
-        clauses = ["c.partition = @partition"]
-        parameters: list[dict[str, Any]] = [{"name": "@partition", "value": partition}]
+        sql, parameters = self._query_text(collection, partition, where, order_by, descending)
+        fingerprint = hashlib.sha256(
+            json.dumps([collection, partition, sql, parameters], sort_keys=True).encode()
+        ).hexdigest()[:16]
+        token = given = _decode_token(continuation, fingerprint) if continuation else None
+        items: list[Document] = []
+        # Cosmos DB may end a page early (time or size budget): keep reading until full.
+        while True:
+            want = limit - len(items)
+            try:
+                page, next_token = await self._retrying(
+                    functools.partial(
+                        _one_page,
+                        container,
+                        sql,
+                        parameters,
+                        partition=partition,
+                        size=want,
+                        token=token,
+                    )
+                )
+            except CosmosHttpResponseError as error:
+                # A well-formed token of ours whose inner token the service refuses: forged.
+                if given is None or token != given or error.status_code != _BAD_REQUEST:
+                    raise
+                raise ValueError("invalid continuation token") from None
+            token = next_token
+            items.extend(_document(item) for item in page)
+            if token is None or len(items) >= limit:
+                break
+        return Page(items, _encode_token(token, fingerprint) if token else None)
+
+    async def query_all(
+        self,
+        collection: str,
+        *,
+        where: Mapping[str, JsonScalar] | None = None,
+        order_by: str | None = None,
+        descending: bool = False,
+        limit: int = 100,
+    ) -> list[Document]:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        container = self._container(collection)
+        sql, parameters = self._query_text(collection, None, where, order_by, descending)
+
+        async def read() -> list[Document]:
+            found: list[Document] = []
+            # No partition key: the SDK fans the query out and merges the ordered results.
+            async for item in container.query_items(
+                sql, parameters=parameters, max_item_count=limit
+            ):
+                found.append(_document(item))
+                if len(found) == limit:
+                    break
+            return found
+
+        return await self._retrying(read)
+
+    def _query_text(
+        self,
+        collection: str,
+        partition: str | None,
+        where: Mapping[str, JsonScalar] | None,
+        order_by: str | None,
+        descending: bool,
+    ) -> tuple[str, list[dict[str, Any]]]:
+        """The query text and its parameters, for one partition or (None) all."""
+        check_filter_values(where)
+        clauses: list[str] = []
+        parameters: list[dict[str, Any]] = []
+        if partition is not None:
+            check_keys(partition=partition)
+            clauses.append("c.partition = @partition")
+            parameters.append({"name": "@partition", "value": partition})
         for n, (field, value) in enumerate((where or {}).items()):
             path = f'c.body["{check_field_name(field)}"]'
             if value is None:
@@ -507,31 +589,9 @@ class CosmosStorage(Connectable):
                     "collection's orderings in lightning_core.topology.COLLECTIONS"
                 )
             order = f'c.body["{order_by}"] {direction}, {order}'
+        condition = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         # Built from fixed fragments and checked field names; every value is a parameter.
-        sql = f"SELECT * FROM c WHERE {' AND '.join(clauses)} ORDER BY {order}"  # noqa: S608
-        fingerprint = hashlib.sha256(
-            json.dumps([collection, partition, sql, parameters], sort_keys=True).encode()
-        ).hexdigest()[:16]
-        token = _decode_token(continuation, fingerprint) if continuation else None
-        items: list[Document] = []
-        # Cosmos DB may end a page early (time or size budget): keep reading until full.
-        while True:
-            want = limit - len(items)
-            page, token = await self._retrying(
-                functools.partial(
-                    _one_page,
-                    container,
-                    sql,
-                    parameters,
-                    partition=partition,
-                    size=want,
-                    token=token,
-                )
-            )
-            items.extend(_document(item) for item in page)
-            if token is None or len(items) >= limit:
-                break
-        return Page(items, _encode_token(token, fingerprint) if token else None)
+        return f"SELECT * FROM c{condition} ORDER BY {order}", parameters  # noqa: S608
 
 
 def _partition_problem(collection: Collection, properties: Mapping[str, Any]) -> str:
@@ -582,15 +642,14 @@ def _decode_token(token: str, fingerprint: str) -> str:
     """The SDK's token inside ours; refused if made for another query or partition."""
     try:
         decoded = json.loads(base64.urlsafe_b64decode(token.encode()))
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+    except (ValueError, RecursionError):  # binascii and Unicode errors are ValueErrors
         raise ValueError("invalid continuation token") from None
-    if (
-        not isinstance(decoded, dict)
-        or decoded.get("q") != fingerprint
-        or not isinstance(decoded.get("c"), str)
-    ):
+    if not isinstance(decoded, dict) or decoded.get("q") != fingerprint:
         raise ValueError("invalid continuation token: it belongs to another query")
-    sdk_token: str = decoded["c"]
+    sdk_token = decoded.get("c")
+    # It travels in a request header: printable ASCII only.
+    if not isinstance(sdk_token, str) or not (sdk_token.isascii() and sdk_token.isprintable()):
+        raise ValueError("invalid continuation token")
     return sdk_token
 
 

@@ -46,12 +46,13 @@ from lightning_core.storage.base import (
     Document,
     JsonScalar,
     NotFound,
-    Page,
+    OffsetPaging,
     PreconditionFailed,
     StorageError,
+    check_document,
     check_field_name,
-    decode_offset,
-    encode_offset,
+    check_filter_values,
+    check_keys,
 )
 
 log = logging.getLogger(__name__)
@@ -163,7 +164,13 @@ def _text(field: str) -> str:
     )
 
 
-class PostgresStorage(Connectable):
+def _encode(body: dict[str, Any]) -> str:
+    """The body as JSON text; InvalidDocument if no provider can store it."""
+    check_document(body)
+    return json.dumps(body)
+
+
+class PostgresStorage(OffsetPaging, Connectable):
     def __init__(self, dsn: str, *, pool_size: int = 10, retry_for: float = 30.0) -> None:
         super().__init__()
         self._dsn = dsn
@@ -275,13 +282,16 @@ class PostgresStorage(Connectable):
     async def create(
         self, collection: str, partition: str, doc_id: str, body: dict[str, Any]
     ) -> Document:
+        check_keys(partition=partition, id=doc_id)
         etag = new_token()
-        args = (collection, partition, doc_id, json.dumps(body), etag)
+        args = (collection, partition, doc_id, _encode(body), etag)
         if not await self._write(_CREATE, *args, token=etag):
             raise Conflict(f"{collection}/{doc_id} already exists")
         return Document(doc_id, partition, body, etag)
 
     async def get(self, collection: str, partition: str, doc_id: str) -> Document:
+        check_keys(partition=partition, id=doc_id)
+
         async def select(connection: Any) -> Any:
             return await connection.fetchrow(
                 f"SELECT body::text AS body, etag FROM documents WHERE {_KEY}",  # noqa: S608
@@ -304,8 +314,9 @@ class PostgresStorage(Connectable):
         *,
         if_match: str,
     ) -> Document:
+        check_keys(partition=partition, id=doc_id)
         etag = new_token()
-        args = (collection, partition, doc_id, json.dumps(body), etag, if_match)
+        args = (collection, partition, doc_id, _encode(body), etag, if_match)
         if not await self._write(_REPLACE, *args, token=etag):
             raise await self._missing_or_changed(collection, partition, doc_id, if_match)
         return Document(doc_id, partition, body, etag)
@@ -313,40 +324,46 @@ class PostgresStorage(Connectable):
     async def upsert(
         self, collection: str, partition: str, doc_id: str, body: dict[str, Any]
     ) -> Document:
+        check_keys(partition=partition, id=doc_id)
         etag = new_token()
-        args = (collection, partition, doc_id, json.dumps(body), etag)
+        args = (collection, partition, doc_id, _encode(body), etag)
         await self._write(_UPSERT, *args, token=etag)
         return Document(doc_id, partition, body, etag)
 
     async def delete(
         self, collection: str, partition: str, doc_id: str, *, if_match: str | None = None
     ) -> None:
+        check_keys(partition=partition, id=doc_id)
         token = new_token()
         args = (collection, partition, doc_id, if_match, token)
         if not await self._write(_DELETE, *args, token=token):
             raise await self._missing_or_changed(collection, partition, doc_id, if_match)
 
-    async def query(
+    async def _select(
         self,
         collection: str,
-        partition: str,
+        partition: str | None,
         *,
-        where: Mapping[str, JsonScalar] | None = None,
-        order_by: str | None = None,
-        descending: bool = False,
-        limit: int = 100,
-        continuation: str | None = None,
-    ) -> Page:
+        where: Mapping[str, JsonScalar] | None,
+        order_by: str | None,
+        descending: bool,
+        limit: int,
+        offset: int,
+    ) -> list[Document]:
+        """Up to `limit + 1` documents from `offset` on, of one partition or (None) all."""
         if limit < 1:
             raise ValueError("limit must be at least 1")
-        offset = decode_offset(continuation) if continuation else 0
-        clauses = ["collection=$1", "partition=$2"]
-        params: list[Any] = [collection, partition]
+        check_filter_values(where)
+        params: list[Any] = []
 
         def bind(value: Any) -> str:
             params.append(value)
             return f"${len(params)}"
 
+        clauses = [f"collection={bind(collection)}"]
+        if partition is not None:
+            check_keys(partition=partition)
+            clauses.append(f"partition={bind(partition)}")
         for name, value in (where or {}).items():
             field = f"{bind(check_field_name(name))}::text"
             if value is None:
@@ -370,7 +387,7 @@ class PostgresStorage(Connectable):
             )
         # Clauses and ORDER BY are built from fixed fragments; values are all bound parameters.
         sql = (
-            f"SELECT id, body::text AS body, etag FROM documents "  # noqa: S608
+            f"SELECT id, partition, body::text AS body, etag FROM documents "  # noqa: S608
             f"WHERE {' AND '.join(clauses)} ORDER BY {order} "
             f"LIMIT {bind(limit + 1)} OFFSET {bind(offset)}"
         )
@@ -378,13 +395,10 @@ class PostgresStorage(Connectable):
         async def select(connection: Any) -> Any:
             return await connection.fetch(sql, *params)
 
-        rows = list(await self._run(select))
-        items = [
-            Document(row["id"], partition, json.loads(row["body"]), row["etag"])
-            for row in rows[:limit]
+        return [
+            Document(row["id"], row["partition"], json.loads(row["body"]), row["etag"])
+            for row in await self._run(select)
         ]
-        more = len(rows) > limit
-        return Page(items, encode_offset(offset + limit) if more else None)
 
 
 def from_settings(settings: Settings) -> PostgresStorage:

@@ -34,11 +34,12 @@ from lightning_core.storage.base import (
     Document,
     JsonScalar,
     NotFound,
-    Page,
+    OffsetPaging,
     PreconditionFailed,
+    check_document,
     check_field_name,
-    decode_offset,
-    encode_offset,
+    check_filter_values,
+    check_keys,
 )
 
 T = TypeVar("T")
@@ -60,8 +61,10 @@ Write = tuple[str, Params, "asyncio.Future[int]"]
 
 
 def _encode(body: dict[str, Any]) -> str:
-    """The body as JSON text: pydantic-core's encoder, about three times the stdlib's speed
-    on a stored event, which every accepted POST writes."""
+    """The body as JSON text (InvalidDocument if no provider can store it): pydantic-core's
+    encoder, about three times the stdlib's speed on a stored event, which every accepted
+    POST writes."""
+    check_document(body)
     return to_json(body).decode()
 
 
@@ -105,7 +108,7 @@ def _fetch(db: sqlite3.Connection, sql: str, params: Params) -> list[Any]:
     return db.execute(sql, params).fetchall()
 
 
-class SqliteStorage(Connectable):
+class SqliteStorage(OffsetPaging, Connectable):
     def __init__(self, path: Path | str) -> None:
         super().__init__()
         self._path = str(path)
@@ -199,6 +202,7 @@ class SqliteStorage(Connectable):
     async def create(
         self, collection: str, partition: str, doc_id: str, body: dict[str, Any]
     ) -> Document:
+        check_keys(partition=partition, id=doc_id)
         etag = new_token()
         try:
             await self._write(
@@ -210,6 +214,7 @@ class SqliteStorage(Connectable):
         return Document(doc_id, partition, body, etag)
 
     async def get(self, collection: str, partition: str, doc_id: str) -> Document:
+        check_keys(partition=partition, id=doc_id)
         rows = await self._read(
             "SELECT body, etag FROM documents WHERE collection=? AND partition=? AND id=?",
             (collection, partition, doc_id),
@@ -227,6 +232,7 @@ class SqliteStorage(Connectable):
         *,
         if_match: str,
     ) -> Document:
+        check_keys(partition=partition, id=doc_id)
         etag = new_token()
         changed = await self._write(
             "UPDATE documents SET body=?, etag=? "
@@ -241,6 +247,7 @@ class SqliteStorage(Connectable):
     async def upsert(
         self, collection: str, partition: str, doc_id: str, body: dict[str, Any]
     ) -> Document:
+        check_keys(partition=partition, id=doc_id)
         etag = new_token()
         await self._write(
             "INSERT INTO documents (collection, partition, id, body, etag) VALUES (?,?,?,?,?) "
@@ -253,6 +260,7 @@ class SqliteStorage(Connectable):
     async def delete(
         self, collection: str, partition: str, doc_id: str, *, if_match: str | None = None
     ) -> None:
+        check_keys(partition=partition, id=doc_id)
         sql = "DELETE FROM documents WHERE collection=? AND partition=? AND id=?"
         params: tuple[str, ...] = (collection, partition, doc_id)
         if if_match is not None:
@@ -262,22 +270,27 @@ class SqliteStorage(Connectable):
             await self.get(collection, partition, doc_id)
             raise PreconditionFailed(f"{collection}/{doc_id} changed since etag {if_match}")
 
-    async def query(
+    async def _select(
         self,
         collection: str,
-        partition: str,
+        partition: str | None,
         *,
-        where: Mapping[str, JsonScalar] | None = None,
-        order_by: str | None = None,
-        descending: bool = False,
-        limit: int = 100,
-        continuation: str | None = None,
-    ) -> Page:
+        where: Mapping[str, JsonScalar] | None,
+        order_by: str | None,
+        descending: bool,
+        limit: int,
+        offset: int,
+    ) -> list[Document]:
+        """Up to `limit + 1` documents from `offset` on, of one partition or (None) all."""
         if limit < 1:
             raise ValueError("limit must be at least 1")
-        offset = decode_offset(continuation) if continuation else 0
-        clauses = ["collection=?", "partition=?"]
-        params: list[Any] = [collection, partition]
+        check_filter_values(where)
+        clauses = ["collection=?"]
+        params: list[Any] = [collection]
+        if partition is not None:
+            check_keys(partition=partition)
+            clauses.append("partition=?")
+            params.append(partition)
         for field, value in (where or {}).items():
             path = f"$.{check_field_name(field)}"
             if value is None:
@@ -293,14 +306,12 @@ class SqliteStorage(Connectable):
             params.append(f"$.{check_field_name(order_by)}")
         # Clauses and ORDER BY are built from fixed fragments; values are all bound parameters.
         sql = (
-            f"SELECT id, body, etag FROM documents WHERE {' AND '.join(clauses)} "  # noqa: S608
-            f"ORDER BY {order} LIMIT ? OFFSET ?"
+            f"SELECT id, partition, body, etag FROM documents "  # noqa: S608
+            f"WHERE {' AND '.join(clauses)} ORDER BY {order} LIMIT ? OFFSET ?"
         )
         params.extend([limit + 1, offset])
         rows = await self._read(sql, params)
-        items = [Document(row[0], partition, json.loads(row[1]), row[2]) for row in rows[:limit]]
-        more = len(rows) > limit
-        return Page(items, encode_offset(offset + limit) if more else None)
+        return [Document(row[0], row[1], json.loads(row[2]), row[3]) for row in rows]
 
 
 def from_settings(settings: Settings) -> SqliteStorage:
