@@ -6,7 +6,6 @@ import pytest
 
 from lightning_api.app import create_app
 from lightning_api.auth import TokenValidator
-from lightning_api.direct import DirectRoute
 from lightning_core.bus.memory import MemoryBus
 from lightning_core.config import Mode
 from lightning_core.events import CloudEvent
@@ -119,10 +118,3 @@ async def test_method_not_allowed_names_every_method_of_the_path(
     response = await client.delete("/api/events")
     assert response.status_code == 405
     assert response.headers["allow"] == "GET, POST"
-
-
-def test_the_event_post_is_a_direct_route_on_the_app_itself(context: ServiceContext) -> None:
-    """On the app's own list, so no inclusion can add a dependency it would not call."""
-    routes = create_app(context).router.routes
-    direct = [(route.path, route.methods) for route in routes if isinstance(route, DirectRoute)]
-    assert direct == [("/api/events", {"POST"})]

@@ -124,7 +124,7 @@ OTHER_TENANT_V2 = EntraTokens(tenant=OTHER_TENANT, audience=API_CLIENT_ID, key=S
         (bearer(V2.user("", scopes="access_as_user")), "token names no user (no oid claim)"),
     ],
 )
-@pytest.mark.parametrize("method", ["GET", "POST"])  # POST is a DirectRoute (direct.py)
+@pytest.mark.parametrize("method", ["GET", "POST"])  # POST: refused before its body is read
 async def test_bad_tokens_are_refused_saying_why(
     api: httpx.AsyncClient, headers: dict[str, str], reason: str, method: str
 ) -> None:

@@ -36,7 +36,27 @@ async def test_created_instruction_reads_back_with_its_etag(alice: httpx.AsyncCl
         ({"action": {"kind": "explode"}}, ["body", "action"]),
         (
             {"action": {"kind": "request_task", "task": "dance"}},
-            ["body", "action", "request_task", "task"],
+            ["body", "action", "request_task"],  # the message names `task` and the kinds
+        ),
+        (  # the README's walkthrough without a title: refused now, not failed at run time
+            {"action": {"kind": "request_task", "task": "notify"}},
+            ["body", "action", "request_task", "notify", "params"],
+        ),
+        (
+            {"action": {"kind": "request_task", "task": "notify", "params": {"body": "b"}}},
+            ["body", "action", "request_task", "notify", "params", "title"],
+        ),
+        (
+            {"action": {"kind": "request_task", "task": "wait", "params": {"seconds": "NaN"}}},
+            ["body", "action", "request_task", "wait", "params", "seconds"],
+        ),
+        (
+            {"action": {"kind": "emit", "type": "lightning.task.requested"}},
+            ["body", "action", "emit", "type"],
+        ),
+        (
+            {"action": {"kind": "emit", "type": "Lightning.Notification.Requested"}},
+            ["body", "action", "emit", "type"],
         ),
         ({"surprise": 1}, ["body", "surprise"]),
     ],

@@ -60,11 +60,24 @@ async def test_a_new_correlation_id_when_none_is_given(alice: httpx.AsyncClient)
 @pytest.mark.parametrize(
     ("body", "field"),
     [
-        ({"kind": "juggle"}, ["body", "kind"]),
-        ({"kind": "wait", "max_attempts": 0}, ["body", "max_attempts"]),
-        ({"kind": "wait", "params": []}, ["body", "params"]),
-        ({"kind": "wait", "status": "succeeded"}, ["body", "status"]),
-        ({"kind": "wait", "correlationid": ""}, ["body", "correlationid"]),
+        ({"kind": "juggle"}, ["body"]),  # the message names `kind` and the kinds there are
+        ({"kind": "wait", "max_attempts": 0}, ["body", "wait", "max_attempts"]),
+        ({"kind": "wait", "params": []}, ["body", "wait", "params"]),
+        ({"kind": "wait", "status": "succeeded"}, ["body", "wait", "status"]),
+        ({"kind": "wait", "correlationid": ""}, ["body", "wait", "correlationid"]),
+        ({"kind": "notify", "params": {}}, ["body", "notify", "params", "title"]),
+        (
+            {"kind": "notify", "params": {"title": "t", "colour": 1}},
+            ["body", "notify", "params", "colour"],
+        ),
+        ({"kind": "wait", "params": {"seconds": True}}, ["body", "wait", "params", "seconds"]),
+        ({"kind": "wait", "params": {"seconds": -1}}, ["body", "wait", "params", "seconds"]),
+        ({"kind": "emit", "params": {}}, ["body", "emit", "params", "type"]),
+        (
+            {"kind": "emit", "params": {"type": "lightning.task.requested"}},
+            ["body", "emit", "params", "type"],
+        ),
+        ({"kind": "webhook", "params": {"url": "ftp://x"}}, ["body", "webhook", "params", "url"]),
     ],
 )
 async def test_bad_requests_are_422_with_the_field_named_and_nothing_stored(

@@ -6,15 +6,23 @@ import asyncio
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from lightning_api import dead_letters, instructions, notifications, services, tasks
+from lightning_api import dead_letters, instructions, notifications, routes, services, tasks
 from lightning_api.auth import TokenValidator, http_jwks
 from lightning_api.pace import Activity
-from lightning_api.routes import add_routes
+from lightning_core.body_limit import BodyLimit
 from lightning_core.config import ConfigError, Mode, Settings, entra_problems
+from lightning_core.metrics import RequestMetrics
 from lightning_core.service import ServiceContext
+from lightning_core.storage.base import InvalidDocument
+
+#: Where /docs and /redoc load their scripts and styles from (this app serves them): under
+#: /api/ because that is what an ingress routing only the API's paths sends here.
+DOCS_ASSETS = "/api/docs-assets"
 
 
 def entra_validator(settings: Settings) -> TokenValidator | None:
@@ -60,6 +68,13 @@ async def method_not_allowed(request: Request, error: Exception) -> JSONResponse
     )
 
 
+async def invalid_document(_request: Request, error: Exception) -> JSONResponse:
+    """422 for a body storage refuses (`InvalidDocument` names the field), should one pass
+    the door's own checks."""
+    detail = [{"type": "value_error", "loc": ["body"], "msg": str(error)}]
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
 def create_app(
     context: ServiceContext,
     validator: TokenValidator | None = None,
@@ -71,17 +86,26 @@ def create_app(
     uvicorn waits for running responses before it exits, so a stream that ignored `stop`
     would hold the whole process up for as long as a browser tab stays open.
     """
-    app = FastAPI(
+    app = FastAPIOffline(
         title="Lightning OS API",
         version="0.1.0",
         summary="Submit events and follow their processing.",
+        static_url=DOCS_ASSETS,
     )
     app.state.context = context
     app.state.token_validator = validator or entra_validator(context.settings)
     app.state.stop = stop or asyncio.Event()
     app.state.activity = Activity()  # POSTs wake their user's event streams
-    add_routes(app)
-    for resource in (instructions, tasks, notifications, dead_letters, services):
+    for resource in (routes, instructions, tasks, notifications, dead_letters, services):
         app.include_router(resource.router)
     app.add_exception_handler(405, method_not_allowed)
+    app.add_exception_handler(InvalidDocument, invalid_document)
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=context.settings.max_request_bytes,
+        setting="LIGHTNING_MAX_REQUEST_BYTES",
+    )
+    app.add_middleware(RequestMetrics, service="api")
+    # A server span per request; POST /api/events puts its traceparent in the envelope.
+    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
     return app

@@ -16,7 +16,9 @@ orders — by `received_at` (new events) and by `processed_at` among processed o
 changes) — stopping at a horizon `LOOKBACK` before the previous poll. Looking back that
 far catches a write that became visible late (committed after a later one, or stamped
 by a replica whose clock lags); `_sent` remembers what was already reported within the
-horizon, so a record is reported once per status, and never back from `processed`.
+horizon, so a record is reported once per status, and never back from `processed`. A
+record the API marks `failed` (its publish failed, within LIGHTNING_PUBLISH_TIMEOUT_SECONDS
+of its receipt) is reported by the `received_at` scan when it is still within the horizon.
 
 Each change has a `Position`: the time it happened (received, or processed) and the event
 id, and each poll reports its changes in that order. The stream sends it as the SSE `id`,
@@ -58,7 +60,7 @@ class Position:
     @classmethod
     def of(cls, record: EventRecord) -> Position:
         """Where the record's latest change (its receipt, or its processing) stands."""
-        return cls(record.processed_at or record.received_at, record.event.id)
+        return cls(record.processed_at or record.failed_at or record.received_at, record.event.id)
 
     @classmethod
     def parse(cls, text: str | None) -> Position | None:
@@ -120,7 +122,7 @@ class EventChanges:
         for record in recent:
             known = self._sent.get(record.event.id)
             if known is None or (
-                known.status is EventStatus.RECEIVED and record.status is EventStatus.PROCESSED
+                known.status is EventStatus.RECEIVED and record.status is not EventStatus.RECEIVED
             ):
                 self._sent[record.event.id] = record
                 changed.append(record)
@@ -163,6 +165,5 @@ class EventChanges:
         self._sent = {
             event_id: record
             for event_id, record in self._sent.items()
-            if record.received_at >= horizon
-            or (record.processed_at is not None and record.processed_at >= horizon)
+            if Position.of(record).stamp >= horizon
         }

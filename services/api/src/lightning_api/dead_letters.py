@@ -2,8 +2,9 @@
 
 The bus keeps dead letters per consumer group, not per user, so the routes filter by the
 event's owner; another user's dead letter is a 404 like a missing one. Pages have the
-shape of every other list (`items`, `continuation`); the continuation is an offset into
-the caller's letters newest first, so a replay between two pages shifts the later ones.
+shape of every other list (`items`, `continuation`) and its bound (MAX_PAGE_BYTES); the
+continuation is an offset into the caller's letters newest first, so a replay between two
+pages shifts the later ones.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, status
 
 from lightning_api.dependencies import BusDep, CurrentUser
+from lightning_api.door import DoorRoute
 from lightning_api.models import DeadLetterOut
 from lightning_api.resource import (
     BAD_CONTINUATION,
@@ -19,11 +21,14 @@ from lightning_api.resource import (
     Continuation,
     Limit,
     Page,
+    fitting_items,
 )
 from lightning_core.domain import PROCESSOR_GROUP
 from lightning_core.storage.base import decode_offset, encode_offset
 
-router = APIRouter(prefix="/api/dead-letters", tags=["dead letters"], responses=UNAUTHORIZED)
+router = APIRouter(
+    prefix="/api/dead-letters", tags=["dead letters"], responses=UNAUTHORIZED, route_class=DoorRoute
+)
 
 
 @router.get("", responses=BAD_CONTINUATION)
@@ -46,10 +51,11 @@ async def list_dead_letters(
         if letter.event.user == user
     ]
     letters.sort(key=lambda letter: letter.failed_at, reverse=True)
-    more = offset + limit < len(letters)
+    page = letters[offset : offset + limit]
+    page = page[: fitting_items(page)]
+    end = offset + len(page)
     return Page[DeadLetterOut](
-        items=letters[offset : offset + limit],
-        continuation=encode_offset(offset + limit) if more else None,
+        items=page, continuation=encode_offset(end) if end < len(letters) else None
     )
 
 

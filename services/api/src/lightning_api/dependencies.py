@@ -12,6 +12,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
 
 from lightning_api.auth import TokenValidator, Unauthorized
 from lightning_core.bus.base import EventBus
@@ -46,27 +47,45 @@ async def _stop(request: Request) -> asyncio.Event:
     return stop
 
 
-async def _current_user(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> str:
-    """Azure mode: the user an Entra ID access token names. Elsewhere: the dev identity."""
+async def authenticate(request: Request) -> str:
+    """Azure mode: the user an Entra ID access token names (401 without one). Elsewhere: the
+    dev identity. Remembered on the request, so the check runs once however often asked."""
+    user: str | None = getattr(request.state, "user", None)
+    if user is not None:
+        return user
     settings = _app_context(request).settings
     if settings.mode is not Mode.AZURE:
-        return settings.dev_user
+        user = settings.dev_user
+    else:
+        user = await _token_user(request)
+    request.state.user = user
+    return user
+
+
+async def _token_user(request: Request) -> str:
     validator: TokenValidator = request.app.state.token_validator
+    scheme, token = get_authorization_scheme_param(request.headers.get("Authorization"))
     try:
-        if credentials is None:
+        if scheme.lower() != "bearer" or not token:
             raise Unauthorized("a bearer token is required (the dev identity is refused)")
-        return await validator.user(credentials.credentials)
+        return await validator.user(token)
     except Unauthorized as error:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, str(error), headers={"WWW-Authenticate": "Bearer"}
         ) from None
 
 
+async def current_user(
+    request: Request,
+    _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> str:
+    """The caller (`authenticate`); `_credentials` declares the bearer scheme in OpenAPI,
+    the token itself having been checked by `DoorRoute` before the body was read."""
+    return await authenticate(request)
+
+
 StorageDep = Annotated[Storage, Depends(_storage)]
 BusDep = Annotated[EventBus, Depends(_bus)]
 ContextDep = Annotated[ServiceContext, Depends(_context)]
-CurrentUser = Annotated[str, Depends(_current_user)]
+CurrentUser = Annotated[str, Depends(current_user)]
 StopDep = Annotated[asyncio.Event, Depends(_stop)]

@@ -5,6 +5,10 @@ GET, POST and PUT return the record's `ETag`. PUT replaces the spec and requires
 silently overwrite each other, so an edit without one is refused (422, the header is
 required in the schema, which names it) and a stale one gets 412. DELETE takes an
 optional `If-Match`. Enable/disable need none: they set one flag, whatever else changed.
+
+A spec is checked as a client may write it (`InstructionIn`: no internal event type to
+emit, data within the event limits, the params a task of its kind runs with), and a user
+has at most LIGHTNING_MAX_INSTRUCTIONS_PER_USER instructions: one more is a 409.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Response, status
 
-from lightning_api.dependencies import CurrentUser, StorageDep
+from lightning_api.dependencies import ContextDep, CurrentUser, StorageDep
+from lightning_api.door import DoorRoute
+from lightning_api.models import ErrorDetail, InstructionIn
 from lightning_api.resource import (
     BAD_BODY,
     BAD_CONTINUATION,
@@ -30,10 +36,12 @@ from lightning_api.resource import (
     unquote_etag,
     with_etag,
 )
-from lightning_core.domain import INSTRUCTIONS, Instruction, InstructionSpec, now
-from lightning_core.storage.base import NotFound, PreconditionFailed
+from lightning_core.domain import INSTRUCTIONS, Instruction, now
+from lightning_core.storage.base import NotFound, PreconditionFailed, Storage
 
-router = APIRouter(prefix="/api/instructions", tags=["instructions"], responses=UNAUTHORIZED)
+router = APIRouter(
+    prefix="/api/instructions", tags=["instructions"], responses=UNAUTHORIZED, route_class=DoorRoute
+)
 
 IfMatch = Annotated[str, Header(description="The ETag of the version being replaced")]
 
@@ -42,10 +50,33 @@ def _instruction(body: dict[str, Any]) -> Instruction:
     return Instruction.model_validate(body)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=BAD_BODY)
+async def _check_room(storage: Storage, user: str, cap: int) -> None:
+    """409 when `user` already has `cap` instructions."""
+    page = await storage.query(INSTRUCTIONS, user, limit=cap)
+    if len(page.items) >= cap:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            f"you have {cap} instructions, the most one user may have "
+            "(LIGHTNING_MAX_INSTRUCTIONS_PER_USER): delete one first",
+        )
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        **BAD_BODY,
+        409: {"model": ErrorDetail, "description": "LIGHTNING_MAX_INSTRUCTIONS_PER_USER reached"},
+    },
+)
 async def create_instruction(
-    spec: InstructionSpec, user: CurrentUser, storage: StorageDep, response: Response
+    spec: InstructionIn,
+    user: CurrentUser,
+    context: ContextDep,
+    storage: StorageDep,
+    response: Response,
 ) -> Instruction:
+    await _check_room(storage, user, context.settings.max_instructions_per_user)
     instruction = Instruction.model_validate({**spec.model_dump(), "user": user})
     document = await storage.create(
         INSTRUCTIONS, user, instruction.id, instruction.model_dump(mode="json")
@@ -79,7 +110,7 @@ async def get_instruction(
 async def replace_instruction(
     instruction_id: str,
     *,
-    spec: InstructionSpec,
+    spec: InstructionIn,
     if_match: IfMatch,
     user: CurrentUser,
     storage: StorageDep,

@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from lightning_api.dependencies import CurrentUser, StorageDep
+from lightning_api.door import DoorRoute
 from lightning_api.resource import (
     BAD_CONTINUATION,
     CONTENDED,
@@ -20,7 +21,12 @@ from lightning_api.resource import (
 )
 from lightning_core.domain import NOTIFICATIONS, Notification
 
-router = APIRouter(prefix="/api/notifications", tags=["notifications"], responses=UNAUTHORIZED)
+router = APIRouter(
+    prefix="/api/notifications",
+    tags=["notifications"],
+    responses=UNAUTHORIZED,
+    route_class=DoorRoute,
+)
 
 
 @router.get("", responses=BAD_CONTINUATION)

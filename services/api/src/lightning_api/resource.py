@@ -8,14 +8,22 @@ which would confirm that the id exists.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import HTTPException, Query, Response, status
 from pydantic import BaseModel
+from pydantic_core import to_json
 
 from lightning_api.models import ErrorDetail
-from lightning_core.storage.base import Document, JsonScalar, NotFound, PreconditionFailed, Storage
+from lightning_core.storage.base import (
+    Document,
+    JsonScalar,
+    NotFound,
+    PreconditionFailed,
+    Storage,
+)
+from lightning_core.storage.base import Page as StoredPage
 
 Responses = dict[int | str, dict[str, Any]]
 
@@ -23,7 +31,11 @@ Responses = dict[int | str, dict[str, Any]]
 UNAUTHORIZED: Responses = {
     401: {"model": ErrorDetail, "description": "Azure mode: no acceptable bearer token"}
 }
-BAD_BODY: Responses = {400: {"model": ErrorDetail, "description": "The body is not JSON"}}
+BAD_BODY: Responses = {
+    400: {"model": ErrorDetail, "description": "The body is not JSON"},
+    413: {"model": ErrorDetail, "description": "The body is over LIGHTNING_MAX_REQUEST_BYTES"},
+    415: {"model": ErrorDetail, "description": "The body is not sent as application/json"},
+}
 NOT_FOUND: Responses = {404: {"model": ErrorDetail, "description": "No such record of yours"}}
 BAD_CONTINUATION: Responses = {
     400: {"model": ErrorDetail, "description": "The continuation token is not one we issued"}
@@ -45,6 +57,11 @@ M = TypeVar("M", bound=BaseModel)
 #: A read-modify-write that keeps losing to concurrent writers gives up after this many tries.
 UPDATE_ATTEMPTS = 3
 
+#: A page holds fewer items than asked for when they would encode to more bytes than this.
+#: Records are bounded by the event limits (lightning_core.events.MAX_EVENT_BYTES, 200 KiB),
+#: so a page of the largest ones still holds 20 and one response stays near 4 MiB.
+MAX_PAGE_BYTES = 4 * 1024 * 1024
+
 
 class Page(BaseModel, Generic[M]):
     items: list[M]
@@ -62,23 +79,44 @@ async def list_page(
     continuation: str | None,
     order_by: str = "created_at",
 ) -> Page[M]:
-    """One page of the caller's records, newest first; 400 for a forged continuation."""
-    try:
-        page = await storage.query(
+    """One page of the caller's records, newest first; 400 for a forged continuation.
+
+    At most `limit` items, and fewer when they would pass MAX_PAGE_BYTES (at least one):
+    the page is then read again that short, so its continuation follows its last item.
+    """
+
+    async def read(count: int) -> StoredPage:
+        return await storage.query(
             collection,
             user,
             where=where or None,
             order_by=order_by,
             descending=True,
-            limit=limit,
+            limit=count,
             continuation=continuation,
         )
+
+    try:
+        page = await read(limit)
+        fitting = fitting_items([document.body for document in page.items])
+        if fitting < len(page.items):
+            page = await read(fitting)
     except ValueError as error:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(error)) from None
     return Page[model](  # type: ignore[valid-type]
         items=[model.model_validate(doc.body) for doc in page.items],
         continuation=page.continuation,
     )
+
+
+def fitting_items(items: Sequence[object]) -> int:
+    """How many of `items`, from the first, encode to at most MAX_PAGE_BYTES (at least one)."""
+    total = 0
+    for count, item in enumerate(items):
+        total += len(to_json(item))
+        if total > MAX_PAGE_BYTES:
+            return max(count, 1)
+    return len(items)
 
 
 async def get_or_404(storage: Storage, collection: str, user: str, doc_id: str) -> Document:

@@ -1,25 +1,45 @@
-"""HTTP routes: health probes and the events resource."""
+"""HTTP routes: the root's links, health probes and the events resource."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, FastAPI, Header, Query, Request, Response, status
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from lightning_api.changes import EventChanges, Position
 from lightning_api.dependencies import ContextDep, CurrentUser, StopDep, StorageDep
-from lightning_api.direct import DirectRoute
-from lightning_api.models import EventIn
+from lightning_api.door import DoorRoute
+from lightning_api.models import ErrorDetail, EventIn
 from lightning_api.pace import Activity, Pace, first_of
+from lightning_api.publishing import publish_within
 from lightning_api.resource import BAD_BODY, BAD_CONTINUATION, UNAUTHORIZED, Page, list_page
+from lightning_core.domain import PROCESSOR_GROUP
 from lightning_core.events import CloudEvent
-from lightning_core.records import EVENTS, EventRecord, EventStatus, record_received
+from lightning_core.metrics import BACKLOG, CONTENT_TYPE, exposition
+from lightning_core.records import EVENTS, EventRecord, EventStatus, mark_failed, record_received
+from lightning_core.telemetry import current_traceparent
 
-router = APIRouter()
+log = logging.getLogger(__name__)
+
+router = APIRouter(route_class=DoorRoute)
 
 RECONNECT_MS = 1000  # how soon an EventSource reconnects after the stream ends
+
+
+@router.get("/", tags=["health"])
+async def root() -> dict[str, str]:
+    """Where to go from here: the API's documentation, schema, probes and events."""
+    return {
+        "docs": "/docs",
+        "redoc": "/redoc",
+        "openapi": "/openapi.json",
+        "healthz": "/healthz",
+        "readyz": "/readyz",
+        "events": "/api/events",
+    }
 
 
 @router.get("/healthz", tags=["health"])
@@ -47,32 +67,52 @@ async def readyz(context: ContextDep, response: Response) -> dict[str, str]:
     return checks
 
 
+@router.get("/metrics", include_in_schema=False)
+async def metrics(context: ContextDep) -> Response:
+    """Prometheus metrics of this process (`lightning_core.metrics`), with the processor
+    group's backlog read now; an unreachable bus leaves the backlog at its last value."""
+    try:
+        backlog = await context.bus.backlog(PROCESSOR_GROUP)
+    except Exception as error:  # the rest of the metrics matter most when the bus is down
+        log.warning("backlog unknown: %s: %s", type(error).__name__, error)
+    else:
+        if backlog is not None:
+            BACKLOG.labels(PROCESSOR_GROUP).set(backlog)
+    return Response(exposition(), media_type=CONTENT_TYPE)
+
+
+@router.post(
+    "/api/events",
+    status_code=status.HTTP_202_ACCEPTED,
+    tags=["events"],
+    responses={
+        **UNAUTHORIZED,
+        **BAD_BODY,
+        503: {"model": ErrorDetail, "description": "The bus did not take it; the record is failed"},
+    },
+)
 async def submit_event(
     body: EventIn, user: CurrentUser, context: ContextDep, request: Request
 ) -> EventRecord:
-    """Accept an event: store it as `received`, then publish it to the bus."""
-    event = CloudEvent(user=user, **body.model_dump())
+    """Accept an event: store it as `received`, then publish it to the bus.
+
+    If the bus does not take it within LIGHTNING_PUBLISH_TIMEOUT_SECONDS, the record is
+    marked `failed` with the reason and the answer is 503 (send it again); if the processor
+    got it after all, it stays processed and the answer is 202.
+    """
+    event = CloudEvent(user=user, traceparent=current_traceparent(), **body.model_dump())
     record = await record_received(context.storage, event)
-    await context.bus.publish(event)
-    activity(request).notify(user)  # the user's open streams look now, and often
-    return record
-
-
-def add_routes(app: FastAPI) -> None:
-    """The events resource and the health probes, POST /api/events first and on the app
-    itself: FastAPI matches an included router's routes twice per request, with
-    bookkeeping per candidate, which cost this route a sixth of its CPU time (in-process,
-    222 µs per request through the included router, 190 µs from the app's own list)."""
-    app.router.add_api_route(
-        "/api/events",
-        submit_event,
-        methods=["POST"],
-        status_code=status.HTTP_202_ACCEPTED,
-        tags=["events"],
-        responses={**UNAUTHORIZED, **BAD_BODY},
-        route_class_override=DirectRoute,
+    reason = await publish_within(context.bus, event, context.settings.publish_timeout_seconds)
+    failed = reason is not None and await mark_failed(
+        context.storage, event, f"not published: {reason}"
     )
-    app.include_router(router)
+    activity(request).notify(user)  # the user's open streams look now, and often
+    if failed:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"event {event.id} not published: {reason}; it is recorded as failed, send it again",
+        )
+    return record
 
 
 @router.get(

@@ -13,12 +13,15 @@ from itertools import groupby
 from fastapi import APIRouter
 
 from lightning_api.dependencies import CurrentUser, StorageDep
+from lightning_api.door import DoorRoute
 from lightning_api.models import InstanceOut, ServiceOut
 from lightning_api.resource import UNAUTHORIZED
 from lightning_core.domain import now
 from lightning_core.heartbeats import recent
 
-router = APIRouter(prefix="/api/services", tags=["services"], responses=UNAUTHORIZED)
+router = APIRouter(
+    prefix="/api/services", tags=["services"], responses=UNAUTHORIZED, route_class=DoorRoute
+)
 
 
 @router.get("")

@@ -1,10 +1,12 @@
 """The tasks resource: request a task (queued for the task runner), follow it, cancel it.
 
 A request is stored `pending` before its `lightning.task.requested` event is published,
-so the runner always finds the task it is told about. If the publish fails, the task is
-marked `failed` (error "not queued: ...") rather than deleted and the request answered
-503: the record says what happened, and if the broker did take the event despite the
-error, the runner finds a final task and leaves it alone instead of a missing one.
+so the runner always finds the task it is told about. If the publish fails (or takes
+longer than LIGHTNING_PUBLISH_TIMEOUT_SECONDS), the task is marked `failed` (error "not
+queued: ...") rather than deleted and the request answered 503: the record says what
+happened, and if the broker did take the event despite the error, the runner finds a
+final task and leaves it alone instead of a missing one. A request's params are those of
+its kind (`TaskIn`), checked before anything is stored (422 naming the param).
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
 
-from lightning_api.dependencies import BusDep, CurrentUser, StorageDep
+from lightning_api.dependencies import ContextDep, CurrentUser, StorageDep
+from lightning_api.door import DoorRoute
 from lightning_api.models import ErrorDetail, TaskIn
+from lightning_api.publishing import publish_within
 from lightning_api.resource import (
     BAD_BODY,
     BAD_CONTINUATION,
@@ -38,8 +42,11 @@ from lightning_core.domain import (
 from lightning_core.events import CloudEvent
 from lightning_core.ids import new_id
 from lightning_core.storage.base import Document, PreconditionFailed, Storage
+from lightning_core.telemetry import current_traceparent
 
-router = APIRouter(prefix="/api/tasks", tags=["tasks"], responses=UNAUTHORIZED)
+router = APIRouter(
+    prefix="/api/tasks", tags=["tasks"], responses=UNAUTHORIZED, route_class=DoorRoute
+)
 
 
 @router.post(
@@ -50,8 +57,9 @@ router = APIRouter(prefix="/api/tasks", tags=["tasks"], responses=UNAUTHORIZED)
         503: {"model": ErrorDetail, "description": "The bus refused it; the task is failed"},
     },
 )
-async def request_task(body: TaskIn, user: CurrentUser, storage: StorageDep, bus: BusDep) -> Task:
+async def request_task(body: TaskIn, user: CurrentUser, context: ContextDep) -> Task:
     """Store the task `pending` and ask the task runner for it (202: it runs later)."""
+    storage = context.storage
     correlationid = body.correlationid or new_id()
     task = Task.model_validate({**body.model_dump(), "user": user, "correlationid": correlationid})
     document = await storage.create(TASKS, user, task.id, task.model_dump(mode="json"))
@@ -62,15 +70,13 @@ async def request_task(body: TaskIn, user: CurrentUser, storage: StorageDep, bus
         data={"task_id": task.id},
         user=user,
         correlationid=correlationid,
+        traceparent=current_traceparent(),
     )
-    try:
-        await bus.publish(event)
-    except Exception as error:  # any publish failure leaves the task unqueued
-        reason = f"not queued: {type(error).__name__}: {error}"
+    problem = await publish_within(context.bus, event, context.settings.publish_timeout_seconds)
+    if problem is not None:
+        reason = f"not queued: {problem}"
         if await _fail_unqueued(storage, document, reason):
-            raise HTTPException(
-                status.HTTP_503_SERVICE_UNAVAILABLE, f"task {task.id} {reason}"
-            ) from None
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"task {task.id} {reason}")
     return task
 
 
