@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from lightning_core.bus.memory import MemoryBus
+from lightning_core.config import Settings
 from lightning_core.domain import (
     INSTRUCTIONS,
     MAX_HOPS,
@@ -35,6 +36,7 @@ from lightning_core.service import ServiceContext
 from lightning_core.storage.base import Storage
 from lightning_core.storage.sqlite import SqliteStorage
 from lightning_processor.drivers import (
+    Driver,
     InstructionEngine,
     Notifier,
     Registry,
@@ -69,8 +71,14 @@ async def recording_bus() -> AsyncIterator[RecordingBus]:
 
 
 @pytest.fixture
-def processor(storage: SqliteStorage, recording_bus: RecordingBus) -> Processor:
-    return Processor(storage, recording_bus, builtin_registry())
+def processor(settings: Settings, storage: SqliteStorage, recording_bus: RecordingBus) -> Processor:
+    return Processor.from_settings(storage, recording_bus, settings)
+
+
+def processor_of(
+    storage: Storage, bus: RecordingBus, *drivers: Driver, max_follow_ups: int = 100
+) -> Processor:
+    return Processor(storage, bus, Registry(drivers), max_follow_ups=max_follow_ups)
 
 
 async def add_instruction(storage: Storage, **fields: object) -> Instruction:
@@ -133,8 +141,8 @@ def test_wildcards_never_match_internal_types() -> None:
     assert matches("lightning.task.*", TASK_REQUESTED)
 
 
-def test_the_registry_routes_each_type_to_its_drivers() -> None:
-    registry = builtin_registry()
+def test_the_registry_routes_each_type_to_its_drivers(settings: Settings) -> None:
+    registry = builtin_registry(settings)
     assert [d.name for d in registry.routes("order.created")] == ["instructions"]
     assert [d.name for d in registry.routes(TASK_REQUESTED)] == ["tasks"]
     assert [d.name for d in registry.routes(NOTIFICATION_REQUESTED)] == ["notifier"]
@@ -158,7 +166,7 @@ async def test_a_request_task_instruction_stores_a_pending_task_and_requests_it(
         action=RequestTask(task=TaskKind.WAIT, params={"seconds": 0}),
     )
     event = user_event(n=1)
-    await InstructionEngine().handle(event, Processor(storage, recording_bus, Registry([])).context)
+    await InstructionEngine().handle(event, processor_of(storage, recording_bus).context)
     [task_body] = await all_of(storage, TASKS)
     task = Task.model_validate(task_body)
     assert (task.status, task.kind, task.params) == (
@@ -306,7 +314,7 @@ async def test_a_notify_task_requests_a_notification_and_succeeds(
 async def test_a_wait_task_waits_at_most_the_bound(
     storage: SqliteStorage, recording_bus: RecordingBus
 ) -> None:
-    processor = Processor(storage, recording_bus, Registry([TaskRunner(max_wait=0.01)]))
+    processor = processor_of(storage, recording_bus, TaskRunner(max_wait=0.01))
     task = await add_task(storage, kind=TaskKind.WAIT, params={"seconds": 3600})
     async with asyncio.timeout(2):
         await processor.handle(requested(task))
@@ -330,6 +338,11 @@ async def test_an_emit_task_publishes_a_user_event_one_hop_further(
     assert (emitted.data, emitted.hops, emitted.correlationid) == ({"k": "v"}, 2, request.id)
 
 
+def streamed(status: int, body: bytes = b"") -> httpx.Response:
+    """A reply as the network gives it: a body not read yet (the runner streams it)."""
+    return httpx.Response(status, stream=httpx.ByteStream(body))
+
+
 async def test_a_webhook_posts_only_to_an_allow_listed_origin(
     storage: SqliteStorage, recording_bus: RecordingBus
 ) -> None:
@@ -337,12 +350,12 @@ async def test_a_webhook_posts_only_to_an_allow_listed_origin(
 
     def answer(request: httpx.Request) -> httpx.Response:
         received.append(request)
-        return httpx.Response(204)
+        return streamed(204)
 
     runner = TaskRunner(
         webhook_origins=["https://Hooks.example.com"], transport=httpx.MockTransport(answer)
     )
-    processor = Processor(storage, recording_bus, Registry([runner]))
+    processor = processor_of(storage, recording_bus, runner)
     allowed = await add_task(
         storage,
         kind=TaskKind.WEBHOOK,
@@ -351,7 +364,11 @@ async def test_a_webhook_posts_only_to_an_allow_listed_origin(
     await processor.handle(requested(allowed))
     [request] = received
     assert json.loads(request.content) == {"a": 1}
-    assert (await get_task(storage, allowed.id)).result == {"status_code": 204}
+    assert (await get_task(storage, allowed.id)).result == {
+        "status_code": 204,
+        "body_bytes": 0,
+        "body_truncated": False,
+    }
 
     for url in ("https://hooks.example.com:8443/in", "http://hooks.example.com/in", "file:///x"):
         refused = await add_task(
@@ -386,9 +403,9 @@ async def test_a_failing_task_is_retried_by_a_new_request_until_it_succeeds(
     statuses = iter([500, 502, 200])
     runner = TaskRunner(
         webhook_origins=["https://hooks.example.com"],
-        transport=httpx.MockTransport(lambda _request: httpx.Response(next(statuses))),
+        transport=httpx.MockTransport(lambda _request: streamed(next(statuses))),
     )
-    processor = Processor(storage, recording_bus, Registry([runner]))
+    processor = processor_of(storage, recording_bus, runner)
     task = await add_task(
         storage, kind=TaskKind.WEBHOOK, params={"url": "https://hooks.example.com/"}
     )

@@ -75,12 +75,19 @@ async def function_app(sqlite_path: Path) -> AsyncIterator[ModuleType]:
     sys.modules.pop(MODULE, None)
 
 
-def the_function(module: ModuleType) -> tuple[Any, Trigger]:
+def the_functions(module: ModuleType) -> dict[str, tuple[Any, Trigger]]:
+    """Each function by name, with its trigger (the app indexes only once per import)."""
     app: FunctionApp = module.app
-    [function] = app.get_functions()
-    trigger = function.get_trigger()
-    assert trigger is not None
-    return function.get_user_function(), trigger
+    indexed: dict[str, tuple[Any, Trigger]] = {}
+    for function in app.get_functions():
+        trigger = function.get_trigger()
+        assert trigger is not None
+        indexed[str(function.get_function_name())] = (function.get_user_function(), trigger)
+    return indexed
+
+
+def the_function(module: ModuleType) -> tuple[Any, Trigger]:
+    return the_functions(module)["process_event"]
 
 
 def message(body: bytes, message_id: str, delivery_count: int = 0) -> ServiceBusMessage:
@@ -263,3 +270,39 @@ async def test_invocations_beat_at_most_once_per_interval(function_app: ModuleTy
     assert first.service == CONSUMER_GROUP
     await function(event_message(make_event()))  # within the interval: no second write
     assert await recent(storage) == [first]
+
+
+async def test_the_timer_publishes_again_what_the_api_stored_but_never_published(
+    function_app: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An API that died between storing and publishing left the record `received`."""
+    functions = the_functions(function_app)
+    assert functions.keys() == {"process_event", "republish_stale"}
+    sweep, trigger = functions["republish_stale"]
+    binding = trigger.get_dict_repr()
+    assert (binding["type"], binding["schedule"]) == ("timerTrigger", "0 * * * * *")
+    settings = function_app.process.settings.model_copy(update={"republish_after_seconds": 0.05})
+    monkeypatch.setattr(function_app.process, "settings", settings)
+    storage = function_app.process.processor.context.storage
+    bus = function_app.process.processor.context.bus
+    await storage.connect()
+    await bus.open_group("probe")
+    orphan, fresh = make_event(), make_event()
+    await record_received(storage, orphan)
+    await asyncio.sleep(0.1)
+    await record_received(storage, fresh)  # younger than the bound: left alone
+    await sweep(None)
+    published: list[CloudEvent] = []
+    stop = asyncio.Event()
+
+    async def take(event: CloudEvent) -> None:
+        published.append(event)
+        stop.set()
+
+    await asyncio.wait_for(bus.consume("probe", take, stop=stop), 5)
+    assert published == [orphan]
+    function, _trigger = functions["process_event"]
+    await function(event_message(published[0]))  # what the Service Bus trigger then does
+    assert EventRecord.from_document(await stored(function_app, orphan)).status is (
+        EventStatus.PROCESSED
+    )

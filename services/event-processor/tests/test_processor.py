@@ -3,19 +3,19 @@ import asyncio
 import pytest
 
 from lightning_core.bus.memory import MemoryBus
+from lightning_core.config import Settings
 from lightning_core.events import CloudEvent
 from lightning_core.heartbeats import instance_name, recent
 from lightning_core.records import EVENTS, EventRecord, EventStatus, record_received
 from lightning_core.service import ServiceContext
 from lightning_core.storage.sqlite import SqliteStorage
-from lightning_processor.drivers import builtin_registry
 from lightning_processor.handler import CONSUMER_GROUP, Processor
 from lightning_processor.service import service
 
 
 @pytest.fixture
-def processor(storage: SqliteStorage, bus: MemoryBus) -> Processor:
-    return Processor(storage, bus, builtin_registry())
+def processor(settings: Settings, storage: SqliteStorage, bus: MemoryBus) -> Processor:
+    return Processor.from_settings(storage, bus, settings)
 
 
 def make_event() -> CloudEvent:
@@ -64,3 +64,19 @@ async def test_service_consumes_until_stopped(
     await asyncio.wait_for(running, 5)
     statuses = {(await stored(storage, event)).status for event in events}
     assert statuses == {EventStatus.PROCESSED}
+
+
+async def test_the_worker_publishes_again_what_the_api_stored_but_never_published(
+    settings: Settings, storage: SqliteStorage, bus: MemoryBus
+) -> None:
+    """An API that died between storing and publishing left the record `received`."""
+    settings = settings.model_copy(update={"republish_after_seconds": 0.2})
+    orphan = make_event()
+    await record_received(storage, orphan)
+    stop = asyncio.Event()
+    running = asyncio.create_task(service(ServiceContext(settings, storage, bus), stop))
+    async with asyncio.timeout(5):
+        while (await stored(storage, orphan)).status is not EventStatus.PROCESSED:
+            await asyncio.sleep(0.02)
+    stop.set()
+    await asyncio.wait_for(running, 5)

@@ -61,7 +61,9 @@ import lightning_processor
 from azure.functions.servicebus import ServiceBusMessage
 from lightning_core.bus.servicebus import CONTENT_TYPE
 
-[function] = function_app.app.get_functions()
+[function] = [
+    f for f in function_app.app.get_functions() if f.get_function_name() == "process_event"
+]
 message = ServiceBusMessage(
     body=sys.stdin.buffer.read(),
     message_id=message_id,

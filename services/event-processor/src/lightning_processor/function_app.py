@@ -1,4 +1,5 @@
-"""Azure Functions entry (Python v2 model): the worker's handler behind a Service Bus trigger.
+"""Azure Functions entry (Python v2 model): the worker's handler behind a Service Bus trigger,
+and its orphan sweep behind a timer trigger.
 
 Thin on purpose; settlement, settings, poison messages and deployment are explained in
 `lightning_processor.functions`. The host imports this module once per worker process to
@@ -11,6 +12,9 @@ from __future__ import annotations
 import azure.functions as func
 
 from lightning_processor import functions
+
+#: Every minute, at second 0 (NCRONTAB: second minute hour day month weekday).
+SWEEP_SCHEDULE = "0 * * * * *"
 
 process = functions.load()
 app = func.FunctionApp()
@@ -26,3 +30,10 @@ app = func.FunctionApp()
 async def process_event(message: func.ServiceBusMessage) -> None:
     """Returning lets the host complete the message; raising makes it abandon it."""
     await process(message.get_body(), message.message_id)
+
+
+@app.function_name("republish_stale")
+@app.timer_trigger(arg_name="timer", schedule=SWEEP_SCHEDULE)
+async def republish_stale(timer: func.TimerRequest) -> None:  # noqa: ARG001  (the binding)
+    """Raising fails this run only; the next minute sweeps again."""
+    await process.sweep()

@@ -22,6 +22,11 @@ the dead-letter subqueue, where the portal shows it (the bus's `dead_letters()` 
 CloudEvents). The worker, which settles itself, dead-letters such a message at once with
 the reason `not a CloudEvent: ...`.
 
+A timer trigger (`republish_stale`, every minute) sweeps for orphans beside it, as the
+worker does (lightning_core.republish): events still `received`
+LIGHTNING_REPUBLISH_AFTER_SECONDS after the API accepted them are published again, and the
+Service Bus trigger then processes them.
+
 Settings, storage and the bus (which the drivers publish follow-up events to) are read and
 built once per worker process, when the host imports
 `function_app.py` to index it: the topic name in the trigger binding depends on them, and a
@@ -59,6 +64,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 
 from pydantic import ValidationError
 
@@ -66,8 +72,8 @@ from lightning_core.config import ConfigError, Settings, load_settings
 from lightning_core.events import CloudEvent
 from lightning_core.heartbeats import INTERVAL, Heart
 from lightning_core.providers import build_bus, build_storage
+from lightning_core.republish import republish_stale
 from lightning_core.topology import topic_name
-from lightning_processor.drivers import builtin_registry
 from lightning_processor.handler import CONSUMER_GROUP, Processor
 
 log = logging.getLogger(__name__)
@@ -116,16 +122,25 @@ class EventFunction:
             self._next_beat = time.monotonic() + INTERVAL
             await self._heart.try_beat()
 
+    async def sweep(self) -> int:
+        """Publish again the events still `received` after the republish bound; how many."""
+        await self.processor.connect()
+        context = self.processor.context
+        count = await republish_stale(
+            context.storage,
+            context.bus,
+            older_than=timedelta(seconds=self.settings.republish_after_seconds),
+        )
+        if count:
+            log.info("republished %d events still received", count)
+        return count
+
 
 def load() -> EventFunction:
     """Read the settings, build (not connect) the providers; bad settings: one line, raise."""
     try:
         settings = load_settings()
-        processor = Processor(
-            build_storage(settings),
-            build_bus(settings),
-            builtin_registry(webhook_origins=settings.webhook_origins),
-        )
+        processor = Processor.from_settings(build_storage(settings), build_bus(settings), settings)
     except ConfigError as error:
         log.critical("%s", error)
         raise

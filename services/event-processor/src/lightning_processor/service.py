@@ -4,28 +4,43 @@ Drivers run inside the handler and start no background tasks, so the bus loop's 
 on SIGTERM (finish the event in flight; on the memory bus, its backlog too) is all a
 graceful shutdown needs. Beside it, the worker
 writes a heartbeat (lightning_core.heartbeats), which the API reports and the UI's
-dashboard shows: the only sign of life a worker without an HTTP port can give.
+dashboard shows: the only sign of life a worker without an HTTP port can give; and it
+sweeps for orphans (lightning_core.republish): events still `received`
+LIGHTNING_REPUBLISH_AFTER_SECONDS after the API accepted them are published again.
 """
 
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
+from lightning_core import metrics
 from lightning_core.heartbeats import Heart
+from lightning_core.republish import run_republisher
 from lightning_core.service import ServiceContext
-from lightning_processor.drivers import builtin_registry
 from lightning_processor.handler import CONSUMER_GROUP, Processor
+
+#: Sweeps per republish bound: an orphan is published again at most a quarter late.
+SWEEPS_PER_BOUND = 4
 
 
 async def service(context: ServiceContext, stop: asyncio.Event) -> None:
-    processor = Processor(
-        context.storage,
-        context.bus,
-        builtin_registry(webhook_origins=context.settings.webhook_origins),
-    )
+    settings = context.settings
+    processor = Processor.from_settings(context.storage, context.bus, settings)
+    if settings.metrics_port is not None:  # no HTTP server of its own to serve /metrics on
+        metrics.serve(settings.metrics_port, settings.host)
     stopped_consuming = asyncio.Event()
     async with asyncio.TaskGroup() as group:
         group.create_task(Heart(context.storage, CONSUMER_GROUP).beat_until(stopped_consuming))
+        group.create_task(
+            run_republisher(
+                context.storage,
+                context.bus,
+                every=settings.republish_after_seconds / SWEEPS_PER_BOUND,
+                older_than=timedelta(seconds=settings.republish_after_seconds),
+                stop=stop,
+            )
+        )
         try:
             await context.bus.consume(CONSUMER_GROUP, processor.handle, stop=stop)
         finally:

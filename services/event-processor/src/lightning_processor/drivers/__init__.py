@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
-
+from lightning_core.config import Settings
 from lightning_processor.drivers.base import Driver, DriverContext, Registry
 from lightning_processor.drivers.instructions import InstructionEngine
 from lightning_processor.drivers.notifier import Notifier
@@ -20,6 +19,11 @@ __all__ = [
 ]
 
 
-def builtin_registry(*, webhook_origins: Collection[str] = ()) -> Registry:
-    """The instruction engine, the task runner and the notifier."""
-    return Registry([InstructionEngine(), TaskRunner(webhook_origins=webhook_origins), Notifier()])
+def builtin_registry(settings: Settings) -> Registry:
+    """The instruction engine, the task runner (webhooks as `settings` allow) and the notifier."""
+    runner = TaskRunner(
+        webhook_origins=settings.webhook_origins,
+        webhook_deadline=settings.webhook_deadline_seconds,
+        webhook_max_response_bytes=settings.webhook_max_response_bytes,
+    )
+    return Registry([InstructionEngine(), runner, Notifier()])

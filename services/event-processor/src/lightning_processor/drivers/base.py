@@ -23,6 +23,7 @@ from lightning_core.domain import INTERNAL_PREFIX
 from lightning_core.events import CloudEvent
 from lightning_core.idempotency import idempotent
 from lightning_core.storage.base import Storage
+from lightning_core.telemetry import current_traceparent
 
 #: The `source` of every event the processor publishes.
 SOURCE = "lightning/processor"
@@ -37,8 +38,11 @@ def derived_id(*parts: str) -> str:
     return str(uuid.uuid5(_FOLLOW_UP_IDS, "\x1f".join(parts)))
 
 
-def follow_up(cause: CloudEvent, type_: str, data: dict[str, Any], *key: str) -> CloudEvent:
-    """An event caused by `cause`: same user and correlation, one more hop, a derived id."""
+def follow_up(
+    cause: CloudEvent, type_: str, data: dict[str, Any], *key: str, budget: int
+) -> CloudEvent:
+    """An event caused by `cause`: same user and correlation, one more hop, a derived id,
+    and the `budget` of follow-ups it may cause in turn (`drivers.budget`)."""
     return CloudEvent(
         id=derived_id(cause.id, type_, *key),
         source=SOURCE,
@@ -46,17 +50,20 @@ def follow_up(cause: CloudEvent, type_: str, data: dict[str, Any], *key: str) ->
         data=data,
         user=cause.user,
         correlationid=cause.correlationid or cause.id,
-        traceparent=cause.traceparent,
+        traceparent=current_traceparent() or cause.traceparent,  # the handling span's
         hops=cause.hops + 1,
+        budget=budget,
     )
 
 
 @dataclass(frozen=True)
 class DriverContext:
-    """What drivers act on: the store and the bus to publish follow-ups to."""
+    """What drivers act on: the store, the bus to publish follow-ups to, and the number of
+    follow-ups one user's event may cause in total (`drivers.budget`)."""
 
     storage: Storage
     bus: EventBus
+    max_follow_ups: int
 
 
 class Driver(Protocol):

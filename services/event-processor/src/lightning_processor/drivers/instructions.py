@@ -10,6 +10,9 @@ event ids are published again, which their consumers skip.
 Loops end here: internal `lightning.*` events never reach this driver (see `matches`), an
 event at `MAX_HOPS` runs no instruction, and an instruction may not emit an internal type
 (that would let a user forge the processor's own events, e.g. re-run a finished task).
+Breadth ends here too: the matching instructions' follow-ups must fit the event's budget
+(`drivers.budget`), checked before any task is stored; if they do not, none is published
+and the engine raises `FanOutBound`, so the event becomes a dead letter naming the bound.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from lightning_core.domain import (
     NOTIFICATION_REQUESTED,
     TASK_REQUESTED,
     TASKS,
+    Emit,
     Instruction,
     Notify,
     RequestTask,
@@ -36,6 +40,7 @@ from lightning_core.domain import (
 from lightning_core.events import CloudEvent
 from lightning_core.storage.base import Conflict, JsonScalar, Storage
 from lightning_processor.drivers.base import DriverContext, derived_id, follow_up
+from lightning_processor.drivers.budget import allot
 
 log = logging.getLogger(__name__)
 
@@ -93,17 +98,18 @@ class InstructionEngine:
         if event.hops >= MAX_HOPS:
             log.warning("event %s is %d hops deep: no instruction runs", event.id, event.hops)
             return
-        follow_ups: list[CloudEvent] = []
-        async for instruction in enabled_instructions(context.storage, event.user):
-            if applies(instruction, event):
-                follow_up_event = await self._act(instruction, event, context)
-                if follow_up_event is not None:
-                    follow_ups.append(follow_up_event)
+        acting = [
+            instruction
+            async for instruction in enabled_instructions(context.storage, event.user)
+            if applies(instruction, event) and _may_act(instruction)
+        ]
+        share = allot(event, len(acting), context.max_follow_ups)
+        follow_ups = [await self._act(instruction, event, context, share) for instruction in acting]
         await context.bus.publish_batch(follow_ups)
 
     async def _act(
-        self, instruction: Instruction, event: CloudEvent, context: DriverContext
-    ) -> CloudEvent | None:
+        self, instruction: Instruction, event: CloudEvent, context: DriverContext, budget: int
+    ) -> CloudEvent:
         action = instruction.action
         if isinstance(action, RequestTask):
             task = Task(
@@ -118,15 +124,23 @@ class InstructionEngine:
                 await context.storage.create(
                     TASKS, event.user, task.id, task.model_dump(mode="json")
                 )
-            return follow_up(event, TASK_REQUESTED, {"task_id": task.id}, instruction.id)
+            return follow_up(
+                event, TASK_REQUESTED, {"task_id": task.id}, instruction.id, budget=budget
+            )
         if isinstance(action, Notify):
             data = {
                 # A title that renders empty (`{name}` with name "") keeps its template.
                 "title": render(action.title, event.data, TITLE_LIMIT) or action.title,
                 "body": render(action.body, event.data, BODY_LIMIT),
             }
-            return follow_up(event, NOTIFICATION_REQUESTED, data, instruction.id)
-        if action.type.startswith(INTERNAL_PREFIX):
-            log.warning("instruction %s may not emit internal %s", instruction.id, action.type)
-            return None
-        return follow_up(event, action.type, dict(action.data), instruction.id)
+            return follow_up(event, NOTIFICATION_REQUESTED, data, instruction.id, budget=budget)
+        return follow_up(event, action.type, dict(action.data), instruction.id, budget=budget)
+
+
+def _may_act(instruction: Instruction) -> bool:
+    """False for an instruction emitting an internal type (logged): it does nothing."""
+    action = instruction.action
+    if isinstance(action, Emit) and action.type.startswith(INTERNAL_PREFIX):
+        log.warning("instruction %s may not emit internal %s", instruction.id, action.type)
+        return False
+    return True

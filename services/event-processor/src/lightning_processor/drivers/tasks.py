@@ -14,6 +14,13 @@ it starts, so a crash mid-run uses it up too.
 
 A request for a task left `running` (the process died mid-attempt, before the ledger
 recorded the request) runs it again: at-least-once, like every effect here.
+
+An emit task's event counts against the request's fan-out budget (`drivers.budget`); when
+none is left, the attempt fails with the `FanOutBound` reason, so the task records it and
+`lightning.task.failed` reports it (a task never becomes a dead letter). A webhook holds
+the worker for at most `webhook_deadline` seconds in all (connect, send, every read), and
+reads at most `webhook_max_response_bytes` of the reply: the status decides the attempt,
+and the result says how much of the body was read and whether it was cut there.
 """
 
 from __future__ import annotations
@@ -23,7 +30,6 @@ import logging
 import math
 from collections.abc import Collection
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -45,6 +51,7 @@ from lightning_core.domain import (
 from lightning_core.events import CloudEvent
 from lightning_core.storage.base import Document, NotFound
 from lightning_processor.drivers.base import DriverContext, derived_id, follow_up
+from lightning_processor.drivers.budget import LEAF, allot
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +60,31 @@ class TaskError(Exception):
     """The task's parameters cannot work (a retry would fail the same way, but it is cheap)."""
 
 
-def origin(url: str) -> str:
-    """`scheme://host[:port]`, lower-cased: what the webhook allow-list holds."""
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def parse_url(url: str) -> httpx.URL:
+    """`url` as the webhook client reads it, so the origin checked is the one called."""
+    try:
+        parsed = httpx.URL(url.strip())
+    except httpx.InvalidURL as error:
+        raise TaskError(f"not an http(s) URL: {url!r} ({error})") from None
+    if parsed.scheme not in DEFAULT_PORTS or not parsed.raw_host:
         raise TaskError(f"not an http(s) URL: {url!r}")
-    port = f":{parts.port}" if parts.port is not None else ""
-    return f"{parts.scheme}://{parts.hostname.lower()}{port}"
+    return parsed
+
+
+def origin(url: str | httpx.URL) -> str:
+    """`scheme://host:port`, normalised: what the webhook allow-list holds and compares.
+
+    The host is lower-case ASCII (IDNA), an IPv6 host keeps its brackets (without them
+    `[::1:8080]` and `[::1]:8080` read alike), and the port is always written (80, 443).
+    """
+    parsed = parse_url(url) if isinstance(url, str) else url
+    host = parsed.raw_host.decode("ascii").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parsed.scheme}://{host}:{parsed.port or DEFAULT_PORTS[parsed.scheme]}"
 
 
 class TaskRunner:
@@ -71,18 +96,20 @@ class TaskRunner:
         *,
         webhook_origins: Collection[str] = (),
         max_wait: float = 10.0,
-        webhook_timeout: float = 10.0,
+        webhook_deadline: float = 10.0,
+        webhook_max_response_bytes: int = 64 * 1024,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         """`webhook_origins`: where webhook tasks may POST (empty: nowhere).
 
-        `max_wait` bounds a wait task: the consumer handles one event at a time and a
-        SIGTERM waits for the event in flight, so a long wait holds both. `transport` lets
-        tests answer webhooks in-process.
+        `max_wait` bounds a wait task and `webhook_deadline` a whole webhook call: the
+        consumer handles one event at a time and a SIGTERM waits for the event in flight,
+        so a long task holds both. `transport` lets tests answer webhooks in-process.
         """
         self.webhook_origins = frozenset(origin(url) for url in webhook_origins)
         self.max_wait = max_wait
-        self.webhook_timeout = webhook_timeout
+        self.webhook_deadline = webhook_deadline
+        self.webhook_max_response_bytes = webhook_max_response_bytes
         self.transport = transport
 
     async def handle(self, event: CloudEvent, context: DriverContext) -> None:
@@ -106,7 +133,9 @@ class TaskRunner:
             task.status, task.result, task.error = TaskStatus.SUCCEEDED, result, None
             await self._save(context, task, document.etag)
             await context.bus.publish(
-                follow_up(event, TASK_SUCCEEDED, {"task_id": task.id, "result": result})
+                follow_up(
+                    event, TASK_SUCCEEDED, {"task_id": task.id, "result": result}, budget=LEAF
+                )
             )
 
     async def _failed(
@@ -131,7 +160,7 @@ class TaskRunner:
         task.status = TaskStatus.FAILED
         await self._save(context, task, document.etag)
         await context.bus.publish(
-            follow_up(event, TASK_FAILED, {"task_id": task.id, "error": error})
+            follow_up(event, TASK_FAILED, {"task_id": task.id, "error": error}, budget=LEAF)
         )
 
     async def _save(self, context: DriverContext, task: Task, etag: str) -> Document:
@@ -150,6 +179,7 @@ class TaskRunner:
                     NOTIFICATION_REQUESTED,
                     {"title": notify.title, "body": notify.body},
                     task.id,
+                    budget=LEAF,
                 )
                 await context.bus.publish(request)
                 return {"notification_event_id": request.id}
@@ -164,20 +194,45 @@ class TaskRunner:
                 emit = Emit.model_validate(task.params)
                 if emit.type.startswith(INTERNAL_PREFIX):
                     raise TaskError(f"a task may not emit internal {emit.type}")
-                emitted = follow_up(event, emit.type, emit.data, task.id)
+                budget = allot(event, 1, context.max_follow_ups)
+                emitted = follow_up(event, emit.type, emit.data, task.id, budget=budget)
                 await context.bus.publish(emitted)
                 return {"event_id": emitted.id}
             case TaskKind.WEBHOOK:
                 return await self._webhook(task)
 
     async def _webhook(self, task: Task) -> dict[str, Any]:
-        url = str(task.params.get("url", ""))
-        if origin(url) not in self.webhook_origins:
-            raise TaskError(f"webhook origin {origin(url)} is not allow-listed")
+        url = parse_url(str(task.params.get("url", "")))
+        target = origin(url)
+        if target not in self.webhook_origins:
+            raise TaskError(f"webhook origin {target} is not allow-listed")
+        try:
+            async with asyncio.timeout(self.webhook_deadline):
+                return await self._post(url, task.params.get("payload", {}))
+        except TimeoutError:
+            raise TaskError(
+                f"webhook {target} did not answer in full within {self.webhook_deadline:g} s "
+                "(LIGHTNING_WEBHOOK_DEADLINE_SECONDS)"
+            ) from None
+
+    async def _post(self, url: httpx.URL, payload: Any) -> dict[str, Any]:
+        """POST `payload`; a non-2xx status raises; at most the byte cap of the reply is read."""
+        cap = self.webhook_max_response_bytes
         # Redirects are not followed (httpx's default): one could leave the allow-list.
-        async with httpx.AsyncClient(
-            timeout=self.webhook_timeout, transport=self.transport
-        ) as client:
-            response = await client.post(url, json=task.params.get("payload", {}))
-        response.raise_for_status()
-        return {"status_code": response.status_code}
+        # httpx's timeout bounds each step; `_webhook`'s deadline bounds them all together.
+        async with (
+            httpx.AsyncClient(timeout=self.webhook_deadline, transport=self.transport) as client,
+            client.stream("POST", url, json=payload) as response,
+        ):
+            response.raise_for_status()
+            received = 0
+            # Raw bytes, as sent: decoding a compressed body could grow it past the cap.
+            async for chunk in response.aiter_raw():
+                received += len(chunk)
+                if received > cap:
+                    break
+        return {
+            "status_code": response.status_code,
+            "body_bytes": min(received, cap),
+            "body_truncated": received > cap,
+        }
