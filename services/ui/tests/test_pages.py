@@ -14,8 +14,10 @@ from lightning_core.bus.memory import MemoryBus
 from lightning_core.domain import NOTIFICATIONS, PROCESSOR_GROUP, Notification
 from lightning_core.events import CloudEvent
 from lightning_core.heartbeats import Heart
+from lightning_core.records import mark_failed, record_received
 from lightning_core.service import ServiceContext
 from lightning_ui.api_client import ApiClient
+from lightning_ui.app import create_app as create_ui
 from lightning_ui.forms import field_errors, format_mapping, parse_mapping
 
 
@@ -50,7 +52,7 @@ NOTIFY_TASK = {
     "data_filter": "floor=1\nroom=lobby",
     "action_kind": "request_task",
     "task_kind": "notify",
-    "task_params": "title=Door opened",
+    "task_params": "title=Door opened\nbody=Someone is in",
 }
 
 
@@ -84,6 +86,33 @@ async def test_dashboard_shows_health_counts_and_the_event_feed(
     assert "<html" not in partial.text
 
 
+async def test_an_event_the_bus_did_not_take_shows_failed_with_its_reason(
+    ui: httpx.AsyncClient, context: ServiceContext
+) -> None:
+    event = CloudEvent(type="door.opened", source="/tests", user="dev-user")
+    await record_received(context.storage, event)
+    assert await mark_failed(context.storage, event, "the bus did not answer <in time>")
+    events = await ui.get("/partials/events")
+    assert events.status_code == 200
+    assert (
+        '<td class="status status-failed">failed'
+        '<small class="reason">the bus did not answer &lt;in time&gt;</small></td>'
+    ) in events.text
+
+
+async def test_a_record_this_ui_cannot_read_is_said_not_a_server_error() -> None:
+    def newer_api(_request: httpx.Request) -> httpx.Response:
+        record = {"event": {}, "status": "archived", "received_at": "2026-01-01T00:00:00Z"}
+        return httpx.Response(200, json={"items": [record], "continuation": None})
+
+    client = ApiClient("http://api", transport=httpx.MockTransport(newer_api))
+    async with ui_client(client) as ui:
+        events = await ui.get("/partials/events")
+    await client.aclose()
+    assert events.status_code == 503
+    assert "API at http://api answered a EventRecord this UI cannot read: event." in events.text
+
+
 async def test_create_instruction_forwards_to_the_api(
     ui: httpx.AsyncClient, api: httpx.AsyncClient
 ) -> None:
@@ -95,7 +124,7 @@ async def test_create_instruction_forwards_to_the_api(
     assert stored["action"] == {
         "kind": "request_task",
         "task": "notify",
-        "params": {"title": "Door opened"},
+        "params": {"title": "Door opened", "body": "Someone is in"},
     }
     page = await ui.get("/instructions")
     assert f'data-instruction-id="{stored["id"]}"' in page.text
@@ -132,6 +161,9 @@ async def test_api_validation_errors_come_back_per_field(
     missing_title = {**NOTIFY_TASK, "action_kind": "notify", "notify_title": ""}
     answer = await ui.post("/instructions", json=missing_title)
     assert set(answer.json()["errors"]) == {"notify_title"}
+    untitled_task = {**NOTIFY_TASK, "task_params": "body=no title"}
+    answer = await ui.post("/instructions", json=untitled_task)
+    assert answer.json()["errors"] == {"task_params": "title: Field required"}
     assert (await api.get("/api/instructions")).json()["items"] == []  # nothing written
 
 
@@ -163,8 +195,39 @@ async def test_changes_from_another_sites_page_are_refused(ui: httpx.AsyncClient
     assert forged.status_code == 403
     button = await ui.post("/tasks/t-1/cancel", headers={"origin": "https://evil.example"})
     assert button.status_code == 403
-    ours = await ui.post("/instructions", json=NOTIFY_TASK, headers={"origin": "http://ui"})
+    for other in ("https://ui", "http://ui:8080", "null", "http://ui:x"):  # same host only
+        refused = await ui.post("/tasks/t-1/cancel", headers={"origin": other})
+        assert refused.status_code == 403, other
+    ours = await ui.post("/instructions", json=NOTIFY_TASK, headers={"origin": "http://UI:80"})
     assert ours.status_code == 201
+
+
+async def test_a_body_over_the_limit_is_refused_before_anything_reads_it(
+    api_app: httpx.ASGITransport, api: httpx.AsyncClient
+) -> None:
+    client = ApiClient("http://api", transport=api_app)
+    app = create_ui(client, max_request_bytes=2048)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://ui"
+    ) as ui:
+        oversized = {**NOTIFY_TASK, "name": "x" * 4096}
+        declared = await ui.post("/instructions", json=oversized)
+        assert declared.status_code == 413
+        assert "LIGHTNING_MAX_REQUEST_BYTES" in declared.json()["detail"]
+
+        async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as read
+            for start in range(0, 4096, 512):
+                yield json.dumps(oversized).encode()[start : start + 512]
+
+        streamed = await ui.post(
+            "/instructions", content=chunks(), headers={"content-type": "application/json"}
+        )
+        assert streamed.status_code == 413
+        assert (await ui.post("/instructions", json=NOTIFY_TASK)).status_code == 201
+    await client.aclose()
+    assert [i["name"] for i in (await api.get("/api/instructions")).json()["items"]] == [
+        NOTIFY_TASK["name"]
+    ]
 
 
 async def test_enable_disable_and_delete(ui: httpx.AsyncClient, api: httpx.AsyncClient) -> None:

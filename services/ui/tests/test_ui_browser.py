@@ -1,16 +1,34 @@
-"""The UI in a real headless Chromium: a new event turns `processed` without a reload."""
+"""The UI in a real headless Chromium: a new event turns `processed` without a reload,
+and every page works under the UI's Content-Security-Policy."""
+
+from pathlib import Path
 
 import httpx
-from playwright.sync_api import Browser, expect
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 
 from conftest import ARTIFACTS, RunningSystem
 
 
+def csp_violations(page: Page) -> list[str]:
+    """The page's console messages about its Content-Security-Policy, as they come."""
+    refused: list[str] = []
+
+    def keep(message: ConsoleMessage) -> None:
+        if "Content Security Policy" in message.text:
+            refused.append(message.text)
+
+    page.on("console", keep)
+    return refused
+
+
 def test_new_event_shows_processed_within_a_second_without_reload(
-    browser: Browser, embedded_system: RunningSystem
+    browser: Browser, embedded_system: RunningSystem, tmp_path: Path
 ) -> None:
     page = browser.new_page()
-    page.goto(embedded_system.ui_url)
+    refused = csp_violations(page)
+    answer = page.goto(embedded_system.ui_url)
+    assert answer is not None
+    assert "script-src 'self'" in answer.headers["content-security-policy"]
     expect(page.get_by_text("No events yet")).to_be_visible()
     page.evaluate("window.loadedOnce = true")  # gone if the page reloads
 
@@ -23,6 +41,30 @@ def test_new_event_shows_processed_within_a_second_without_reload(
     assert page.evaluate("window.loadedOnce") is True
     ARTIFACTS.mkdir(exist_ok=True)
     page.screenshot(path=ARTIFACTS / "ui-events.png", full_page=True)
+    assert refused == []
+    log = (tmp_path / "runtime.log").read_text()  # the UI called the API dozens of times
+    assert "HTTP Request:" not in log  # httpx's line per call stays out of the terminal
+
+
+def test_unknown_addresses_get_a_page_in_the_uis_style_and_there_is_a_favicon(
+    browser: Browser, embedded_system: RunningSystem
+) -> None:
+    page = browser.new_page()
+    refused = csp_violations(page)
+    answer = page.goto(f"{embedded_system.ui_url}/no/such/page")
+    assert answer is not None
+    assert answer.status == 404
+    expect(page.get_by_role("heading", name="Not found")).to_be_visible()
+    expect(page.get_by_role("link", name="Dashboard", exact=True)).to_be_visible()
+    header = page.locator("header")
+    expect(header).to_have_css("background-color", "rgb(29, 35, 42)")  # styled
+    answer = page.goto(f"{embedded_system.ui_url}/tasks/t-1/cancel")  # takes only POST
+    assert answer is not None
+    assert answer.status == 405
+    expect(page.get_by_role("heading", name="Not allowed")).to_be_visible()
+    icon = page.request.get(f"{embedded_system.ui_url}/favicon.ico")
+    assert (icon.status, icon.headers["content-type"]) == (200, "image/svg+xml")
+    assert refused == []
 
 
 def test_an_instruction_is_edited_in_place_and_a_stale_edit_is_refused(
@@ -36,6 +78,7 @@ def test_an_instruction_is_edited_in_place_and_a_stale_edit_is_refused(
     }
     instruction_id = api.post("/api/instructions", json=spec).json()["id"]
     page = browser.new_page(viewport={"width": 1280, "height": 800})
+    refused = csp_violations(page)
     page.goto(f"{embedded_system.ui_url}/instructions")
     page.evaluate("window.loadedOnce = true")  # gone if the page reloads
     row = page.locator(f'tr[data-instruction-id="{instruction_id}"]')
@@ -72,4 +115,5 @@ def test_an_instruction_is_edited_in_place_and_a_stale_edit_is_refused(
     page.get_by_role("button", name="Cancel editing").click()
     expect(page.get_by_role("heading", name="New instruction")).to_be_visible()
     assert page.evaluate("window.loadedOnce") is True
+    assert refused == []
     api.close()

@@ -42,7 +42,7 @@ from lightning_core.storage.sqlite import SqliteStorage
 from lightning_ui.api_client import ApiClient
 from lightning_ui.app import create_app as create_ui
 from lightning_ui.auth import Gate
-from lightning_ui.sessions import COOKIE, Session
+from lightning_ui.sessions import COOKIE, Session, SessionSeal
 from lightning_ui.signin import (
     RENEW_BEFORE,
     EntraSignIn,
@@ -270,6 +270,62 @@ async def test_after_sign_in_only_plain_local_paths_are_followed(
 
 async def _remember_next(_session: Session, _redirect_uri: str, next_path: str) -> str:
     return f"https://entra.test/authorize?next={next_path}"
+
+
+async def test_a_signed_in_browser_sent_to_sign_in_by_another_site_stays_signed_in(
+    ui_api: ApiClient, tls: Tls, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with sign_in_for(fake_entra(free_port()), tls) as sign_in:
+        monkeypatch.setattr(sign_in, "start", _remember_next)  # no Entra needed
+        app = create_ui(ui_api, gate=Gate(ui_api, sign_in))
+        alice = Session(
+            account_id="alice-oid",
+            user_name="alice@contoso.test",
+            access_token="alice-token",
+            token_expires_at=time.time() + 3600,
+        )
+        cookies = SessionSeal(SESSION_SECRET).cookies(alice)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://ui", cookies=cookies
+        ) as browser:
+            # A link on another site's page: a top-level navigation, no Origin header.
+            sent = await browser.get(
+                "/auth/login",
+                params={"next": "/tasks"},
+                headers={"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"},
+            )
+            assert (sent.status_code, sent.headers["location"]) == (303, "/tasks")
+            assert "set-cookie" not in sent.headers  # the session is untouched
+            page = await browser.get("/tasks")
+            assert page.status_code == 200
+            assert "alice@contoso.test" in page.text
+            # The sign-out form's post ends at Entra's sign-out: the policy lets it go there.
+            entra_origin = sign_in.authority.removesuffix("/tenant-1")
+            assert f"form-action 'self' {entra_origin}" in page.headers["content-security-policy"]
+
+
+async def test_a_thousand_other_sign_ins_leave_one_in_progress_alone(
+    entra: FakeEntra, tls: Tls, ui_api: ApiClient
+) -> None:
+    async with sign_in_for(entra, tls) as sign_in:
+        app = create_ui(ui_api, gate=Gate(ui_api, sign_in))
+        transport = httpx.ASGITransport(app=app)
+        async with (
+            httpx.AsyncClient(transport=transport, base_url="http://ui") as browser,
+            httpx.AsyncClient(transport=transport, base_url="http://ui") as others,
+        ):
+            login = await browser.get("/auth/login", params={"next": "/tasks"})
+            assert login.status_code == 303
+            for _ in range(1_000):
+                others.cookies.clear()  # each one a new anonymous browser
+                assert (await others.get("/auth/login")).status_code == 303
+            answer = await approve(login.headers["location"], "alice-oid", tls)
+            back = await browser.get("/auth/callback", params=answer)
+            assert (back.status_code, back.headers["location"]) == (303, "/tasks")
+            page = await browser.get("/tasks")
+            assert page.status_code == 200
+            assert "alice@contoso.test" in page.text
 
 
 async def test_a_wrong_verifier_or_state_fails_the_sign_in(entra: FakeEntra, tls: Tls) -> None:
@@ -519,8 +575,9 @@ def signed_in_story(
 
     page.get_by_label("Name").fill("Door alert")
     page.get_by_label("Event type pattern").fill("door.opened")
+    page.get_by_label("Task params").fill("title=Door opened")
     page.get_by_role("button", name="Create instruction").click()
-    expect(page.locator("#instructions tbody tr")).to_have_count(1)
+    expect(page.locator("#instructions tbody tr[data-instruction-id]")).to_have_count(1)
     page.screenshot(path=ARTIFACTS / "ui-azure-instructions.png", full_page=True)
 
     as_alice = httpx.get(f"{api}/api/instructions", headers=bearer(entra.access_token("alice-oid")))

@@ -7,19 +7,22 @@ import copy
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
-from pydantic import BaseModel
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from pydantic import BaseModel, ValidationError
 
 from lightning_core.domain import Instruction, Notification, Task, TaskStatus
 from lightning_core.events import CloudEvent
 from lightning_core.records import EventRecord, EventStatus
+from lightning_ui import sse
 
 # The API sends a heartbeat every 15 s: a stream silent for twice that is dead.
 STREAM_TIMEOUT = httpx.Timeout(5.0, read=30.0)
 STATUSES = frozenset(EventStatus)  # stream messages named after a status carry a record
 COUNT_LIMIT = 500  # counts are one page long; more shows as "500+"
+Model = TypeVar("Model", bound=BaseModel)
 
 
 class ApiUnavailable(Exception):
@@ -97,6 +100,7 @@ class Counts:
 class ApiClient:
     def __init__(self, base_url: str, transport: httpx.AsyncBaseTransport | None = None) -> None:
         self._client = httpx.AsyncClient(base_url=base_url, timeout=5.0, transport=transport)
+        HTTPXClientInstrumentor.instrument_client(self._client)  # calls carry traceparent
         self.base_url = base_url
         self._headers: dict[str, str] = {}
 
@@ -146,9 +150,19 @@ class ApiClient:
         response = await self._send(method, path, params=params, json=json)
         return response.json() if response.content else None
 
+    def _read(self, model: type[Model], body: Any) -> Model:
+        """`body` as `model`; ApiUnavailable when it does not fit (an API of another version)."""
+        try:
+            return model.model_validate(body)
+        except ValidationError as error:
+            raise ApiUnavailable(
+                f"API at {self.base_url} answered a {model.__name__} this UI cannot read: "
+                f"{_first_problem(error)}"
+            ) from None
+
     async def recent_events(self, limit: int = 50) -> list[EventRecord]:
         body = await self._call("GET", "/api/events", params={"limit": limit})
-        return [EventRecord.model_validate(item) for item in body["items"]]
+        return [self._read(EventRecord, item) for item in body["items"]]
 
     async def readiness(self) -> Readiness:
         try:
@@ -182,20 +196,20 @@ class ApiClient:
     async def services(self) -> dict[str, ServiceState]:
         """Background services by name, from their heartbeats."""
         body = await self._call("GET", "/api/services")
-        states = [ServiceState.model_validate(item) for item in body]
+        states = [self._read(ServiceState, item) for item in body]
         return {state.service: state for state in states}
 
     async def instructions(self) -> list[Instruction]:
         body = await self._call("GET", "/api/instructions", params={"limit": 200})
-        return [Instruction.model_validate(item) for item in body["items"]]
+        return [self._read(Instruction, item) for item in body["items"]]
 
     async def create_instruction(self, spec: dict[str, Any]) -> Instruction:
-        return Instruction.model_validate(await self._call("POST", "/api/instructions", json=spec))
+        return self._read(Instruction, await self._call("POST", "/api/instructions", json=spec))
 
     async def instruction(self, instruction_id: str) -> tuple[Instruction, str]:
         """One instruction and its ETag, which replacing it requires."""
         response = await self._send("GET", f"/api/instructions/{instruction_id}")
-        return Instruction.model_validate(response.json()), response.headers["ETag"]
+        return self._read(Instruction, response.json()), response.headers["ETag"]
 
     async def replace_instruction(
         self, instruction_id: str, spec: dict[str, Any], etag: str
@@ -204,7 +218,7 @@ class ApiClient:
         response = await self._send(
             "PUT", f"/api/instructions/{instruction_id}", json=spec, headers={"If-Match": etag}
         )
-        return Instruction.model_validate(response.json())
+        return self._read(Instruction, response.json())
 
     async def set_instruction_enabled(self, instruction_id: str, enabled: bool) -> None:
         verb = "enable" if enabled else "disable"
@@ -215,21 +229,21 @@ class ApiClient:
 
     async def tasks(self) -> list[Task]:
         body = await self._call("GET", "/api/tasks", params={"limit": 100})
-        return [Task.model_validate(item) for item in body["items"]]
+        return [self._read(Task, item) for item in body["items"]]
 
     async def cancel_task(self, task_id: str) -> None:
         await self._call("POST", f"/api/tasks/{task_id}/cancel")
 
     async def notifications(self) -> list[Notification]:
         body = await self._call("GET", "/api/notifications", params={"limit": 100})
-        return [Notification.model_validate(item) for item in body["items"]]
+        return [self._read(Notification, item) for item in body["items"]]
 
     async def mark_read(self, notification_id: str) -> None:
         await self._call("POST", f"/api/notifications/{notification_id}/read")
 
     async def dead_letters(self) -> list[DeadLetter]:
         body = await self._call("GET", "/api/dead-letters", params={"limit": 100})
-        return [DeadLetter.model_validate(item) for item in body["items"]]
+        return [self._read(DeadLetter, item) for item in body["items"]]
 
     async def replay(self, event_id: str) -> None:
         await self._call("POST", f"/api/dead-letters/{event_id}/replay")
@@ -241,22 +255,32 @@ class ApiClient:
                 "GET", "/api/events/stream", timeout=STREAM_TIMEOUT, headers=self._headers
             ) as response:
                 response.raise_for_status()
-                kind, data = "heartbeat", ""
-                async for line in response.aiter_lines():
-                    if line.startswith("event:"):
-                        kind = line.removeprefix("event:").strip()
-                    elif line.startswith("data:"):
-                        data += line.removeprefix("data:").strip()
-                    elif not line:
-                        record = (
-                            EventRecord.model_validate_json(data)
-                            if kind not in ("ready", "heartbeat")
-                            else None
-                        )
-                        yield Change(kind, record)
-                        kind, data = "heartbeat", ""
+                async for message in sse.messages(response.aiter_text()):
+                    yield self._change(message)
         except httpx.HTTPError as error:
             raise ApiUnavailable(f"API stream at {self.base_url} failed: {error}") from None
 
+    def _change(self, message: sse.Message) -> Change:
+        """A stream message as a Change: a keep-alive or a message this UI does not know
+        is a heartbeat; ApiUnavailable when a status message's record is unreadable."""
+        if message.event == "ready":
+            return Change("ready")
+        if message.event not in STATUSES:
+            return Change("heartbeat")
+        try:
+            return Change(message.event, EventRecord.model_validate_json(message.data))
+        except ValidationError as error:
+            raise ApiUnavailable(
+                f"API stream at {self.base_url} sent an unreadable {message.event!r} record: "
+                f"{_first_problem(error)}"
+            ) from None
+
     async def aclose(self) -> None:
         await self._client.aclose()
+
+
+def _first_problem(error: ValidationError) -> str:
+    """Where and what the first validation problem is, in one line."""
+    problem = error.errors()[0]
+    where = ".".join(str(part) for part in problem["loc"])
+    return f"{where}: {problem['msg']}" if where else problem["msg"]

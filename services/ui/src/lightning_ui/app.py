@@ -14,16 +14,27 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from lightning_core.body_limit import BodyLimit
+from lightning_core.config import Settings
 from lightning_core.domain import PROCESSOR_GROUP, Instruction, TaskKind, TaskStatus, now
+from lightning_ui import sse
 from lightning_ui.api_client import ApiClient, ApiRejected, ApiUnavailable, ServiceState
 from lightning_ui.auth import (
     CrossSiteRequest,
@@ -40,10 +51,14 @@ from lightning_ui.forms import (
     form_from_instruction,
     spec_from_form,
 )
+from lightning_ui.headers import SecurityHeaders, content_security_policy
 from lightning_ui.signin import EntraUnavailable, SignInRequired
 
 STATIC = Path(__file__).parent / "static"
 RECONNECT_MS = 1000  # how soon the browser reconnects after the stream ends
+_LIMIT = Settings.model_fields["max_request_bytes"]
+MAX_REQUEST_BYTES: int = _LIMIT.default
+MAX_REQUEST_BYTES_SETTING = str(_LIMIT.alias)
 _templates = Environment(
     loader=PackageLoader("lightning_ui", "templates"), autoescape=select_autoescape()
 )
@@ -62,12 +77,6 @@ PAGES = (
 )
 _templates.globals["pages"] = PAGES
 T = TypeVar("T")
-
-
-def sse(event: str, data: str) -> str:
-    """One Server-Sent Events message; each line of `data` gets its own `data:` field."""
-    lines = "".join(f"data: {line}\n" for line in data.splitlines() or [""])
-    return f"event: {event}\n{lines}\n"
 
 
 async def until(stop: asyncio.Event, items: AsyncGenerator[T]) -> AsyncIterator[T]:
@@ -98,10 +107,15 @@ async def until(stop: asyncio.Event, items: AsyncGenerator[T]) -> AsyncIterator[
 
 
 def create_app(
-    api: ApiClient, *, stop: asyncio.Event | None = None, gate: Gate | None = None
+    api: ApiClient,
+    *,
+    stop: asyncio.Event | None = None,
+    gate: Gate | None = None,
+    max_request_bytes: int = MAX_REQUEST_BYTES,
 ) -> Starlette:
     """The UI over an API client; `stop` (the runtime's) ends the open `/stream`s; `gate`
-    signs users in (azure mode), without one every request uses the API's dev identity."""
+    signs users in (azure mode), without one every request uses the API's dev identity;
+    a request body over `max_request_bytes` is answered 413 before anything reads it."""
     stopped = stop or asyncio.Event()
     callers = gate or Gate(api, sign_in=None)
 
@@ -154,13 +168,13 @@ def create_app(
         try:
             async for change in until(stopped, api.changes()):
                 if change.record is not None:
-                    yield sse("row", row.render(record=change.record))
+                    yield sse.message("row", row.render(record=change.record))
                 elif change.kind == "ready":
-                    yield sse("ready", "{}")
+                    yield sse.message("ready", "{}")
                 else:
                     yield ": ping\n\n"
         except ApiUnavailable as problem:
-            yield sse("unavailable", str(problem))
+            yield sse.message("unavailable", str(problem))
 
     async def stream(request: Request) -> StreamingResponse:
         """Rows as the API reports changes; `ready` when a fresh rendering is due.
@@ -178,6 +192,10 @@ def create_app(
     async def healthz(_request: Request) -> Response:
         return JSONResponse({"status": "ok"})
 
+    async def favicon(_request: Request) -> Response:
+        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
+
+    policy = content_security_policy(callers.form_targets())
     return Starlette(
         routes=[
             *(page(name, path) for path, name, _label in PAGES),
@@ -187,15 +205,50 @@ def create_app(
             *(_action(path, call, callers) for path, call in ACTIONS),
             Route("/stream", stream),
             Route("/healthz", healthz),
+            Route("/favicon.ico", favicon),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ],
-        middleware=callers.middleware(),
+        middleware=[
+            Middleware(SecurityHeaders, policy=policy),
+            Middleware(BodyLimit, max_bytes=max_request_bytes, setting=MAX_REQUEST_BYTES_SETTING),
+            *callers.middleware(),
+        ],
         exception_handlers={
             SignInRequired: sign_in_required,
             EntraUnavailable: entra_unavailable,
             CrossSiteRequest: cross_site_request,
+            ClientDisconnect: _client_gone,
+            404: _http_error,
+            405: _http_error,
         },
     )
+
+
+async def _client_gone(_request: Request, _error: Exception) -> Response:
+    """The client went while its body was read (or BodyLimit cut it off): no one to answer."""
+    return Response(status_code=400)
+
+
+#: What a browser is told for an HTTP error status: page title and explanation.
+_HTTP_ERRORS = {
+    404: ("Not found", "There is no page at this address."),
+    405: ("Not allowed", "This address does not answer a {method}."),
+}
+
+
+async def _http_error(request: Request, error: Exception) -> Response:
+    """404 and 405: a page in the UI's style for a browser, JSON `{"error": ...}` for a
+    script or a button's fetch."""
+    problem = cast(HTTPException, error)  # Starlette sends only these to status handlers
+    title, text = _HTTP_ERRORS[problem.status_code]
+    message = text.format(method=request.method)
+    if "text/html" not in request.headers.get("accept", ""):
+        error_text = f"{title.lower()}: {request.method} {request.url.path}"
+        return JSONResponse({"error": error_text}, problem.status_code, problem.headers)
+    html = _templates.get_template("error.html").render(
+        title=title, message=message, path=request.url.path, caller=None
+    )
+    return HTMLResponse(html, problem.status_code, problem.headers)
 
 
 #: The buttons: path (with the record's id) and what it asks the API for.

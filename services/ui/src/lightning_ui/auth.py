@@ -67,6 +67,13 @@ class Gate:
             return []
         return _sign_in_routes(self._sign_in, self._public_url)
 
+    def form_targets(self) -> list[str]:
+        """Origins outside the UI a form's post leads to: Entra's, where signing out ends."""
+        if self._sign_in is None:
+            return []
+        authority = urlsplit(self._sign_in.authority)
+        return [f"{authority.scheme}://{authority.netloc}"]
+
     def middleware(self) -> list[Middleware]:
         """What reads and writes the sessions (sessions.py); none with the dev identity."""
         if self._sign_in is None:
@@ -80,6 +87,11 @@ def _sign_in_routes(sign_in: EntraSignIn, public_url: str | None) -> list[Route]
         return public_url or str(request.base_url).rstrip("/")
 
     async def login(request: Request) -> Response:
+        """Start a sign-in; a signed-in browser goes straight to `next` instead, so a link
+        or another site's page cannot sign anyone out by sending them here."""
+        held = session_of(request)
+        if held is not None and held.account_id is not None:
+            return RedirectResponse(_local_path(request), status_code=303)
         session = Session()  # a new one: sealed afresh, whatever the browser held
         try:
             url = await sign_in.start(session, base_url(request) + CALLBACK, _local_path(request))
@@ -118,13 +130,29 @@ class CrossSiteRequest(Exception):
 
 
 def _cross_site(request: Request, public_url: str | None) -> bool:
-    """Browsers name the page's origin on every POST; one that is not this site's is
-    refused. No Origin: not a browser (a script), which has no cookie of a user to abuse."""
+    """Browsers name the page's origin on every POST; one that is not this site's (scheme,
+    host and port) is refused. No Origin: not a browser (a script), which has no cookie of
+    a user to abuse."""
     origin = request.headers.get("origin")
     if origin is None:
         return False
-    ours = public_url or str(request.base_url)
-    return urlsplit(origin).netloc != urlsplit(ours).netloc
+    return _origin(origin) != _origin(public_url or str(request.base_url))
+
+
+def _origin(url: str) -> tuple[str, str, int | None] | None:
+    """The scheme, host and port of `url` (the scheme's default port when it names none);
+    None when it has no such parts (`null`, an unreadable port)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower())
+    except ValueError:
+        return None
+    if not parts.scheme or not parts.hostname:
+        return None
+    return parts.scheme.lower(), parts.hostname, port
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def _local_path(request: Request) -> str:

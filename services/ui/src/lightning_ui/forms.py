@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from lightning_core.domain import Emit, Instruction, Notify, RequestTask
+from lightning_core.domain import Emit, Instruction, Notify, RequestTask, TaskKind
 
 #: The form's fields, in page order; `form` is for messages about no one field.
 FIELDS = (
@@ -23,6 +23,7 @@ FIELDS = (
     "emit_data",
 )
 FORM = "form"
+TASK_KINDS = frozenset(TaskKind)
 
 # Where the API's `loc` (after "body") points, to the form field that holds it.
 _LOCATIONS: dict[tuple[str, ...], str] = {
@@ -37,6 +38,10 @@ _LOCATIONS: dict[tuple[str, ...], str] = {
     ("action", "emit", "type"): "emit_type",
     ("action", "emit", "data"): "emit_data",
 }
+
+
+# Where an unknown kind points: a union's tag is checked at the union's own location.
+_KIND_FIELDS: dict[tuple[str, ...], str] = {("action", "request_task"): "task_kind"}
 
 
 # What a pattern mismatch means, in words, for the fields whose API type has a pattern:
@@ -165,18 +170,29 @@ def spec_from_form(form: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
+def _without_task_kind(loc: tuple[str, ...]) -> tuple[str, ...]:
+    """`loc` without the task kind the API names a task's params by (`action.request_task.
+    notify.params.title` is `action.request_task.params.title`)."""
+    head = ("action", "request_task")
+    if loc[:2] == head and len(loc) > 3 and loc[2] in TASK_KINDS and loc[3] == "params":
+        return (*head, *loc[3:])
+    return loc
+
+
 def field_errors(detail: Any) -> dict[str, str]:
     """The API's 422 `detail` ([{loc, msg}, ...] or a string) as messages per form field."""
     if not isinstance(detail, list):
         return {FORM: str(detail)}
     errors: dict[str, str] = {}
     for item in detail:
-        loc = tuple(str(part) for part in item.get("loc", ()) if part != "body")
-        field = next(
-            (_LOCATIONS[loc[:n]] for n in range(len(loc), 0, -1) if loc[:n] in _LOCATIONS),
-            FORM,
-        )
+        loc = _without_task_kind(tuple(str(part) for part in item.get("loc", ()) if part != "body"))
+        depth = next((n for n in range(len(loc), 0, -1) if loc[:n] in _LOCATIONS), 0)
+        field = _LOCATIONS[loc[:depth]] if depth else FORM
+        if item.get("type") == "union_tag_invalid":  # the kind itself is unknown
+            field = _KIND_FIELDS.get(loc, field)
         message = str(item.get("msg", "invalid"))
+        if field == "task_params" and loc[depth:]:  # which param: the field holds them all
+            message = f"{'.'.join(loc[depth:])}: {message}"
         if item.get("type") == "string_pattern_mismatch" and field in _PATTERN_HINTS:
             message = _PATTERN_HINTS[field]
         errors[field] = f"{errors[field]}; {message}" if field in errors else message

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
 from lightning_core.config import Mode
 from lightning_core.http import serve_asgi
 from lightning_core.service import ServiceContext
@@ -19,8 +21,10 @@ async def service(context: ServiceContext, stop: asyncio.Event) -> None:
     sign_in = entra_sign_in(settings) if settings.mode is Mode.AZURE else None
     api = ApiClient(settings.api_url)
     try:
-        app = create_app(api, stop=stop, gate=Gate(api, sign_in, settings.ui_public_url))
-        await serve_asgi(app, settings.host, settings.ui_port, stop)
+        gate = Gate(api, sign_in, settings.ui_public_url)
+        app = create_app(api, stop=stop, gate=gate, max_request_bytes=settings.max_request_bytes)
+        traced = OpenTelemetryMiddleware(app)  # a server span per request
+        await serve_asgi(traced, settings.host, settings.ui_port, stop, settings=settings)
     finally:
         await api.aclose()
         if sign_in is not None:

@@ -92,7 +92,7 @@ form.addEventListener("submit", async (event) => {
       saved.textContent = editing ? "Saved." : "Created.";
       await window.lightning.refresh(document.getElementById("instructions"));
     } else {
-      showErrors(body.errors || { form: `failed: ${response.status}` });
+      showErrors(body.errors || { form: body.detail || `failed: ${response.status}` });
       // Changed elsewhere: show the list as it is stored now, next to the refused edit.
       if (response.status === 412) window.lightning.refresh(document.getElementById("instructions"));
     }

@@ -46,7 +46,7 @@ async function post(button) {
   try {
     const response = await fetch(button.dataset.post, { method: "POST" });
     const body = await response.json().catch(() => ({}));
-    flash(response.ok ? "" : body.error || `failed: ${response.status}`);
+    flash(response.ok ? "" : body.error || body.detail || `failed: ${response.status}`);
   } catch (error) {
     flash(`the UI did not answer: ${error}`);
   }
