@@ -14,6 +14,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from playwright.sync_api import Browser, sync_playwright
 
 import provider_backends
@@ -38,8 +42,8 @@ def require(available: bool, what: str, fix: str) -> None:
     if available:
         return
     if os.environ.get("CI", "").lower() in ("1", "true"):
-        pytest.fail(f"{what} is missing and CI must not skip this test: {fix}")
-    pytest.skip(f"{what} is missing: {fix}")
+        pytest.fail(f"{what} is not available and CI must not skip this test: {fix}")
+    pytest.skip(f"{what} is not available: {fix}")
 
 
 def free_port() -> int:
@@ -47,6 +51,20 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+@pytest.fixture(scope="session")
+def spans() -> Iterator[InMemorySpanExporter]:
+    """Every span this process finishes from here on (on its SDK tracer provider, set if
+    none is); tests read the spans they made and clear nothing."""
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        provider = TracerProvider()
+        trace.set_tracer_provider(provider)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    yield exporter
+    exporter.shutdown()
 
 
 @pytest.fixture
@@ -100,7 +118,8 @@ def browser() -> Iterator[Browser]:
     require(
         CHROMIUM.exists(),
         f"a Chromium at {CHROMIUM}",
-        "apt-get install -y chromium, or set LIGHTNING_TEST_CHROMIUM to a Chrome binary",
+        "install Chromium (apt-get install -y chromium, brew install --cask chromium) or set "
+        "LIGHTNING_TEST_CHROMIUM to a Chrome or Chromium binary",
     )
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)

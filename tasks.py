@@ -234,7 +234,7 @@ def doctor(c: Context) -> None:
 
 @task
 def dev(c: Context) -> None:
-    """Run API, processor and UI embedded (SQLite, in-process bus); Ctrl-C stops."""
+    """Run API, processor and UI in one process (embedded unless env/.env says); Ctrl-C stops."""
     with tool_errors():
         from lightning_devtools.dev import run_dev
 

@@ -53,7 +53,7 @@ def _scratch_database(stack: Stack) -> None:
         require(
             False,
             f"PostgreSQL at {postgres.ADMIN_URL} ({error})",
-            f"start it: {postgres.START_SHARED}",
+            postgres.PROVIDE_POSTGRES,
         )
     stack.cleanups.append(
         lambda: asyncio.run(
@@ -78,16 +78,14 @@ async def _delete_rabbitmq_topology(namespace: str) -> None:
 
 def _use_redis(stack: Stack, namespace: str) -> None:
     reachable = asyncio.run(redis.reachable(redis.REDIS_URL))
-    require(reachable, f"Redis at {redis.REDIS_URL}", f"start it: {redis.START_REDIS}")
+    require(reachable, f"Redis at {redis.REDIS_URL}", redis.PROVIDE_REDIS)
     stack.env |= {"LIGHTNING_EVENT_BUS_PROVIDER": "redis", "REDIS_URL": redis.REDIS_URL}
     stack.cleanups.append(lambda: asyncio.run(_delete_redis_namespace(namespace)))
 
 
 def _use_rabbitmq(stack: Stack, namespace: str) -> None:
     reachable = asyncio.run(rabbitmq.reachable(rabbitmq.RABBITMQ_URL))
-    require(
-        reachable, f"RabbitMQ at {rabbitmq.RABBITMQ_URL}", "start it: rabbitmq-server -detached"
-    )
+    require(reachable, f"RabbitMQ at {rabbitmq.RABBITMQ_URL}", rabbitmq.PROVIDE_RABBITMQ)
     stack.env |= {"LIGHTNING_EVENT_BUS_PROVIDER": "rabbitmq", "RABBITMQ_URL": rabbitmq.RABBITMQ_URL}
     stack.cleanups.append(lambda: asyncio.run(_delete_rabbitmq_topology(namespace)))
 

@@ -1,22 +1,31 @@
 """The runtime builds, connects and hands out only the providers its services declare."""
 
+import asyncio
 import subprocess
 import sys
+import time
+import uuid
+from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
+from conftest import clean_environment, free_port, require
 from lightning_core.bus.memory import MemoryBus
 from lightning_core.config import ConfigError, load_settings
+from lightning_core.providers import STARTUP_WAIT
+from lightning_core.runtime import EXIT_CONFIG, EXIT_UNAVAILABLE
 from lightning_core.service import ServiceContext
 from lightning_core.storage.sqlite import SqliteStorage
 from lightning_core.topology import SERVICES, BusRight, ServiceNeeds, service_needs
+from provider_backends.postgres import ADMIN_URL, PROVIDE_POSTGRES, database_url
 
 AZURE_SERVERS = ("COSMOS_CONNECTION_STRING", "SERVICE_BUS_CONNECTION_STRING")
 
 
 @pytest.fixture(autouse=True)
-def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def no_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)  # no stray .env
     for name in (
         "LIGHTNING_MODE",
@@ -97,3 +106,82 @@ def test_each_service_runs_with_only_what_it_declared(tmp_path: Path) -> None:
         "ui []",
         "api ['SqliteStorage', 'MemoryBus']",
     ]
+
+
+def start_runtime_with(env: dict[str, str], tmp_path: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "lightning_core.runtime"],
+        env={**clean_environment(), "LIGHTNING_API_PORT": str(free_port()), **env},
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def postgres_missing_database() -> str:
+    require(
+        asyncio.run(accepts(ADMIN_URL)),
+        f"PostgreSQL at {ADMIN_URL}",
+        PROVIDE_POSTGRES,
+    )
+    return database_url(ADMIN_URL, f"missing_{uuid.uuid4().hex[:12]}")
+
+
+async def accepts(url: str) -> bool:
+    parts = urlsplit(url)
+    try:
+        _, writer = await asyncio.open_connection(parts.hostname, parts.port or 5432)
+    except OSError:
+        return False
+    writer.close()
+    return True
+
+
+@pytest.mark.parametrize(
+    ("database_url", "says"),
+    [
+        (postgres_missing_database, "does not exist): fix DATABASE_URL"),
+        (lambda: "mysql://user@127.0.0.1/lightning", "DATABASE_URL has the scheme 'mysql'"),
+    ],
+    ids=["missing-database", "unknown-scheme"],
+)
+def test_a_database_url_waiting_cannot_fix_fails_at_once_in_one_line(
+    tmp_path: Path, database_url: Callable[[], str], says: str
+) -> None:
+    env = {
+        "LIGHTNING_MODE": "local",
+        "SERVICE_TYPE": "api",
+        "DATABASE_URL": database_url(),
+        "REDIS_URL": "redis://127.0.0.1:6379/0",
+    }
+    started = time.monotonic()
+    process = start_runtime_with(env, tmp_path)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == EXIT_CONFIG, stderr
+    assert time.monotonic() - started < STARTUP_WAIT, "it waited for what cannot come"
+    [line] = stderr.splitlines()
+    assert line.startswith("error: "), line
+    assert says in line, line
+
+
+def test_an_unreachable_server_is_waited_for_a_bounded_time_then_named(tmp_path: Path) -> None:
+    closed = free_port()
+    env = {
+        "LIGHTNING_MODE": "local",
+        "LIGHTNING_STORAGE_PROVIDER": "sqlite",
+        "LIGHTNING_SQLITE_PATH": str(tmp_path / "x.db"),
+        "SERVICE_TYPE": "event-processor",
+        "REDIS_URL": f"redis://127.0.0.1:{closed}/0",
+    }
+    started = time.monotonic()
+    process = start_runtime_with(env, tmp_path)
+    _, stderr = process.communicate(timeout=STARTUP_WAIT + 30)
+    assert process.returncode == EXIT_UNAVAILABLE, stderr
+    assert STARTUP_WAIT <= time.monotonic() - started < STARTUP_WAIT + 15
+    waiting, error = stderr.splitlines()
+    assert f"waiting up to {STARTUP_WAIT:.0f} s for Redis at 127.0.0.1:{closed} (REDIS_URL)" in (
+        waiting
+    )
+    assert error.startswith(f"error: Redis at 127.0.0.1:{closed} (REDIS_URL) did not answer")
+    assert "start it, or point REDIS_URL at a running server" in error

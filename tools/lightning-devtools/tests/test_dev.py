@@ -13,9 +13,10 @@ import pytest
 from rich.console import Console
 
 from conftest import free_port
+from lightning_core.config import load_settings
 from lightning_core.runtime import EXIT_CONFIG
 from lightning_core.topology import SERVICES
-from lightning_devtools.dev import dev_environment, run_dev
+from lightning_devtools.dev import api_url, banner, dev_environment, run_dev
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -104,3 +105,23 @@ def test_dev_checks_the_settings_of_what_its_services_need_together(
     [line] = console.export_text().strip().splitlines()
     assert "DATABASE_URL is missing" in line
     assert "REDIS_URL is missing" in line
+
+
+def test_dev_reports_the_mode_and_providers_its_settings_chose(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A .env choosing PostgreSQL and Redis is what `invoke dev` runs and says it runs."""
+    monkeypatch.chdir(tmp_path)
+    for name in ("LIGHTNING_MODE", "LIGHTNING_STORAGE_PROVIDER", "LIGHTNING_EVENT_BUS_PROVIDER"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / ".env").write_text(
+        "LIGHTNING_MODE=local\nLIGHTNING_EVENT_BUS_PROVIDER=rabbitmq\n"
+        "DATABASE_URL=postgresql://u@db/x\nRABBITMQ_URL=amqp://u@mq/\nLIGHTNING_API_PORT=9100\n"
+    )
+    env = dev_environment({})
+    assert "LIGHTNING_MODE" not in env  # the runtime reads the same .env
+    settings = load_settings(SERVICE_TYPE=env["SERVICE_TYPE"])
+    assert banner(settings) == "Lightning OS, local mode: storage postgres, bus rabbitmq"
+    assert api_url(settings) == "http://127.0.0.1:9100"
+    (tmp_path / ".env").write_text("LIGHTNING_API_URL=http://127.0.0.1:9200\n")
+    assert api_url(load_settings()) == "http://127.0.0.1:9200"

@@ -5,8 +5,8 @@ the named services need (lightning_core.topology.SERVICES), connect only that st
 bus, once, run each service in this process with a context holding only what it declared,
 and on SIGTERM or SIGINT let each finish its in-flight work (in embedded mode the processor
 first handles what the memory bus holds, for up to 30 s) and exit 0. Expected failures (bad
-settings, unknown service, unreachable server, busy port) print one line and exit non-zero,
-no traceback.
+settings, unknown service, a server refusing its URL, a server not answering within
+STARTUP_WAIT, busy port) print one line and exit non-zero, no traceback.
 """
 
 from __future__ import annotations
@@ -20,9 +20,10 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import TypeVar
 
+from lightning_core import telemetry
 from lightning_core.collector import settle_after_startup
 from lightning_core.config import ConfigError, Settings, load_settings
-from lightning_core.providers import build_bus, build_storage
+from lightning_core.providers import build_bus, build_storage, open_provider
 from lightning_core.service import ENTRY_POINT_GROUP, Service, ServiceContext
 from lightning_core.topology import service_needs
 
@@ -66,6 +67,26 @@ def prepare(settings: Settings) -> tuple[ServiceContext, dict[str, Service]]:
     return ServiceContext(settings, storage, bus), services
 
 
+async def open_providers(context: ServiceContext, stop: asyncio.Event) -> bool:
+    """Open the context's providers (`open_provider`); False if `stop` came first."""
+
+    async def open_all() -> None:
+        for provider in context.providers():
+            await open_provider(provider, context.settings)
+
+    opening = asyncio.create_task(open_all())
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait({opening, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not opening.done():
+        opening.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await opening
+        return False
+    opening.result()
+    return True
+
+
 async def run(context: ServiceContext, services: dict[str, Service]) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -74,8 +95,9 @@ async def run(context: ServiceContext, services: dict[str, Service]) -> None:
     settings = context.settings
     async with contextlib.AsyncExitStack() as stack:
         for provider in context.providers():
-            await provider.connect()
             stack.push_async_callback(provider.close)
+        if not await open_providers(context, stop):
+            return
         tasks = [
             asyncio.create_task(
                 service(context.narrowed_to(service_needs([name])), stop), name=name
@@ -98,10 +120,14 @@ async def run(context: ServiceContext, services: dict[str, Service]) -> None:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        context, services = prepare(load_settings())
-        asyncio.run(run(context, services))
+        settings = load_settings()
+        tracing = telemetry.configure(settings, "+".join(settings.service_types()))
+        context, services = prepare(settings)
+        try:
+            asyncio.run(run(context, services))
+        finally:
+            tracing.shutdown()  # flush the spans still queued
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_CONFIG

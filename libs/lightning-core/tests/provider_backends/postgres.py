@@ -34,6 +34,12 @@ ADMIN_URL = os.environ.get("DATABASE_URL") or (
     f"postgresql://{getpass.getuser()}@127.0.0.1:5432/postgres"
 )
 START_SHARED = "pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+# How a laptop provides the shared server the contract suites use.
+PROVIDE_POSTGRES = (
+    "start one (docker run -d -p 5432:5432 -e POSTGRES_HOST_AUTH_METHOD=trust postgres:16, "
+    f"or your package manager's postgresql: {START_SHARED}) or set DATABASE_URL to a server "
+    "where this user may CREATE DATABASE"
+)
 # The newest server Debian/Ubuntu installed (15 on our machines, 16 on GitHub's runners).
 PG_BIN = max(
     Path("/usr/lib/postgresql").glob("*/bin"),
@@ -67,7 +73,7 @@ def postgres_database() -> Iterator[str]:
     try:
         asyncio.run(_admin(ADMIN_URL, f'CREATE DATABASE "{name}"'))
     except (OSError, asyncpg.PostgresError) as error:
-        require(False, f"PostgreSQL at {ADMIN_URL} ({error})", f"start it: {START_SHARED}")
+        require(False, f"PostgreSQL at {ADMIN_URL} ({error})", PROVIDE_POSTGRES)
     yield database_url(ADMIN_URL, name)
     asyncio.run(_admin(ADMIN_URL, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
@@ -108,7 +114,8 @@ def faulty_postgres() -> Iterator[Faulty]:
     require(
         (PG_BIN / "postgres").exists(),
         f"PostgreSQL server binaries in {PG_BIN}",
-        "apt-get install postgresql",
+        "install the PostgreSQL server (apt-get install postgresql; brew install postgresql@16) "
+        "so the fault tests can run a private one",
     )
     # Not under pytest's tmp_path: the server's user must be able to reach its directory.
     root = Path(tempfile.mkdtemp(prefix="lightning-pg-"))

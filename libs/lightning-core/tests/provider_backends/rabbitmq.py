@@ -37,6 +37,10 @@ BACK_EMPTY = ["faulty_rabbitmq"]
 
 RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"  # the /usr/sbin wrapper switches user
+PROVIDE_RABBITMQ = (
+    "start one (docker run -d -p 5672:5672 rabbitmq:3.13, or your package manager's "
+    "rabbitmq-server: rabbitmq-server -detached) or set RABBITMQ_URL"
+)
 
 
 async def reachable(url: str) -> bool:
@@ -53,7 +57,7 @@ async def bus_rabbitmq(fast_retry: RetryPolicy) -> AsyncIterator[RabbitMqBus]:
     require(
         await reachable(RABBITMQ_URL),
         f"RabbitMQ at {RABBITMQ_URL}",
-        "start it: rabbitmq-server -detached",
+        PROVIDE_RABBITMQ,
     )
     namespace = f"t-{uuid.uuid4().hex[:12]}"
     async with RabbitMqBus(RABBITMQ_URL, namespace, retry=fast_retry) as bus:
@@ -105,7 +109,12 @@ def private_rabbitmq(base: Path) -> ProcessGroup:
 
 @pytest.fixture
 def faulty_rabbitmq(tmp_path: Path) -> Iterator[Faulty]:
-    require(Path(SERVER).exists(), "rabbitmq-server", "apt-get install -y rabbitmq-server")
+    require(
+        Path(SERVER).exists(),
+        "rabbitmq-server",
+        "install rabbitmq-server (apt-get install -y rabbitmq-server; brew install rabbitmq) "
+        "so the fault tests can run a private node",
+    )
     base = tmp_path / "rabbitmq"
     server = private_rabbitmq(base)
     server.start()

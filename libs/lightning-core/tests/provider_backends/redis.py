@@ -31,6 +31,10 @@ START_REDIS = (
     'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" '
     "--appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log"
 )
+PROVIDE_REDIS = (
+    f"start one (docker run -d -p 6379:6379 redis:7, or your package manager's redis: "
+    f"{START_REDIS}) or set REDIS_URL"
+)
 #: Abandoned entries are reclaimed after this long in tests (production default: 30 s).
 TEST_CLAIM_IDLE = 0.3
 
@@ -47,7 +51,7 @@ async def reachable(url: str) -> bool:
 @pytest.fixture
 async def redis_namespace() -> AsyncIterator[str]:
     """A fresh key prefix on the shared Redis, deleted afterwards."""
-    require(await reachable(REDIS_URL), f"Redis at {REDIS_URL}", f"start it: {START_REDIS}")
+    require(await reachable(REDIS_URL), f"Redis at {REDIS_URL}", PROVIDE_REDIS)
     namespace = f"t-{uuid.uuid4().hex[:12]}"
     yield namespace
     async with RedisBus(REDIS_URL, namespace) as bus:

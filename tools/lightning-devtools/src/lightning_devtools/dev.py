@@ -22,12 +22,13 @@ from rich.console import Console
 from rich.table import Table
 
 from lightning_core.config import ConfigError, Settings, load_settings
+from lightning_core.providers import STARTUP_WAIT
 from lightning_core.runtime import EXIT_CONFIG
 from lightning_core.topology import SERVICES as DECLARED_SERVICES
 
 SERVICES = ",".join(DECLARED_SERVICES)
-READY_TIMEOUT = 30.0
-CHOSEN_HERE = ("LIGHTNING_MODE", "SERVICE_TYPE", "LIGHTNING_API_URL")
+# The runtime may wait STARTUP_WAIT for its servers before it says why it cannot start.
+READY_TIMEOUT = STARTUP_WAIT + 30.0
 
 
 @dataclass(frozen=True)
@@ -48,14 +49,24 @@ def endpoints(settings: Settings) -> list[Endpoint]:
 
 
 def dev_environment(base: Mapping[str, str]) -> dict[str, str]:
-    """The runtime's environment: embedded mode and all services unless the caller chose."""
-    env = dict(base)
-    env.setdefault("LIGHTNING_MODE", "embedded")
-    env["SERVICE_TYPE"] = SERVICES
-    if "LIGHTNING_API_URL" not in env:
-        host = env.get("LIGHTNING_HOST", "127.0.0.1")
-        env["LIGHTNING_API_URL"] = f"http://{host}:{env.get('LIGHTNING_API_PORT', '8000')}"
-    return env
+    """The runtime's environment: every service; the mode and providers are the caller's
+    (the environment, then .env; embedded by default)."""
+    return {**base, "SERVICE_TYPE": SERVICES}
+
+
+def api_url(settings: Settings) -> str:
+    """Where the UI reaches the API in this process: LIGHTNING_API_URL if set (environment
+    or .env), else the API's own address (LIGHTNING_HOST, LIGHTNING_API_PORT)."""
+    if "api_url" in settings.model_fields_set:
+        return settings.api_url
+    return f"http://{settings.host}:{settings.api_port}"
+
+
+def banner(settings: Settings) -> str:
+    """What `invoke dev` runs, as the loaded settings chose it."""
+    return (
+        f"Lightning OS, {settings.mode} mode: storage {settings.storage}, bus {settings.event_bus}"
+    )
 
 
 def wait_until_healthy(
@@ -79,10 +90,11 @@ def run_dev(console: Console | None = None) -> int:
     console = console or Console()
     env = dev_environment(os.environ)
     try:
-        settings = load_settings(**{key: env[key] for key in CHOSEN_HERE})
+        settings = load_settings(SERVICE_TYPE=SERVICES)
     except ConfigError as error:
         console.print(f"error: {error}", style="red", highlight=False)
         return EXIT_CONFIG
+    env["LIGHTNING_API_URL"] = api_url(settings)
     process = subprocess.Popen([sys.executable, "-m", "lightning_core.runtime"], env=env)
 
     def forward(_signum: int, _frame: FrameType | None) -> None:
@@ -93,7 +105,7 @@ def run_dev(console: Console | None = None) -> int:
     try:
         links = endpoints(settings)
         if wait_until_healthy(process, [link.health for link in links]):
-            table = Table(title=f"Lightning OS, {settings.mode} mode", caption="Ctrl-C stops")
+            table = Table(title=banner(settings), caption="Ctrl-C stops")
             table.add_column("service")
             table.add_column("url")
             for link in links:
