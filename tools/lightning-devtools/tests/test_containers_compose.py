@@ -99,3 +99,15 @@ def test_published_ports_are_the_services_ports_on_loopback() -> None:
     assert [interpolate(p, {}) for p in services["api"]["ports"]] == ["127.0.0.1:8000:8000"]
     assert [interpolate(p, {}) for p in services["ui"]["ports"]] == ["127.0.0.1:8080:8080"]
     assert "ports" not in services["event-processor"]
+
+
+def test_the_servers_keep_their_data_on_named_volumes() -> None:
+    """A crash or `compose down` loses no accepted event (docs/durability.md)."""
+    document = compose()
+    for name in SERVERS:
+        mounts = document["services"][name].get("volumes", [])
+        assert any(mount.split(":")[0] in document["volumes"] for mount in mounts), name
+    command = document["services"]["redis"]["command"]
+    assert command[command.index("--appendonly") + 1] == "yes"
+    assert command[command.index("--appendfsync") + 1] in {"always", "everysec"}
+    assert document["services"]["rabbitmq"]["hostname"]  # its data directory is named after it
