@@ -257,6 +257,8 @@ def test_front_door_routes_the_api_paths_to_the_api_and_the_rest_to_the_ui(
     assert routed == {
         "/api/*": hosts["api"],
         "/docs": hosts["api"],
+        "/docs/oauth2-redirect": hosts["api"],
+        "/redoc": hosts["api"],
         "/openapi.json": hosts["api"],
         "/*": hosts["ui"],
     }, "Front Door routes"

@@ -1,5 +1,6 @@
-"""Front Door Standard: one HTTPS endpoint routing `/api/*`, `/docs`, `/openapi.json` to the
-API and everything else to the UI, uncached (responses are per user, and SSE streams)."""
+"""Front Door Standard: one HTTPS endpoint routing `/api/*` and the API's documentation
+(`/docs`, its OAuth redirect, `/redoc`, `/openapi.json`; their assets are under `/api/`) to
+the API and everything else to the UI, uncached (responses are per user, and SSE streams)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pulumi_azure_native import cdn
 
 #: Above the API's 15 s SSE keep-alive comments, so an idle stream is never cut by Front Door.
 ORIGIN_RESPONSE_TIMEOUT_SECONDS = 60
-API_PATTERNS = ("/api/*", "/docs", "/openapi.json")
+API_PATTERNS = ("/api/*", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json")
 UI_PATTERNS = ("/*",)
 
 
