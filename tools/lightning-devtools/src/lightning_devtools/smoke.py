@@ -31,7 +31,7 @@ from lightning_devtools.deploy import stack_outputs
 from lightning_devtools.errors import ToolError
 
 TOKEN_VARIABLE = "LIGHTNING_SMOKE_TOKEN"  # noqa: S105 - the variable's name, not a token
-EVENT_TYPE = "lightning.smoke"
+EVENT_TYPE = "smoke.check"  # lightning.* types are the system's own: the API refuses them
 REQUEST_TIMEOUT = 60.0  # Front Door waits up to its origin timeout for a replica to wake
 POLL_INTERVAL = 1.0
 PAGE_SIZE = 100  # newest first: the smoke event is on the first page of processed events
