@@ -11,4 +11,5 @@ from lightning_core.service import ServiceContext
 
 async def service(context: ServiceContext, stop: asyncio.Event) -> None:
     settings = context.settings
-    await serve_asgi(create_app(context, stop=stop), settings.host, settings.api_port, stop)
+    app = create_app(context, stop=stop)
+    await serve_asgi(app, settings.host, settings.api_port, stop, settings=settings)
