@@ -21,6 +21,7 @@ def json_logging_system(tmp_path: Path) -> Iterator[RunningSystem]:
         "LIGHTNING_MODE": "embedded",
         "LIGHTNING_SQLITE_PATH": str(tmp_path / "system.db"),
         "LIGHTNING_LOG_FORMAT": "json",
+        "LIGHTNING_ACCESS_LOG": "true",  # off by default in embedded mode
     }
     with start_runtime(env, tmp_path, services="api,event-processor,ui") as system:
         yield system
@@ -62,3 +63,13 @@ def test_logs_are_json_with_access_lines_and_the_events_ids(
     assert all(line["correlation_id"] == event["id"] for line in handled)
     access = [line for line in lines if line["logger"] == "uvicorn.access"]
     assert any("POST /api/events" in line["message"] for line in access)
+
+
+def test_a_laptop_terminal_gets_no_line_per_request(
+    embedded_system: RunningSystem, tmp_path: Path
+) -> None:
+    for _ in range(5):
+        assert httpx.get(f"{embedded_system.ui_url}/").status_code == 200
+    log = (tmp_path / "runtime.log").read_text()
+    assert '"GET /' not in log
+    assert "HTTP Request:" not in log

@@ -187,7 +187,11 @@ class Settings(BaseSettings):
     log_level: str = Field(
         default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$", alias="LIGHTNING_LOG_LEVEL"
     )
-    access_log: bool = Field(default=True, alias="LIGHTNING_ACCESS_LOG")
+    access_log: bool | None = Field(
+        default=None,
+        alias="LIGHTNING_ACCESS_LOG",
+        description="A log line per HTTP request; unset: off in embedded mode, on elsewhere",
+    )
     trace_console: bool = Field(default=False, alias="LIGHTNING_TRACE_CONSOLE")
     otlp_endpoint: str | None = Field(default=None, alias="OTEL_EXPORTER_OTLP_ENDPOINT")
     applicationinsights_connection_string: SecretStr | None = Field(

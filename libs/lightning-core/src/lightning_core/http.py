@@ -261,7 +261,11 @@ async def serve_asgi(
         access_log = False
     else:
         hosts, wanted = allowed_hosts(settings), settings.max_connections
-        access_log = settings.access_log
+        access_log = (
+            settings.mode is not Mode.EMBEDDED
+            if settings.access_log is None
+            else settings.access_log
+        )
     cap = connection_cap(wanted)
     config = uvicorn.Config(
         app if hosts is None else HostCheck(app, hosts),
