@@ -34,9 +34,9 @@ from pydantic import SecretStr
 from conftest import ARTIFACTS, free_port
 from lightning_api.app import create_app as create_api
 from lightning_api.auth import TokenValidator
+from lightning_core.asgi import ASGIApp
 from lightning_core.bus.memory import MemoryBus
 from lightning_core.config import ConfigError, Mode, Settings
-from lightning_core.http import AsgiApp
 from lightning_core.service import ServiceContext
 from lightning_core.storage.sqlite import SqliteStorage
 from lightning_ui.api_client import ApiClient
@@ -107,7 +107,7 @@ async def sign_in_for(
         await sign_in.aclose()
 
 
-async def serve_until(stop: asyncio.Event, apps: list[tuple[AsgiApp, int, dict[str, Any]]]) -> None:
+async def serve_until(stop: asyncio.Event, apps: list[tuple[ASGIApp, int, dict[str, Any]]]) -> None:
     """Serve each (app, port, uvicorn options) on 127.0.0.1 until `stop` is set."""
     servers = [
         uvicorn.Server(
@@ -424,7 +424,7 @@ class Ingress(httpx.AsyncBaseTransport):
     """UI replicas behind one address with no session affinity: each request lands on the
     replica `to` names, whichever served the browser before."""
 
-    def __init__(self, *replicas: AsgiApp) -> None:
+    def __init__(self, *replicas: ASGIApp) -> None:
         self._replicas = [httpx.ASGITransport(app=replica) for replica in replicas]
         self.to = 0
 

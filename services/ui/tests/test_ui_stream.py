@@ -9,8 +9,9 @@ import pytest
 
 from conftest import free_port
 from lightning_api.app import create_app as create_api
+from lightning_core.asgi import ASGIApp
 from lightning_core.events import CloudEvent
-from lightning_core.http import AsgiApp, serve_asgi
+from lightning_core.http import serve_asgi
 from lightning_core.records import mark_processed
 from lightning_core.service import ServiceContext
 from lightning_ui import sse
@@ -18,7 +19,7 @@ from lightning_ui.api_client import ApiClient, ApiUnavailable
 from lightning_ui.app import create_app
 
 
-async def started(app: AsgiApp, stop: asyncio.Event) -> tuple[str, asyncio.Task[None]]:
+async def started(app: ASGIApp, stop: asyncio.Event) -> tuple[str, asyncio.Task[None]]:
     port = free_port()
     task = asyncio.create_task(serve_asgi(app, "127.0.0.1", port, stop))
     url = f"http://127.0.0.1:{port}"

@@ -23,17 +23,15 @@ import contextlib
 import logging
 import resource
 import time
-from collections.abc import Awaitable, Callable, Generator
+from collections.abc import Generator
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from lightning_core.asgi import ASGIApp
 from lightning_core.config import Mode, Settings
-
-# Any ASGI 3 application (FastAPI, Starlette); typed loosely so core needs neither.
-AsgiApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 log = logging.getLogger("lightning.http")
 
@@ -93,7 +91,7 @@ class HostCheck:
     """ASGI middleware answering 400 to a request whose Host is not allowed (health probes
     excepted)."""
 
-    def __init__(self, app: AsgiApp, allowed: frozenset[str]) -> None:
+    def __init__(self, app: ASGIApp, allowed: frozenset[str]) -> None:
         self.app = app
         self.allowed = allowed
 
@@ -250,7 +248,7 @@ class _EmbeddedServer(uvicorn.Server):
 
 
 async def serve_asgi(
-    app: AsgiApp, host: str, port: int, stop: asyncio.Event, *, settings: Settings | None = None
+    app: ASGIApp, host: str, port: int, stop: asyncio.Event, *, settings: Settings | None = None
 ) -> None:
     """Serve `app` on host:port until `stop` is set, behind the guards above as `settings`
     choose them (without settings: embedded mode's names and limits); OSError if the port

@@ -8,18 +8,11 @@ LIGHTNING_METRICS_PORT. In embedded mode every service shares the process, so th
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
 
 import prometheus_client
 from prometheus_client import Counter, Gauge, Histogram
 
-# ASGI's shapes, typed loosely so core needs no web framework.
-Message = MutableMapping[str, Any]
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+from lightning_core.asgi import ASGIApp, Message, Receive, Scope, Send
 
 REQUESTS = Counter(
     "lightning_http_requests",
