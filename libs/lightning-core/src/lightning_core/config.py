@@ -178,6 +178,28 @@ class Settings(BaseSettings):
     )
     max_connections: int = Field(default=1000, ge=1, alias="LIGHTNING_MAX_CONNECTIONS")
 
+    # Capacity: what the processor does at once, and what the API admits.
+    processor_concurrency: int = Field(
+        default=32, ge=1, le=1000, alias="LIGHTNING_PROCESSOR_CONCURRENCY"
+    )
+    long_task_concurrency: int = Field(
+        default=16, ge=1, le=1000, alias="LIGHTNING_LONG_TASK_CONCURRENCY"
+    )
+    max_backlog: int = Field(
+        default=10_000,
+        ge=1,
+        alias="LIGHTNING_MAX_BACKLOG",
+        description="Events waiting for the processor past which POST /api/events answers 503",
+    )
+    max_batch_events: int = Field(default=100, ge=1, le=1000, alias="LIGHTNING_MAX_BATCH_EVENTS")
+    max_streams_per_user: int = Field(default=10, ge=1, alias="LIGHTNING_MAX_STREAMS_PER_USER")
+    retention_days: float = Field(
+        default=30.0,
+        gt=0,
+        alias="LIGHTNING_RETENTION_DAYS",
+        description="How long event records and ledger entries are kept",
+    )
+
     # Logs, traces and metrics (lightning_core.telemetry, lightning_core.metrics).
     log_format: LogFormat | None = Field(
         default=None,
