@@ -109,3 +109,18 @@ def test_a_missing_exporter_is_one_line_naming_the_extra(monkeypatch: pytest.Mon
     monkeypatch.setitem(sys.modules, "opentelemetry.exporter.otlp.proto.http.trace_exporter", None)
     with pytest.raises(ConfigError, match=r"lightning-core\[local\]"):
         telemetry.span_exporters(Settings(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:4318"))
+
+
+@pytest.mark.usefixtures("root_logging", "spans")
+def test_text_lines_name_the_ids_only_where_there_are_any(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    telemetry.configure_logging(Settings(), "api")
+    logging.getLogger("lightning.test").warning("idle")
+    handled = event()
+    with telemetry.handling(handled) as span:
+        logging.getLogger("lightning.test").warning("busy")
+    idle, busy = capsys.readouterr().err.splitlines()
+    assert idle.endswith("WARNING idle")
+    trace_id = format(span.get_span_context().trace_id, "032x")
+    assert busy.endswith(f"WARNING busy [trace={trace_id} event={handled.id}]")

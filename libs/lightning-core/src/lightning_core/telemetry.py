@@ -76,9 +76,20 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
-TEXT_FORMAT = (
-    "%(asctime)s %(name)s %(levelname)s %(message)s [trace=%(trace_id)s event=%(event_id)s]"
-)
+class TextFormatter(logging.Formatter):
+    """One readable line; the context ids `ContextFilter` adds follow where there are any."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(name)s %(levelname)s %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        ids = [
+            f"{name}={value}"
+            for name, field in (("trace", "trace_id"), ("event", "event_id"))
+            if (value := getattr(record, field, "-")) != "-"
+        ]
+        return f"{line} [{' '.join(ids)}]" if ids else line
 
 
 def current_traceparent() -> str | None:
@@ -125,7 +136,7 @@ def configure_logging(settings: Settings, service: str) -> None:
     if log_format(settings) is LogFormat.JSON:
         handler.setFormatter(JsonFormatter(service))
     else:
-        handler.setFormatter(logging.Formatter(TEXT_FORMAT))
+        handler.setFormatter(TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level)
