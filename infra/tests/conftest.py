@@ -27,6 +27,7 @@ SECRET_MARK = "SECRET-VALUE"
 #: Stack settings that differ from the defaults, so a value the program hard-codes shows.
 BUS_NAMESPACE = "orders"
 BUS_MAX_ATTEMPTS = 12
+RETENTION_DAYS = 9
 PROCESSOR_REPLICAS = (1, 7)
 
 
@@ -223,6 +224,7 @@ def stack_config(directory: Path, mode: str) -> dict[str, str]:
         "lightning-os:registryName": REGISTRY.split(".", maxsplit=1)[0],
         "lightning-os:busNamespace": BUS_NAMESPACE,
         "lightning-os:busMaxAttempts": str(BUS_MAX_ATTEMPTS),
+        "lightning-os:retentionDays": str(RETENTION_DAYS),
         "lightning-os:processorMinReplicas": str(PROCESSOR_REPLICAS[0]),
         "lightning-os:processorMaxReplicas": str(PROCESSOR_REPLICAS[1]),
         "lightning-os:deployPrincipalId": "deployer-object-id",

@@ -26,6 +26,7 @@ from .conftest import (
     BUS_MAX_ATTEMPTS,
     BUS_NAMESPACE,
     PROCESSOR_REPLICAS,
+    RETENTION_DAYS,
     SECRET_MARK,
     TENANT_ID,
     Deployment,
@@ -179,6 +180,9 @@ def test_settings_are_exactly_what_each_service_needs(deploy: Deploy, mode: str)
             settings = Settings.model_validate(plain_env(app))
             assert settings.bus_namespace == BUS_NAMESPACE, f"{service}: bus namespace"
             assert settings.bus_max_attempts == BUS_MAX_ATTEMPTS, f"{service}: max attempts"
+        if needs.storage:
+            settings = Settings.model_validate(plain_env(app))
+            assert settings.retention_days == RETENTION_DAYS, f"{service}: retention"
 
 
 def granted_roles(deployment: Deployment, principal_id: str) -> set[tuple[str, str]]:
@@ -273,6 +277,7 @@ def test_cosmos_containers_equal_the_declared_collections(deploy: Deploy, mode: 
                 [{"path": path, "order": order} for path, order in index]
                 for index in collection.composite_indexes()
             ],
+            RETENTION_DAYS * 86_400 if collection.expires else None,
         )
         for collection in COLLECTIONS
     }
@@ -286,8 +291,9 @@ def test_cosmos_containers_equal_the_declared_collections(deploy: Deploy, mode: 
         deployed[resource["id"]] = (
             resource["partitionKey"]["paths"],
             resource["indexingPolicy"].get("compositeIndexes", []),
+            resource.get("defaultTtl"),
         )
-    assert deployed == declared, "Cosmos containers, partition keys and composite indexes"
+    assert deployed == declared, "Cosmos containers, partition keys, composite indexes, TTLs"
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -25,6 +25,8 @@ class DataPlane:
     #: The topic prefix and retry policy infra passed to bus_topology(): the same values.
     bus_namespace: str
     bus_max_attempts: int
+    #: How long expiring documents are kept: the Cosmos DB containers' default TTL.
+    retention_days: int
 
 
 def service_settings(
@@ -40,6 +42,7 @@ def service_settings(
     if needs.storage:
         settings["COSMOS_ENDPOINT"] = data_plane.cosmos_endpoint
         settings["COSMOS_DATABASE"] = data_plane.cosmos_database
+        settings["LIGHTNING_RETENTION_DAYS"] = str(data_plane.retention_days)
     if needs.bus:
         settings["SERVICE_BUS_NAMESPACE"] = data_plane.service_bus_host
         settings["LIGHTNING_BUS_NAMESPACE"] = data_plane.bus_namespace

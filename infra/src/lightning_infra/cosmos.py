@@ -16,6 +16,13 @@ class CosmosStoreArgs:
     location: pulumi.Input[str]
     database_name: str
     serverless: bool
+    #: The expiring collections' default TTL (the services' LIGHTNING_RETENTION_DAYS).
+    retention_days: int
+
+
+def default_ttl(collection: Collection, retention_days: int) -> int | None:
+    """Seconds an expiring collection keeps a document after its last write; None: forever."""
+    return retention_days * 86_400 if collection.expires else None
 
 
 def indexing_policy(collection: Collection) -> cosmosdb.IndexingPolicyArgs:
@@ -76,6 +83,7 @@ class CosmosStore(pulumi.ComponentResource):
                         paths=[PARTITION_KEY_PATH], kind=cosmosdb.PartitionKind.HASH
                     ),
                     indexing_policy=indexing_policy(collection),
+                    default_ttl=default_ttl(collection, args.retention_days),
                 ),
                 opts=child,
             )

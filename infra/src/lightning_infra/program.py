@@ -84,6 +84,7 @@ def define(*, registry_only: bool = False) -> None:
             location=stack.location,
             database_name=stack.cosmos_database,
             serverless=stack.cosmos_serverless,
+            retention_days=stack.retention_days,
         ),
     )
     bus = Bus(
@@ -157,6 +158,7 @@ def define(*, registry_only: bool = False) -> None:
         service_bus_host=bus.host,
         bus_namespace=stack.bus_namespace,
         bus_max_attempts=stack.bus_max_attempts,
+        retention_days=stack.retention_days,
     )
 
     def service_app(

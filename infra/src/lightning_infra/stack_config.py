@@ -45,6 +45,8 @@ class StackConfig:
     processor_mode: ProcessorMode
     bus_namespace: str
     bus_max_attempts: int
+    #: LIGHTNING_RETENTION_DAYS, and so the expiring Cosmos DB containers' default TTL.
+    retention_days: int
     cosmos_database: str
     cosmos_serverless: bool
     registry_name: str
@@ -99,6 +101,7 @@ def load_stack_config() -> StackConfig:
         processor_mode=ProcessorMode(mode),
         bus_namespace=config.get("busNamespace") or "lightning",
         bus_max_attempts=_int(config, "busMaxAttempts", 5),
+        retention_days=_int(config, "retentionDays", 30),
         cosmos_database=config.get("cosmosDatabase") or "lightning",
         cosmos_serverless=config.get_bool("cosmosServerless") is not False,
         registry_name=config.get("registryName") or re.sub(r"[^a-z0-9]", "", name.lower()),

@@ -10,12 +10,15 @@ import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 from azure.cosmos import PartitionKey
 from azure.cosmos.aio import CosmosClient
 
 from lightning_core.config import ConfigError
+from lightning_core.idempotency import LEDGER
+from lightning_core.records import EVENTS
 from lightning_core.storage.base import Conflict, PreconditionFailed
 from lightning_core.storage.cosmos import CosmosStorage
 from lightning_core.topology import COLLECTIONS, Collection
@@ -162,6 +165,43 @@ async def test_an_account_key_adds_missing_indexes_and_keeps_documents(
     assert composite_indexes(properties) == [[("/body/n", "descending"), ("/id", "descending")]]
     async with verifying(cosmos_connection_string, cosmos_database, COLLECTIONS_UNDER_TEST):
         pass  # everything declared is there now
+
+
+async def test_expiring_containers_get_the_retention_as_their_default_ttl(
+    cosmos_connection_string: str, cosmos_database: str
+) -> None:
+    """Provisioning sets it on new containers and corrects an existing one; a managed
+    identity names a container whose TTL differs."""
+    retention = timedelta(days=2)
+    async with CosmosClient.from_connection_string(cosmos_connection_string) as client:
+        database = await client.create_database(cosmos_database)
+        await database.create_container(LEDGER, partition_key=PartitionKey(path="/partition"))
+        async with CosmosStorage(
+            cosmos_database, connection_string=cosmos_connection_string, retention=retention
+        ):
+            pass
+        ttls = {
+            collection.name: (await database.get_container_client(collection.name).read()).get(
+                "defaultTtl"
+            )
+            for collection in COLLECTIONS
+        }
+    expiring = {collection.name for collection in COLLECTIONS if collection.expires}
+    assert expiring == {EVENTS, LEDGER}
+    assert ttls == {name: 2 * 86_400 if name in expiring else None for name in ttls}
+    endpoint = cosmos_endpoint(cosmos_connection_string)
+    async with CosmosStorage(
+        cosmos_database, endpoint=endpoint, credential=StaticToken(), retention=retention
+    ):
+        pass
+    with pytest.raises(ConfigError) as failure:
+        await CosmosStorage(
+            cosmos_database, endpoint=endpoint, credential=StaticToken(), retention=2 * retention
+        ).connect()
+    message = str(failure.value)
+    assert f"default TTL 345600 s on container '{EVENTS}' (it has 172800)" in message
+    assert f"container '{LEDGER}'" in message
+    assert message.count("container '") == 2
 
 
 async def test_a_container_on_another_partition_key_is_named(

@@ -3,8 +3,10 @@
 Providers come from provider_backends (one module each); nothing here names one.
 """
 
+import asyncio
 import base64
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -111,6 +113,83 @@ async def test_query_rejects_unsafe_field_names_and_bad_tokens(store: Storage) -
         await store.query("things", "alice", where={"n') OR 1=1 --": 1})
     with pytest.raises(ValueError, match="continuation"):
         await store.query("things", "alice", continuation="not-a-token")
+
+
+async def test_a_page_continues_after_its_last_item_whatever_was_written_since(
+    store: Storage,
+) -> None:
+    for n in range(6):
+        await store.create("things", "alice", f"t{n}", {"n": n // 2, "even": True})
+    first = await store.query("things", "alice", order_by="n", descending=True, limit=3)
+    assert [doc.id for doc in first.items] == ["t5", "t4", "t3"]
+    await store.create("things", "alice", "t9", {"n": 9, "even": True})  # sorts first
+    rest = await store.query(
+        "things", "alice", order_by="n", descending=True, limit=3, continuation=first.continuation
+    )
+    assert [doc.id for doc in rest.items] == ["t2", "t1", "t0"]
+
+
+async def test_pages_of_ties_follow_the_ids_in_the_same_direction(store: Storage) -> None:
+    for n in range(7):
+        await store.create("things", "alice", f"t{n}", {"n": n % 2, "even": True})
+    for descending in (False, True):
+        ids: list[str] = []
+        continuation = None
+        while True:
+            page = await store.query(
+                "things",
+                "alice",
+                where={"even": True},
+                order_by="n",
+                descending=descending,
+                limit=2,
+                continuation=continuation,
+            )
+            ids += [doc.id for doc in page.items]
+            if page.continuation is None:
+                break
+            continuation = page.continuation
+        expected = ["t0", "t2", "t4", "t6", "t1", "t3", "t5"]
+        assert ids == (expected[::-1] if descending else expected)
+
+
+async def test_a_continuation_serves_only_the_query_it_came_from(store: Storage) -> None:
+    for n in range(3):
+        await store.create("things", "alice", f"t{n}", {"n": n, "even": True})
+    page = await store.query("things", "alice", order_by="n", limit=1)
+    other_queries: list[dict[str, Any]] = [
+        {"order_by": "n", "descending": True},
+        {"order_by": "n", "where": {"even": True}},
+        {},
+    ]
+    for query in other_queries:
+        with pytest.raises(ValueError, match=r"^invalid continuation token"):
+            await store.query("things", "alice", continuation=page.continuation, **query)
+    with pytest.raises(ValueError, match=r"^invalid continuation token"):
+        await store.query("things", "bob", order_by="n", continuation=page.continuation)
+
+
+async def test_purge_deletes_what_was_last_written_before_the_cutoff(store: Storage) -> None:
+    await store.create("things", "alice", "old", {})
+    await store.create("things", "bob", "old", {})
+    replaced = await store.create("things", "alice", "replaced", {})
+    await store.create("things", "alice", "upserted", {})
+    await store.create("others", "alice", "old", {})
+    await asyncio.sleep(1.05)  # Cosmos DB stamps writes in whole seconds
+    cutoff = datetime.now(UTC)
+    await store.replace("things", "alice", "replaced", {"v": 2}, if_match=replaced.etag)
+    await store.upsert("things", "alice", "upserted", {"v": 2})
+    await store.create("things", "alice", "fresh", {})
+
+    assert await store.purge("things", before=cutoff, limit=1) == 1
+    assert await store.purge("things", before=cutoff) == 1
+    assert await store.purge("things", before=cutoff) == 0
+    for partition, doc_id in [("alice", "old"), ("bob", "old")]:
+        with pytest.raises(NotFound):
+            await store.get("things", partition, doc_id)
+    for doc_id in ["replaced", "upserted", "fresh"]:
+        await store.get("things", "alice", doc_id)
+    await store.get("others", "alice", "old")
 
 
 def token_of(text: str) -> str:

@@ -7,6 +7,7 @@ new collection, ordering or consumer group is added here and nowhere else.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -25,12 +26,34 @@ ID_PATH = "/id"
 
 
 @dataclass(frozen=True)
+class KeyIndex:
+    """An index the SQL providers build over one collection: the partition (unless the
+    index serves queries across partitions), the `equal` fields, the `order` field, then id."""
+
+    collection: str
+    per_partition: bool
+    equal: tuple[str, ...]
+    order: str
+
+    @property
+    def name(self) -> str:
+        """A readable name, unique per definition and within PostgreSQL's 63 characters."""
+        fields = "_".join([*(("p",) if self.per_partition else ()), *self.equal, self.order])
+        digest = hashlib.sha256(repr(self).encode()).hexdigest()[:8]
+        return f"documents_{self.collection}_{fields}"[:50] + f"_{digest}"
+
+
+@dataclass(frozen=True)
 class Collection:
-    """A collection and the body fields its queries test for equality and order by."""
+    """A collection, the body fields its queries test for equality and order by, the
+    (filter, ordering) pairs `query_all` sweeps every partition with, and whether its
+    documents expire (`LIGHTNING_RETENTION_DAYS` after their last write)."""
 
     name: str
     filters: tuple[str, ...] = ()
     orderings: tuple[str, ...] = ()
+    sweeps: tuple[tuple[str, str], ...] = ()
+    expires: bool = False
 
     def composite_indexes(self) -> list[list[tuple[str, str]]]:
         """Cosmos DB composite indexes `[(path, order), ...]` its ordered queries need.
@@ -43,13 +66,31 @@ class Collection:
             for field in self.orderings
         ]
 
+    def key_indexes(self) -> list[KeyIndex]:
+        """The SQL indexes its queries need: per partition, each ordering alone and after
+        each filter (a filtered query without ordering uses that index's prefix); across
+        partitions, each sweep. Either direction of a query uses the same index."""
+        per_partition = [
+            KeyIndex(self.name, True, equal, order)
+            for order in self.orderings
+            for equal in [(), *((field,) for field in self.filters)]
+        ]
+        sweeps = [KeyIndex(self.name, False, (field,), order) for field, order in self.sweeps]
+        return [*per_partition, *sweeps]
+
 
 COLLECTIONS: tuple[Collection, ...] = (
-    Collection(EVENTS, filters=("status",), orderings=("received_at", "processed_at")),
+    Collection(
+        EVENTS,
+        filters=("status",),
+        orderings=("received_at", "processed_at"),
+        sweeps=(("status", "received_at"),),
+        expires=True,
+    ),
     Collection(INSTRUCTIONS, filters=("enabled",), orderings=("created_at",)),
     Collection(TASKS, filters=("status",), orderings=("created_at",)),
     Collection(NOTIFICATIONS, filters=("read",), orderings=("created_at",)),
-    Collection(LEDGER),
+    Collection(LEDGER, expires=True),
     Collection(HEARTBEATS, orderings=("seen_at",)),
 )
 

@@ -8,12 +8,14 @@ PostgreSQL or Cosmos DB.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
 from lightning_core.events import MAX_DATA_DEPTH
@@ -261,10 +263,68 @@ class Storage(Protocol):
         """Up to `limit` documents of every partition, filtered and ordered as `query` does;
         for maintenance sweeps, never for answering a user."""
 
+    async def purge(self, collection: str, *, before: datetime, limit: int = 1000) -> int:
+        """Delete up to `limit` documents of `collection`, of every partition, whose last
+        write was before `before`; how many (the retention sweep)."""
 
-class OffsetPaging(ABC):
-    """`query` and `query_all` for providers that page by offset (SQLite, PostgreSQL),
-    written once over the provider's `_select`."""
+
+@dataclass(frozen=True)
+class After:
+    """Where a keyset page starts: after the document `id` whose order value (the JSON value
+    of the field ordered by, None when missing or when nothing is ordered by) is `value`."""
+
+    id: str
+    value: Any = None
+
+
+def _fingerprint(
+    collection: str,
+    partition: str,
+    where: Mapping[str, JsonScalar] | None,
+    order_by: str | None,
+    descending: bool,
+) -> str:
+    query = [collection, partition, sorted((where or {}).items()), order_by, descending]
+    return hashlib.sha256(json.dumps(query).encode()).hexdigest()[:16]
+
+
+def encode_position(after: After, fingerprint: str, *, ordered: bool) -> str:
+    """An opaque continuation token: the query's fingerprint and where its next page starts."""
+    position: dict[str, Any] = {"q": fingerprint, "id": after.id}
+    if ordered:
+        position["v"] = after.value
+    return base64.urlsafe_b64encode(json.dumps(position).encode()).decode()
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def decode_position(token: str, fingerprint: str, *, ordered: bool) -> After:
+    """The position in `token`; ValueError for anything `encode_position` cannot have made
+    for this query (a token is read-only for its holder: an edited one can only move the
+    start of a page within the caller's own results)."""
+    try:
+        decoded = json.loads(base64.urlsafe_b64decode(token.encode()), parse_constant=_no_constant)
+    except (ValueError, RecursionError):  # binascii and Unicode errors are ValueErrors
+        raise ValueError("invalid continuation token") from None
+    if not isinstance(decoded, dict) or decoded.get("q") != fingerprint:
+        raise ValueError("invalid continuation token: it belongs to another query")
+    expected = {"q", "id", "v"} if ordered else {"q", "id"}
+    doc_id, value = decoded.get("id"), decoded.get("v")
+    if decoded.keys() != expected or not isinstance(doc_id, str) or _unstorable(doc_id):
+        raise ValueError("invalid continuation token")
+    try:
+        check_document({"v": value})
+    except InvalidDocument:
+        raise ValueError("invalid continuation token") from None
+    return After(doc_id, value)
+
+
+class KeysetPaging(ABC):
+    """`query` and `query_all` for providers that page by keyset (SQLite, PostgreSQL),
+    written once over the provider's `_select`: a page starts after the previous page's
+    last (order value, id), so reading page n costs what reading page 1 does."""
 
     @abstractmethod
     async def _select(
@@ -276,9 +336,10 @@ class OffsetPaging(ABC):
         order_by: str | None,
         descending: bool,
         limit: int,
-        offset: int,
+        after: After | None,
     ) -> list[Document]:
-        """Up to `limit + 1` documents from `offset` on, of one partition or (None) all."""
+        """Up to `limit + 1` documents, of one partition or (None) all, that come after
+        `after` (from the first if None) in the order (order value, id), both one way."""
 
     async def query(
         self,
@@ -291,7 +352,12 @@ class OffsetPaging(ABC):
         limit: int = 100,
         continuation: str | None = None,
     ) -> Page:
-        offset = decode_offset(continuation) if continuation else 0
+        check_filter_values(where)
+        fingerprint = _fingerprint(collection, partition, where, order_by, descending)
+        ordered = order_by is not None
+        after = (
+            decode_position(continuation, fingerprint, ordered=ordered) if continuation else None
+        )
         rows = await self._select(
             collection,
             partition,
@@ -299,10 +365,13 @@ class OffsetPaging(ABC):
             order_by=order_by,
             descending=descending,
             limit=limit,
-            offset=offset,
+            after=after,
         )
-        more = len(rows) > limit
-        return Page(rows[:limit], encode_offset(offset + limit) if more else None)
+        if len(rows) <= limit:
+            return Page(rows, None)
+        last = rows[limit - 1]
+        position = After(last.id, last.body.get(order_by) if order_by is not None else None)
+        return Page(rows[:limit], encode_position(position, fingerprint, ordered=ordered))
 
     async def query_all(
         self,
@@ -320,6 +389,6 @@ class OffsetPaging(ABC):
             order_by=order_by,
             descending=descending,
             limit=limit,
-            offset=0,
+            after=None,
         )
         return rows[:limit]

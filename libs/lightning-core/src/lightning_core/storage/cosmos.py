@@ -26,6 +26,10 @@ What connect does with the declaration depends on the credential:
   read metadata but not create or replace containers, only verifies: the database, each
   container, its partition key path and composite indexes; anything missing fails at connect
   with one line naming every missing piece and how to deploy it.
+The collections the declaration marks as expiring get the container default TTL
+`retention` (LIGHTNING_RETENTION_DAYS): Cosmos DB deletes their documents that long after
+their last write by itself; `purge` does the same on request, for documents written before
+the TTL was set.
 
 Losing the service is not fatal: an operation that failed on connection loss is retried with
 backoff for up to `retry_for` seconds, on top of the SDK's own short retries.
@@ -42,6 +46,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import suppress
+from datetime import datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from azure.core import MatchConditions
@@ -141,7 +146,8 @@ def _describe(index: Index) -> str:
 class CosmosStorage(Connectable):
     """Storage in one Cosmos DB database holding the `collections` declared, reached with
     an account key (connection string: provisions them) or with a managed identity
-    (endpoint + `credential`, by default DefaultAzureCredential: verifies them).
+    (endpoint + `credential`, by default DefaultAzureCredential: verifies them). Expiring
+    collections get the default TTL `retention` (None: their TTL is neither set nor checked).
 
     There is deliberately no switch for TLS certificate checks: the SDK skips them by itself
     for 127.0.0.1 and localhost only (its rule for the emulator), which is what the contract
@@ -157,6 +163,7 @@ class CosmosStorage(Connectable):
         endpoint: str | None = None,
         credential: AsyncTokenCredential | None = None,
         collections: Sequence[Collection] = COLLECTIONS,
+        retention: timedelta | None = None,
         retry_for: float = 30.0,
         **client_options: Any,
     ) -> None:
@@ -172,6 +179,7 @@ class CosmosStorage(Connectable):
             )
         self._database_name = database
         self._declared = {collection.name: collection for collection in collections}
+        self._ttl = None if retention is None else round(retention.total_seconds())
         self._client_options = client_options
         self._retry_for = retry_for
         self._given_credential = credential
@@ -251,6 +259,7 @@ class CosmosStorage(Connectable):
                             database.create_container_if_not_exists,
                             collection.name,
                             partition_key=PARTITION_KEY,
+                            **self._ttl_option(collection),
                             indexing_policy={
                                 "compositeIndexes": [
                                     _index_json(index) for index in collection.composite_indexes()
@@ -277,18 +286,31 @@ class CosmosStorage(Connectable):
                 ]
             )
 
+    def _ttl_option(self, collection: Collection) -> dict[str, int]:
+        """The container's declared default TTL as the SDK's keyword, if it has one."""
+        declared = self._declared_ttl(collection)
+        return {} if declared is None else {"default_ttl": declared}
+
+    def _declared_ttl(self, collection: Collection) -> int | None:
+        return self._ttl if collection.expires else None
+
+    def _wrong_ttl(self, collection: Collection, properties: Mapping[str, Any]) -> bool:
+        declared = self._declared_ttl(collection)
+        return declared is not None and properties.get("defaultTtl") != declared
+
     async def _add_missing_indexes(
         self, database: DatabaseProxy, collection: Collection
     ) -> list[str]:
-        """Give the container the declared composite indexes it lacks, reading the stored
-        policy back after each replace; the problems no replace can fix."""
+        """Give the container the declared composite indexes and default TTL it lacks,
+        reading the stored properties back after each replace; the problems no replace
+        can fix."""
         container = database.get_container_client(collection.name)
         for _ in range(_INDEX_ATTEMPTS):
             properties = await self._retrying(container.read)
             if _wrong_partition_key(properties):
                 return [_partition_problem(collection, properties)]
             missing = _missing_indexes(collection, properties)
-            if not missing:
+            if not missing and not self._wrong_ttl(collection, properties):
                 return []
             policy = dict(properties.get("indexingPolicy") or {})
             policy["compositeIndexes"] = [
@@ -300,10 +322,12 @@ class CosmosStorage(Connectable):
                 for name, keyword in _KEPT_PROPERTIES.items()
                 if properties.get(name) is not None
             }
+            kept.update(self._ttl_option(collection))
             log.info(
-                "Cosmos DB: adding composite indexes %s to %r",
-                ", ".join(_describe(index) for index in missing),
+                "Cosmos DB: giving %r composite indexes %s, default TTL %s",
                 collection.name,
+                ", ".join(_describe(index) for index in missing) or "(none missing)",
+                kept.get("default_ttl"),
             )
             await self._retrying(
                 functools.partial(
@@ -354,6 +378,11 @@ class CosmosStorage(Connectable):
                 f"composite index {_describe(index)} on container {collection.name!r}"
                 for index in _missing_indexes(collection, properties)
             ]
+            if self._wrong_ttl(collection, properties):
+                problems.append(
+                    f"default TTL {self._declared_ttl(collection)} s on container "
+                    f"{collection.name!r} (it has {properties.get('defaultTtl')})"
+                )
         if problems:
             raise _missing_pieces(problems)
 
@@ -555,6 +584,35 @@ class CosmosStorage(Connectable):
 
         return await self._retrying(read)
 
+    async def purge(self, collection: str, *, before: datetime, limit: int = 1000) -> int:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        container = self._container(collection)
+        # `_ts` counts whole seconds: a document is expired once its second ended before.
+        query = "SELECT c.id, c.partition FROM c WHERE c._ts < @before"
+        parameters: list[dict[str, Any]] = [{"name": "@before", "value": int(before.timestamp())}]
+
+        async def expired() -> list[dict[str, Any]]:
+            found: list[dict[str, Any]] = []
+            async for item in container.query_items(
+                query, parameters=parameters, max_item_count=limit
+            ):
+                found.append(item)
+                if len(found) == limit:
+                    break
+            return found
+
+        purged = 0
+        for item in await self._retrying(expired):
+            with suppress(CosmosResourceNotFoundError):  # another sweep deleted it first
+                await self._retrying(
+                    functools.partial(
+                        container.delete_item, item["id"], partition_key=item["partition"]
+                    )
+                )
+                purged += 1
+        return purged
+
     def _query_text(
         self,
         collection: str,
@@ -654,12 +712,17 @@ def _decode_token(token: str, fingerprint: str) -> str:
 
 
 def from_settings(settings: Settings) -> CosmosStorage:
+    retention = timedelta(days=settings.retention_days)
     if settings.cosmos_connection_string:
         return CosmosStorage(
-            settings.cosmos_database, connection_string=settings.cosmos_connection_string
+            settings.cosmos_database,
+            connection_string=settings.cosmos_connection_string,
+            retention=retention,
         )
     if settings.cosmos_endpoint:
-        return CosmosStorage(settings.cosmos_database, endpoint=settings.cosmos_endpoint)
+        return CosmosStorage(
+            settings.cosmos_database, endpoint=settings.cosmos_endpoint, retention=retention
+        )
     raise ConfigError(
         [
             "COSMOS_CONNECTION_STRING (or COSMOS_ENDPOINT with a managed identity) is missing "

@@ -32,8 +32,8 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from decimal import Decimal
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 import asyncpg
@@ -42,11 +42,12 @@ from lightning_core.config import ConfigError, Settings
 from lightning_core.ids import new_token
 from lightning_core.lifecycle import Connectable
 from lightning_core.storage.base import (
+    After,
     Conflict,
     Document,
     JsonScalar,
+    KeysetPaging,
     NotFound,
-    OffsetPaging,
     PreconditionFailed,
     StorageError,
     check_document,
@@ -54,6 +55,7 @@ from lightning_core.storage.base import (
     check_filter_values,
     check_keys,
 )
+from lightning_core.topology import COLLECTIONS, Collection
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +63,10 @@ T = TypeVar("T")
 
 # One statement, so one transaction; the advisory lock serialises processes starting at
 # once, since concurrent CREATE TABLE IF NOT EXISTS can still fail on the catalog's unique
-# index. document_writes is append-only by time, so a BRIN index serves the pruning.
+# index. document_writes is append-only by time, so a BRIN index serves the pruning. The
+# column and indexes added since the first version are created only when missing (checked
+# in the catalog first: ALTER TABLE and CREATE INDEX lock the table even when IF NOT EXISTS
+# finds nothing to do).
 _SCHEMA = """
 DO $$ BEGIN
     PERFORM pg_advisory_xact_lock(328185899124);  -- "Light": this schema's lock
@@ -71,6 +76,7 @@ DO $$ BEGIN
         id         text COLLATE "C" NOT NULL,
         body       jsonb NOT NULL,
         etag       text NOT NULL,
+        written_at timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (collection, partition, id)
     );
     CREATE TABLE IF NOT EXISTS document_writes (
@@ -79,8 +85,26 @@ DO $$ BEGIN
     );
     CREATE INDEX IF NOT EXISTS document_writes_written_at
         ON document_writes USING brin (written_at);
+    IF NOT EXISTS (
+        SELECT FROM pg_attribute WHERE attrelid = 'documents'::regclass
+        AND attname = 'written_at' AND NOT attisdropped
+    ) THEN
+        ALTER TABLE documents ADD COLUMN written_at timestamptz NOT NULL DEFAULT now();
+    END IF;
+{indexes}
 END $$
 """
+# Partial indexes give the planner no statistics about their expressions, so each filtered
+# field gets its own (PostgreSQL 14 and later): the estimate picks the index of the query's
+# ordering instead of sorting what an index of the filter found.
+_STATISTICS = """
+    IF current_setting('server_version_num')::int >= 140000 THEN
+        EXECUTE 'CREATE STATISTICS IF NOT EXISTS "{name}" ON ({expression}) FROM documents';
+    END IF;"""
+_INDEX = """
+    IF to_regclass(format('%I.%I', current_schema(), '{name}')) IS NULL THEN
+        CREATE INDEX "{name}" ON documents ({columns}) WHERE collection = {collection};
+    END IF;"""
 
 # Each write changes at most one document and, in the same statement, records its token
 # ($5) when it did; the status is then "INSERT 0 1".
@@ -95,14 +119,15 @@ _UPSERT = """
 WITH written AS (
     INSERT INTO documents (collection, partition, id, body, etag)
     VALUES ($1, $2, $3, $4::jsonb, $5)
-    ON CONFLICT (collection, partition, id) DO UPDATE SET body=excluded.body, etag=excluded.etag
+    ON CONFLICT (collection, partition, id)
+    DO UPDATE SET body=excluded.body, etag=excluded.etag, written_at=excluded.written_at
     RETURNING etag
 )
 INSERT INTO document_writes (token) SELECT etag FROM written
 """
 _REPLACE = """
 WITH written AS (
-    UPDATE documents SET body=$4::jsonb, etag=$5
+    UPDATE documents SET body=$4::jsonb, etag=$5, written_at=now()
     WHERE collection=$1 AND partition=$2 AND id=$3 AND etag=$6 RETURNING etag
 )
 INSERT INTO document_writes (token) SELECT etag FROM written
@@ -116,6 +141,16 @@ WITH written AS (
 INSERT INTO document_writes (token) SELECT $5::text FROM written
 """
 _KEY = "collection=$1 AND partition=$2 AND id=$3"
+# Expired documents of one collection, a bounded batch at a time.
+_PURGE = """
+WITH expired AS (
+    SELECT partition, id FROM documents
+    WHERE collection = {collection} AND written_at < $1 LIMIT $2
+)
+DELETE FROM documents USING expired
+WHERE documents.collection = {collection}
+AND documents.partition = expired.partition AND documents.id = expired.id
+"""
 
 # Tokens are kept far longer than any retry: one is looked for at most `retry_for` after
 # its write.
@@ -139,28 +174,79 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def _number(field: str) -> str:
-    """SQL for the field as SQLite's json_extract sees a number: booleans are 1 and 0."""
-    return (
-        f"CASE jsonb_typeof(body->{field}) WHEN 'number' THEN (body->>{field})::numeric "
-        f"WHEN 'boolean' THEN (body->>{field})::boolean::int END"
-    )
+def _literal(text: str) -> str:
+    """`text` as an SQL string literal: for declared collection names and checked field
+    names, which the planner must see as constants to match a partial expression index."""
+    return "'" + text.replace("'", "''") + "'"
 
 
-def _rank(field: str) -> str:
-    """SQL for SQLite's cross-type order: null (or missing), numbers, then text."""
-    return (
-        f"CASE jsonb_typeof(body->{field}) WHEN 'number' THEN 1 WHEN 'boolean' THEN 1 "
-        f"WHEN 'string' THEN 2 WHEN 'object' THEN 2 WHEN 'array' THEN 2 ELSE 0 END"
-    )
+def _field(name: str) -> str:
+    """SQL for a body field as jsonb (SQL NULL when missing)."""
+    return f"(body->{_literal(check_field_name(name))})"
 
 
-def _text(field: str) -> str:
-    """SQL for the field as text, byte-wise; objects and arrays sort as their JSON text."""
-    return (
-        f"CASE jsonb_typeof(body->{field}) WHEN 'string' THEN body->>{field} "
-        f"WHEN 'object' THEN (body->{field})::text WHEN 'array' THEN (body->{field})::text "
-        f'END COLLATE "C"'
+def _sort_key(value: str) -> list[str]:
+    """SQL sorting the jsonb `value` as SQLite's json_extract sorts it: null (or missing),
+    then numbers and booleans (1 and 0) by value, then text byte-wise (objects and arrays as
+    their JSON text). Never NULL, so rows compare as a whole for keyset paging."""
+    kind = f"jsonb_typeof({value})"
+    scalar = f"({value} #>> '{{}}')"
+    return [
+        f"(CASE {kind} WHEN 'number' THEN 1 WHEN 'boolean' THEN 1 WHEN 'string' THEN 2 "
+        f"WHEN 'object' THEN 2 WHEN 'array' THEN 2 ELSE 0 END)",
+        f"coalesce(CASE {kind} WHEN 'number' THEN {scalar}::numeric "
+        f"WHEN 'boolean' THEN {scalar}::boolean::int END, 0)",
+        f"(coalesce(CASE {kind} WHEN 'string' THEN {scalar} WHEN 'object' THEN {value}::text "
+        f"WHEN 'array' THEN {value}::text END, '') COLLATE \"C\")",
+    ]
+
+
+def _equal_numbers(value: float) -> list[str]:
+    """The JSON values SQLite's json_extract finds equal to the number (or boolean)
+    `value`: the number itself, and true or false when it is 1 or 0."""
+    number = int(value) if isinstance(value, bool) else value
+    matching = [json.dumps(number)]
+    if number in (0, 1):
+        matching.append(json.dumps(bool(number)))
+    return matching
+
+
+def schema(collections: Sequence[Collection]) -> str:
+    """The DDL creating the tables and, from the declaration, every index its queries and
+    its retention sweep need."""
+    indexes = []
+    filtered = sorted({field for collection in collections for field in collection.filters})
+    statistics = [
+        _STATISTICS.format(
+            name=f"documents_{field}_statistics", expression=_field(field).replace("'", "''")
+        )
+        for field in filtered
+    ]
+    for collection in collections:
+        for index in collection.key_indexes():
+            columns = [
+                *(["partition"] if index.per_partition else []),
+                *(_field(field) for field in index.equal),
+                *(f"({key})" for key in _sort_key(_field(index.order))),
+                "id",
+            ]
+            indexes.append((index.name, collection.name, columns))
+        if collection.expires:
+            name = f"documents_{collection.name}_written_at"
+            indexes.append((name, collection.name, ["written_at"]))
+    return _SCHEMA.replace(
+        "{indexes}",
+        "".join(
+            [
+                *statistics,
+                *(
+                    _INDEX.format(
+                        name=name, columns=", ".join(columns), collection=_literal(collection)
+                    )
+                    for name, collection, columns in indexes
+                ),
+            ]
+        ),
     )
 
 
@@ -170,9 +256,20 @@ def _encode(body: dict[str, Any]) -> str:
     return json.dumps(body)
 
 
-class PostgresStorage(OffsetPaging, Connectable):
-    def __init__(self, dsn: str, *, pool_size: int = 10, retry_for: float = 30.0) -> None:
+class PostgresStorage(KeysetPaging, Connectable):
+    """Storage in one PostgreSQL database; `collections` declares the indexes to build."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        pool_size: int = 10,
+        retry_for: float = 30.0,
+        collections: Sequence[Collection] = COLLECTIONS,
+    ) -> None:
         super().__init__()
+        self._schema = schema(collections)
+        self._declared = frozenset(collection.name for collection in collections)
         self._dsn = dsn
         self._pool_size = pool_size
         self._retry_for = retry_for
@@ -191,7 +288,7 @@ class PostgresStorage(OffsetPaging, Connectable):
         self._pool = await asyncpg.create_pool(self._dsn, min_size=0, max_size=self._pool_size)
 
         async def create_schema(connection: Any) -> None:
-            await connection.execute(_SCHEMA)
+            await connection.execute(self._schema)
 
         try:
             await self._run(create_schema)
@@ -339,6 +436,10 @@ class PostgresStorage(OffsetPaging, Connectable):
         if not await self._write(_DELETE, *args, token=token):
             raise await self._missing_or_changed(collection, partition, doc_id, if_match)
 
+    def _collection(self, collection: str, bind: Callable[[Any], str]) -> str:
+        """SQL naming the collection: a literal if declared (so its partial indexes match)."""
+        return _literal(collection) if collection in self._declared else bind(collection)
+
     async def _select(
         self,
         collection: str,
@@ -348,48 +449,17 @@ class PostgresStorage(OffsetPaging, Connectable):
         order_by: str | None,
         descending: bool,
         limit: int,
-        offset: int,
+        after: After | None,
     ) -> list[Document]:
-        """Up to `limit + 1` documents from `offset` on, of one partition or (None) all."""
-        if limit < 1:
-            raise ValueError("limit must be at least 1")
-        check_filter_values(where)
-        params: list[Any] = []
-
-        def bind(value: Any) -> str:
-            params.append(value)
-            return f"${len(params)}"
-
-        clauses = [f"collection={bind(collection)}"]
-        if partition is not None:
-            check_keys(partition=partition)
-            clauses.append(f"partition={bind(partition)}")
-        for name, value in (where or {}).items():
-            field = f"{bind(check_field_name(name))}::text"
-            if value is None:
-                clauses.append(f"coalesce(jsonb_typeof(body->{field}), 'null') = 'null'")
-            elif isinstance(value, str):
-                clauses.append(f"body->{field} = to_jsonb({bind(value)}::text)")
-            elif isinstance(value, int | float):  # bool too: SQLite binds it as 1 or 0
-                number = Decimal(repr(value)) if isinstance(value, float) else Decimal(int(value))
-                clauses.append(f"{_number(field)} = {bind(number)}::numeric")
-            else:
-                raise TypeError(f"filter {name!r}: {value!r} is not a JSON scalar")
-        direction = "DESC" if descending else "ASC"
-        order = f"id {direction}"
-        if order_by is not None:
-            field = f"{bind(check_field_name(order_by))}::text"
-            order = (
-                ", ".join(
-                    f"{key} {direction}" for key in (_rank(field), _number(field), _text(field))
-                )
-                + f", {order}"
-            )
-        # Clauses and ORDER BY are built from fixed fragments; values are all bound parameters.
-        sql = (
-            f"SELECT id, partition, body::text AS body, etag FROM documents "  # noqa: S608
-            f"WHERE {' AND '.join(clauses)} ORDER BY {order} "
-            f"LIMIT {bind(limit + 1)} OFFSET {bind(offset)}"
+        """Up to `limit + 1` documents after `after`, of one partition or (None) all."""
+        sql, params = self.select_statement(
+            collection,
+            partition,
+            where=where,
+            order_by=order_by,
+            descending=descending,
+            limit=limit,
+            after=after,
         )
 
         async def select(connection: Any) -> Any:
@@ -399,6 +469,80 @@ class PostgresStorage(OffsetPaging, Connectable):
             Document(row["id"], row["partition"], json.loads(row["body"]), row["etag"])
             for row in await self._run(select)
         ]
+
+    def select_statement(
+        self,
+        collection: str,
+        partition: str | None,
+        *,
+        where: Mapping[str, JsonScalar] | None,
+        order_by: str | None,
+        descending: bool,
+        limit: int,
+        after: After | None,
+    ) -> tuple[str, list[Any]]:
+        """The SQL and parameters `_select` runs (also what EXPLAIN is asked about)."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        check_filter_values(where)
+        params: list[Any] = []
+
+        def bind(value: Any) -> str:
+            params.append(value)
+            return f"${len(params)}"
+
+        clauses = [f"collection={self._collection(collection, bind)}"]
+        if partition is not None:
+            check_keys(partition=partition)
+            clauses.append(f"partition={bind(partition)}")
+        for name, value in (where or {}).items():
+            field = _field(name)
+            if value is None:
+                clauses.append(f"coalesce(jsonb_typeof({field}), 'null') = 'null'")
+            elif isinstance(value, str):
+                clauses.append(f"{field} = {bind(json.dumps(value))}::jsonb")
+            elif isinstance(value, int | float):  # bool too: SQLite binds it as 1 or 0
+                matching = ", ".join(f"{bind(text)}::jsonb" for text in _equal_numbers(value))
+                clauses.append(f"{field} IN ({matching})")
+            else:
+                raise TypeError(f"filter {name!r}: {value!r} is not a JSON scalar")
+        keys = ["id"] if order_by is None else [*_sort_key(_field(order_by)), "id"]
+        if after is not None:
+            bounds = (
+                [] if order_by is None else _sort_key(f"{bind(json.dumps(after.value))}::jsonb")
+            )
+            bounds.append(bind(after.id))
+            clauses.append(
+                f"({', '.join(keys)}) {'<' if descending else '>'} ({', '.join(bounds)})"
+                if len(keys) > 1
+                else f"id {'<' if descending else '>'} {bounds[0]}"
+            )
+        direction = "DESC" if descending else "ASC"
+        order = ", ".join(f"{key} {direction}" for key in keys)
+        # Built from fixed fragments, literals of declared names and checked field names;
+        # every value is a bound parameter.
+        sql = (
+            f"SELECT id, partition, body::text AS body, etag FROM documents "  # noqa: S608
+            f"WHERE {' AND '.join(clauses)} ORDER BY {order} LIMIT {bind(limit + 1)}"
+        )
+        return sql, params
+
+    async def purge(self, collection: str, *, before: datetime, limit: int = 1000) -> int:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        params: list[Any] = [before, limit]
+
+        def bind(value: Any) -> str:
+            params.append(value)
+            return f"${len(params)}"
+
+        sql = _PURGE.format(collection=self._collection(collection, bind))
+
+        async def delete(connection: Any) -> int:
+            status: str = await connection.execute(sql, *params)
+            return int(status.rsplit(maxsplit=1)[-1])
+
+        return await self._run(delete)
 
 
 def from_settings(settings: Settings) -> PostgresStorage:

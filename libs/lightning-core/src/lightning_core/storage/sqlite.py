@@ -19,8 +19,10 @@ import asyncio
 import functools
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,17 +32,19 @@ from lightning_core.config import Settings
 from lightning_core.ids import new_token
 from lightning_core.lifecycle import Connectable
 from lightning_core.storage.base import (
+    After,
     Conflict,
     Document,
     JsonScalar,
+    KeysetPaging,
     NotFound,
-    OffsetPaging,
     PreconditionFailed,
     check_document,
     check_field_name,
     check_filter_values,
     check_keys,
 )
+from lightning_core.topology import COLLECTIONS, Collection
 
 T = TypeVar("T")
 
@@ -51,9 +55,61 @@ CREATE TABLE IF NOT EXISTS documents (
     id         TEXT NOT NULL,
     body       TEXT NOT NULL,
     etag       TEXT NOT NULL,
+    written_at REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (collection, partition, id)
 )
 """
+# Files made before documents had a written_at get one; their documents count as written
+# when the column is added.
+_ADD_WRITTEN_AT = "ALTER TABLE documents ADD COLUMN written_at REAL NOT NULL DEFAULT 0"
+# Greater than no JSON value: missing and null order values sort first, as NULL did.
+_MISSING = "-9e999"
+_INDEX = (
+    'CREATE INDEX IF NOT EXISTS "{name}" ON documents ({columns}) WHERE collection = {collection}'
+)
+_PURGE = (
+    "DELETE FROM documents WHERE rowid IN (SELECT rowid FROM documents "
+    "WHERE collection = {collection} AND written_at < ? LIMIT ?)"
+)
+
+
+def _literal(text: str) -> str:
+    """`text` as an SQL string literal: for declared collection names and checked field
+    names, which the planner must see as constants to match a partial expression index."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _field(name: str) -> str:
+    """SQL for a body field as json_extract gives it (NULL when missing)."""
+    return f"json_extract(body, {_literal('$.' + check_field_name(name))})"
+
+
+def _sort_key(value: str) -> str:
+    """SQL ordering the SQL `value` as before, never NULL, so rows compare as a whole."""
+    return f"coalesce({value}, {_MISSING})"
+
+
+def schema(collections: Sequence[Collection]) -> list[str]:
+    """The index DDL the declared collections' queries and retention sweep need."""
+    statements = []
+    for collection in collections:
+        for index in collection.key_indexes():
+            columns = [
+                *(["partition"] if index.per_partition else []),
+                *(_field(field) for field in index.equal),
+                _sort_key(_field(index.order)),
+                "id",
+            ]
+            statements.append((index.name, collection.name, columns))
+        if collection.expires:
+            statements.append(
+                (f"documents_{collection.name}_written_at", collection.name, ["written_at"])
+            )
+    return [
+        _INDEX.format(name=name, columns=", ".join(columns), collection=_literal(collection))
+        for name, collection, columns in statements
+    ]
+
 
 Params = Sequence[Any]
 # One queued write: a single statement, and the caller waiting for its row count.
@@ -68,11 +124,25 @@ def _encode(body: dict[str, Any]) -> str:
     return to_json(body).decode()
 
 
-def _open(path: str) -> sqlite3.Connection:
+def _open(path: str, indexes: Sequence[str] = ()) -> sqlite3.Connection:
     # isolation_level=None: no implicit transactions; `_apply` opens and commits its own.
     db = sqlite3.connect(path, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
-    db.execute(_SCHEMA)
+    # One write transaction: processes opening the same file at once take turns.
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute(_SCHEMA)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(documents)")}
+        if "written_at" not in columns:
+            db.execute(_ADD_WRITTEN_AT)
+            db.execute("UPDATE documents SET written_at = ?", (time.time(),))
+        for statement in indexes:
+            db.execute(statement)
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        db.close()
+        raise
     return db
 
 
@@ -108,9 +178,15 @@ def _fetch(db: sqlite3.Connection, sql: str, params: Params) -> list[Any]:
     return db.execute(sql, params).fetchall()
 
 
-class SqliteStorage(OffsetPaging, Connectable):
-    def __init__(self, path: Path | str) -> None:
+class SqliteStorage(KeysetPaging, Connectable):
+    """Storage in one SQLite file; `collections` declares the indexes to build."""
+
+    def __init__(
+        self, path: Path | str, *, collections: Sequence[Collection] = COLLECTIONS
+    ) -> None:
         super().__init__()
+        self._indexes = schema(collections)
+        self._declared = frozenset(collection.name for collection in collections)
         self._path = str(path)
         self._thread: ThreadPoolExecutor | None = None
         self._db: sqlite3.Connection | None = None
@@ -127,7 +203,7 @@ class SqliteStorage(OffsetPaging, Connectable):
         if self._path != ":memory:":
             Path(self._path).parent.mkdir(parents=True, exist_ok=True)
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
-        self._db = await self._run(_open, self._path)
+        self._db = await self._run(_open, self._path, self._indexes)
         self._writes = asyncio.Queue()
         self._writer = asyncio.create_task(self._write_loop(self._writes), name="sqlite-writer")
         self._writer.add_done_callback(functools.partial(self._writer_ended, self._writes))
@@ -206,8 +282,9 @@ class SqliteStorage(OffsetPaging, Connectable):
         etag = new_token()
         try:
             await self._write(
-                "INSERT INTO documents (collection, partition, id, body, etag) VALUES (?,?,?,?,?)",
-                (collection, partition, doc_id, _encode(body), etag),
+                "INSERT INTO documents (collection, partition, id, body, etag, written_at) "
+                "VALUES (?,?,?,?,?,?)",
+                (collection, partition, doc_id, _encode(body), etag, time.time()),
             )
         except sqlite3.IntegrityError:
             raise Conflict(f"{collection}/{doc_id} already exists") from None
@@ -235,9 +312,9 @@ class SqliteStorage(OffsetPaging, Connectable):
         check_keys(partition=partition, id=doc_id)
         etag = new_token()
         changed = await self._write(
-            "UPDATE documents SET body=?, etag=? "
+            "UPDATE documents SET body=?, etag=?, written_at=? "
             "WHERE collection=? AND partition=? AND id=? AND etag=?",
-            (_encode(body), etag, collection, partition, doc_id, if_match),
+            (_encode(body), etag, time.time(), collection, partition, doc_id, if_match),
         )
         if changed == 0:
             await self.get(collection, partition, doc_id)  # NotFound if it is gone
@@ -250,10 +327,10 @@ class SqliteStorage(OffsetPaging, Connectable):
         check_keys(partition=partition, id=doc_id)
         etag = new_token()
         await self._write(
-            "INSERT INTO documents (collection, partition, id, body, etag) VALUES (?,?,?,?,?) "
-            "ON CONFLICT (collection, partition, id) DO UPDATE SET body=excluded.body, "
-            "etag=excluded.etag",
-            (collection, partition, doc_id, _encode(body), etag),
+            "INSERT INTO documents (collection, partition, id, body, etag, written_at) "
+            "VALUES (?,?,?,?,?,?) ON CONFLICT (collection, partition, id) DO UPDATE SET "
+            "body=excluded.body, etag=excluded.etag, written_at=excluded.written_at",
+            (collection, partition, doc_id, _encode(body), etag, time.time()),
         )
         return Document(doc_id, partition, body, etag)
 
@@ -270,6 +347,13 @@ class SqliteStorage(OffsetPaging, Connectable):
             await self.get(collection, partition, doc_id)
             raise PreconditionFailed(f"{collection}/{doc_id} changed since etag {if_match}")
 
+    def _collection(self, collection: str, params: list[Any]) -> str:
+        """SQL naming the collection: a literal if declared (so its partial indexes match)."""
+        if collection in self._declared:
+            return _literal(collection)
+        params.append(collection)
+        return "?"
+
     async def _select(
         self,
         collection: str,
@@ -279,39 +363,51 @@ class SqliteStorage(OffsetPaging, Connectable):
         order_by: str | None,
         descending: bool,
         limit: int,
-        offset: int,
+        after: After | None,
     ) -> list[Document]:
-        """Up to `limit + 1` documents from `offset` on, of one partition or (None) all."""
+        """Up to `limit + 1` documents after `after`, of one partition or (None) all."""
         if limit < 1:
             raise ValueError("limit must be at least 1")
         check_filter_values(where)
-        clauses = ["collection=?"]
-        params: list[Any] = [collection]
+        params: list[Any] = []
+        clauses = [f"collection={self._collection(collection, params)}"]
         if partition is not None:
             check_keys(partition=partition)
             clauses.append("partition=?")
             params.append(partition)
-        for field, value in (where or {}).items():
-            path = f"$.{check_field_name(field)}"
+        for name, value in (where or {}).items():
             if value is None:
-                clauses.append("json_extract(body, ?) IS NULL")
-                params.append(path)
+                clauses.append(f"{_field(name)} IS NULL")
             else:
-                clauses.append("json_extract(body, ?) = ?")
-                params.extend([path, value])
+                clauses.append(f"{_field(name)} = ?")
+                params.append(value)
+        keys = ["id"] if order_by is None else [_sort_key(_field(order_by)), "id"]
+        if after is not None:
+            if order_by is not None:
+                bound = _sort_key("json_extract(?, '$')")  # the order value's JSON text
+                clauses.append(f"({', '.join(keys)}) {'<' if descending else '>'} ({bound}, ?)")
+                params.append(json.dumps(after.value))
+            else:
+                clauses.append(f"id {'<' if descending else '>'} ?")
+            params.append(after.id)
         direction = "DESC" if descending else "ASC"
-        order = f"id {direction}"
-        if order_by is not None:
-            order = f"json_extract(body, ?) {direction}, {order}"
-            params.append(f"$.{check_field_name(order_by)}")
-        # Clauses and ORDER BY are built from fixed fragments; values are all bound parameters.
+        order = ", ".join(f"{key} {direction}" for key in keys)
+        # Built from fixed fragments, literals of declared names and checked field names;
+        # every value is a bound parameter.
         sql = (
             f"SELECT id, partition, body, etag FROM documents "  # noqa: S608
-            f"WHERE {' AND '.join(clauses)} ORDER BY {order} LIMIT ? OFFSET ?"
+            f"WHERE {' AND '.join(clauses)} ORDER BY {order} LIMIT ?"
         )
-        params.extend([limit + 1, offset])
+        params.append(limit + 1)
         rows = await self._read(sql, params)
         return [Document(row[0], row[1], json.loads(row[2]), row[3]) for row in rows]
+
+    async def purge(self, collection: str, *, before: datetime, limit: int = 1000) -> int:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        params: list[Any] = []
+        sql = _PURGE.format(collection=self._collection(collection, params))
+        return await self._write(sql, [*params, before.timestamp(), limit])
 
 
 def from_settings(settings: Settings) -> SqliteStorage:
