@@ -12,11 +12,12 @@ import pytest
 
 from lightning_core.bus.base import RetryPolicy
 from lightning_core.bus.memory import MemoryBus
-from lightning_core.domain import PROCESSOR_GROUP
+from lightning_core.domain import INSTRUCTIONS, PROCESSOR_GROUP
 from lightning_core.events import CloudEvent
+from lightning_core.idempotency import LEDGER
 from lightning_core.records import EVENTS, EventRecord, EventStatus, mark_processed
-from lightning_core.republish import republish_stale, run_republisher
-from lightning_core.storage.base import Document, JsonScalar, Storage
+from lightning_core.republish import purge_expired, republish_stale, run_republisher
+from lightning_core.storage.base import Document, JsonScalar, NotFound, Storage
 from lightning_core.storage.sqlite import SqliteStorage
 from provider_backends import listed
 
@@ -145,7 +146,7 @@ class RefusingOnce(MemoryBus):
 async def test_the_republisher_survives_storage_and_bus_errors(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="lightning_core.republish")
+    caplog.set_level(logging.INFO, logger="lightning_core.periodic")
     async with FailingOnce(tmp_path / "sweep.db") as storage, RefusingOnce() as bus:
         await bus.open_group(GROUP)
         orphan = await stored(storage, "alice", datetime.now(UTC) - BOUND)
@@ -161,7 +162,7 @@ async def test_the_republisher_survives_storage_and_bus_errors(
     assert len(warnings) == 2
     assert "database unreachable" in warnings[0]
     assert "broker said no" in warnings[1]
-    assert "republished 1 events still received after 0:05:00" in caplog.messages
+    assert "republishing events still received after 0:05:00: 1" in caplog.messages
 
 
 async def test_a_stale_event_the_processor_dead_lettered_is_marked_failed_not_republished(
@@ -191,3 +192,48 @@ async def test_a_stale_event_the_processor_dead_lettered_is_marked_failed_not_re
         await bus.replay(PROCESSOR_GROUP, poisoned.id)  # fixed, replayed: processed after all
         assert await handled_in(store, bus, PROCESSOR_GROUP, 1) == [poisoned.id]
         assert await status_of(store, poisoned) is EventStatus.PROCESSED
+
+
+RETENTION = timedelta(days=30)
+
+
+async def test_events_and_ledger_entries_past_the_retention_are_purged(store: Storage) -> None:
+    old = [await stored(store, "alice", SWEEP_AT), await stored(store, "bob", SWEEP_AT)]
+    await store.create(LEDGER, "alice", "old-entry", {})
+    await store.create(INSTRUCTIONS, "alice", "kept", {})  # instructions never expire
+    await asyncio.sleep(1.05)  # Cosmos DB stamps writes in whole seconds
+    cutoff = datetime.now(UTC)
+    fresh = await stored(store, "alice", SWEEP_AT)
+    await store.create(LEDGER, "alice", "fresh-entry", {})
+
+    assert await purge_expired(store, retention=RETENTION, now=cutoff + RETENTION) == 3
+    for event in old:
+        with pytest.raises(NotFound):
+            await store.get(EVENTS, event.user, event.id)
+    with pytest.raises(NotFound):
+        await store.get(LEDGER, "alice", "old-entry")
+    assert await status_of(store, fresh) is EventStatus.RECEIVED
+    await store.get(LEDGER, "alice", "fresh-entry")
+    await store.get(INSTRUCTIONS, "alice", "kept")
+
+
+async def test_the_republisher_purges_with_a_retention(tmp_path: Path) -> None:
+    async with SqliteStorage(tmp_path / "purge.db") as storage, MemoryBus() as bus:
+        expired = await stored(storage, "alice", datetime.now(UTC), EventStatus.PROCESSED)
+        await storage.create(INSTRUCTIONS, "alice", "kept", {})
+        stop = asyncio.Event()
+        sweeping = asyncio.create_task(
+            run_republisher(
+                storage, bus, every=0.01, older_than=BOUND, stop=stop, retention=timedelta(0)
+            )
+        )
+        async with asyncio.timeout(5):
+            while True:
+                try:
+                    await storage.get(EVENTS, "alice", expired.id)
+                except NotFound:
+                    break
+                await asyncio.sleep(0.01)
+        stop.set()
+        await sweeping
+        await storage.get(INSTRUCTIONS, "alice", "kept")

@@ -6,12 +6,16 @@ in every partition and publishes their events again. Republishing is safe becaus
 processing is idempotent: `mark_processed` skips an event already processed and each
 driver's ledger skips work already done. A stale event the processor dead-lettered is
 marked `failed` with the dead letter's reason instead (replaying it marks it processed).
+
+The same loop enforces retention: the collections topology declares as expiring lose
+their documents last written more than the retention ago, a bounded batch per round
+(Cosmos DB's container TTL does it by itself; the purge finds what it left).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
 from datetime import UTC, datetime, timedelta
 
@@ -20,8 +24,10 @@ from pydantic import ValidationError
 from lightning_core.bus.base import EventBus
 from lightning_core.domain import PROCESSOR_GROUP
 from lightning_core.domain import now as utc_now
+from lightning_core.periodic import Sweep, run_every
 from lightning_core.records import EVENTS, EventRecord, EventStatus, mark_failed
 from lightning_core.storage.base import Storage
+from lightning_core.topology import COLLECTIONS
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +74,19 @@ async def republish_stale(
     return len(events)
 
 
+async def purge_expired(
+    storage: Storage, *, retention: timedelta, limit: int = 1000, now: datetime | None = None
+) -> int:
+    """Delete up to `limit` documents of each expiring collection last written more than
+    `retention` before `now`; how many."""
+    before = (now or utc_now()) - retention
+    purged = 0
+    for collection in COLLECTIONS:
+        if collection.expires:
+            purged += await storage.purge(collection.name, before=before, limit=limit)
+    return purged
+
+
 async def run_republisher(
     storage: Storage,
     bus: EventBus,
@@ -75,16 +94,16 @@ async def run_republisher(
     every: float,
     older_than: timedelta,
     stop: asyncio.Event,
+    retention: timedelta | None = None,
 ) -> None:
-    """Sweep now and every `every` seconds until `stop` is set; a failed sweep is logged
-    and tried again at the next round."""
-    while not stop.is_set():
-        try:
-            count = await republish_stale(storage, bus, older_than=older_than)
-        except Exception as error:  # any provider's error: the next round tries again
-            log.warning("republishing stale events failed (%s); retrying in %g s", error, every)
-        else:
-            if count:
-                log.info("republished %d events still received after %s", count, older_than)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), every)
+    """Sweep now and every `every` seconds until `stop` is set, and purge what is older
+    than `retention` (if given); a failed round is logged and tried again at the next."""
+    sweeps: dict[str, Sweep] = {}
+    if retention is not None:
+        sweeps[f"purging documents older than {retention}"] = functools.partial(
+            purge_expired, storage, retention=retention
+        )
+    sweeps[f"republishing events still received after {older_than}"] = functools.partial(
+        republish_stale, storage, bus, older_than=older_than
+    )
+    await run_every(every, stop, sweeps)
