@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from lightning_core.bus.base import EventBus, Handler, RetryPolicy
+from lightning_core.bus.base import BusBase, EventBus, Handler, RetryPolicy
 from lightning_core.events import CloudEvent
 from lightning_core.idempotency import idempotent
 from lightning_core.storage.sqlite import SqliteStorage
@@ -180,3 +180,70 @@ async def test_the_backlog_counts_what_the_group_has_not_settled(event_bus: Even
     async with asyncio.timeout(5):
         while await event_bus.backlog("waiting") != 0:
             await asyncio.sleep(0.05)
+
+
+def user_event(user: str, n: int) -> CloudEvent:
+    return CloudEvent(source="test", type="test.happened", data={"n": n}, user=user)
+
+
+async def test_one_users_slow_event_holds_back_no_other_user(event_bus: EventBus) -> None:
+    release = asyncio.Event()
+    seen: list[CloudEvent] = []
+
+    async def slow_for_one(event: CloudEvent) -> None:
+        seen.append(event)
+        if event.user == "slow":
+            await release.wait()
+
+    consumer = await start(event_bus, "g", slow_for_one)
+    await event_bus.publish(user_event("slow", 0))
+    await event_bus.publish_batch([user_event(f"u{n}", n) for n in range(1, 11)])
+    async with asyncio.timeout(5):
+        while len(seen) < 11:  # all of them, while the slow one still runs
+            await asyncio.sleep(0.005)
+    release.set()
+    await consumer.shutdown()
+
+
+async def test_each_users_events_keep_their_order(event_bus: EventBus) -> None:
+    seen: list[CloudEvent] = []
+
+    async def uneven(event: CloudEvent) -> None:
+        await asyncio.sleep(0.001 * (event.data["n"] % 3))  # users overtake each other
+        seen.append(event)
+
+    consumer = await start(event_bus, "g", uneven)
+    events = [user_event(f"u{n % 3}", n) for n in range(60)]
+    await event_bus.publish_batch(events)
+    async with asyncio.timeout(10):
+        while len(seen) < len(events):
+            await asyncio.sleep(0.005)
+    await consumer.shutdown()
+    for user in ("u0", "u1", "u2"):
+        order = [e.data["n"] for e in seen if e.user == user]
+        assert order == [e.data["n"] for e in events if e.user == user]
+
+
+async def test_a_retry_backoff_holds_no_handler_slot(event_bus: EventBus) -> None:
+    """With one slot, a failing event's backoff leaves it free for another user's event."""
+    assert isinstance(event_bus, BusBase)
+    event_bus.concurrency = 1
+    event_bus.retry = RetryPolicy(max_attempts=3, base_delay=1.0, max_delay=1.0)
+    order: list[str] = []
+
+    async def fails_once(event: CloudEvent) -> None:
+        order.append(f"{event.user} attempt {order.count(event.user + ' attempt 1') + 1}")
+        if order[-1] == "flaky attempt 1":
+            raise RuntimeError("once")
+
+    consumer = await start(event_bus, "g", fails_once)
+    await event_bus.publish(user_event("flaky", 0))
+    async with asyncio.timeout(5):
+        while not order:
+            await asyncio.sleep(0.005)
+    await event_bus.publish(user_event("steady", 1))
+    async with asyncio.timeout(5):
+        while len(order) < 3:
+            await asyncio.sleep(0.005)
+    await consumer.shutdown()
+    assert order == ["flaky attempt 1", "steady attempt 1", "flaky attempt 2"]

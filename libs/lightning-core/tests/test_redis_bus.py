@@ -240,3 +240,54 @@ async def test_settings_select_the_redis_bus(redis_namespace: str) -> None:
     assert (bus.namespace, bus.retry.max_attempts) == (redis_namespace, 7)
     async with bus:
         await bus.ping()
+
+
+async def test_handled_entries_are_acknowledged_while_a_slow_one_runs(
+    bus_redis: RedisBus, client: Redis
+) -> None:
+    release = asyncio.Event()
+    handled: list[CloudEvent] = []
+
+    async def slow_first(event: CloudEvent) -> None:
+        if event.data["n"] == 0:
+            await release.wait()
+        handled.append(event)
+
+    await bus_redis.open_group("g")
+    stop = asyncio.Event()
+    consumer = asyncio.create_task(bus_redis.consume("g", slow_first, stop=stop))
+    await bus_redis.publish(CloudEvent(source="t", type="t", data={"n": 0}, user="slow"))
+    await bus_redis.publish_batch(
+        [CloudEvent(source="t", type="t", data={"n": n}, user=f"u{n}") for n in range(1, 6)]
+    )
+    async with asyncio.timeout(5):
+        while (await client.xpending(bus_redis._stream, "g"))["pending"] != 1:
+            await asyncio.sleep(0.01)
+    assert len(handled) == 5  # the others, acknowledged: only the slow one is pending
+    release.set()
+    async with asyncio.timeout(5):
+        while (await client.xpending(bus_redis._stream, "g"))["pending"] != 0:
+            await asyncio.sleep(0.01)
+    stop.set()
+    await consumer
+
+
+async def test_a_stop_during_a_retry_backoff_hands_the_entry_back_with_its_attempts(
+    bus_redis: RedisBus, other_bus: RedisBus
+) -> None:
+    bus_redis.retry = RetryPolicy(max_attempts=5, base_delay=30.0, max_delay=30.0)
+    failed = asyncio.Event()
+
+    async def fail(_event: CloudEvent) -> None:
+        failed.set()
+        raise RuntimeError("not yet")
+
+    await bus_redis.open_group("g")
+    stop = asyncio.Event()
+    consumer = asyncio.create_task(bus_redis.consume("g", fail, stop=stop))
+    await bus_redis.publish(make_event(1))
+    await asyncio.wait_for(failed.wait(), 5)
+    stop.set()
+    await asyncio.wait_for(consumer, 2)  # not after the 30 s backoff
+    (delivery,) = await other_bus._receive("g", 10, 0.5)
+    assert delivery.previous_attempts == 1

@@ -30,7 +30,6 @@ from lightning_core.domain import (
     TaskStatus,
 )
 from lightning_core.events import CloudEvent
-from lightning_core.idempotency import LEDGER
 from lightning_core.records import EVENTS, EventRecord, EventStatus, record_received
 from lightning_core.service import ServiceContext
 from lightning_core.storage.base import Storage
@@ -282,9 +281,9 @@ async def test_a_redelivered_event_makes_one_task_and_one_notification(
     await run_to_quiet(processor, recording_bus, event)
     await run_to_quiet(processor, recording_bus, event)  # redelivered after it was recorded
     assert len(recording_bus.of_type(TASK_REQUESTED)) == 1
-    # Redelivered before the ledger recorded it: the engine runs again, publishes the same
+    # Redelivered before it was marked processed: the engine runs again, publishes the same
     # ids, and every consumer skips them.
-    await storage.delete(LEDGER, "alice", f"event-processor:instructions:{event.id}")
+    await storage.delete(EVENTS, "alice", event.id)
     await run_to_quiet(processor, recording_bus, event)
     assert len({e.id for e in recording_bus.of_type(TASK_REQUESTED)}) == 1
     assert len(await all_of(storage, TASKS)) == 1
@@ -468,8 +467,8 @@ async def test_the_notifier_stores_once_and_keeps_what_the_user_did_since(
     assert (notification.correlationid, notification.source_event_id) == ("c-1", request.id)
     read = notification.model_copy(update={"read": True})
     await storage.upsert(NOTIFICATIONS, "alice", read.id, read.model_dump(mode="json"))
-    await storage.delete(LEDGER, "alice", f"event-processor:notifier:{request.id}")
-    await processor.handle(request)  # redelivered before the ledger recorded it
+    await storage.delete(EVENTS, "alice", request.id)
+    await processor.handle(request)  # redelivered before it was marked processed
     [body] = await all_of(storage, NOTIFICATIONS)
     assert Notification.model_validate(body).read
 
@@ -518,3 +517,16 @@ async def test_an_instruction_requesting_a_notify_task_ends_in_a_stored_notifica
     assert sorted(e.type for e in chain) == sorted(
         ["order.created", TASK_REQUESTED, NOTIFICATION_REQUESTED, TASK_SUCCEEDED]
     )
+
+
+async def test_an_instruction_saved_after_a_users_event_applies_once_its_ttl_passed(
+    storage: SqliteStorage, recording_bus: RecordingBus
+) -> None:
+    processor = processor_of(storage, recording_bus, InstructionEngine(ttl=0.05))
+    await processor.handle(user_event())  # alice has no instruction: that is remembered
+    await add_instruction(storage, event_type="order.*", action=Emit(type="order.seen", data={}))
+    await processor.handle(user_event())
+    assert recording_bus.of_type("order.seen") == []  # within the TTL: not read yet
+    await asyncio.sleep(0.06)
+    await processor.handle(user_event())
+    assert len(recording_bus.of_type("order.seen")) == 1

@@ -15,7 +15,7 @@ from enum import StrEnum
 from pydantic import BaseModel
 
 from lightning_core.events import CloudEvent
-from lightning_core.storage.base import Document, NotFound, PreconditionFailed, Storage
+from lightning_core.storage.base import Conflict, Document, NotFound, PreconditionFailed, Storage
 
 EVENTS = "events"
 
@@ -48,19 +48,38 @@ async def record_received(storage: Storage, event: CloudEvent) -> EventRecord:
     return record
 
 
-async def mark_processed(storage: Storage, event: CloudEvent) -> bool:
-    """Mark the event processed; False when it already was (a redelivery: nothing to do).
-
-    The replace is conditional on the etag read, so two consumers racing on a redelivered
-    event cannot both apply it: the loser gets PreconditionFailed and the bus retries it,
-    then finds it processed.
-    """
+async def read_record(storage: Storage, event: CloudEvent) -> Document | None:
+    """The event's record; None when its producer kept none (another service, a replay)."""
     try:
-        document = await storage.get(EVENTS, event.user, event.id)
+        return await storage.get(EVENTS, event.user, event.id)
     except NotFound:
-        # Published by a producer that does not keep records (another service, a replay).
-        record = EventRecord(event=event, status=EventStatus.RECEIVED, received_at=event.time)
-        document = await storage.upsert(EVENTS, event.user, event.id, record.to_body())
+        return None
+
+
+def is_processed(document: Document | None) -> bool:
+    return document is not None and document.body.get("status") == EventStatus.PROCESSED
+
+
+async def settle_processed(storage: Storage, event: CloudEvent, document: Document | None) -> bool:
+    """Mark the event processed, given its record as read before (one write); False when it
+    already was.
+
+    The replace is conditional on that read's etag, so two consumers racing on a
+    redelivered event cannot both apply it: the loser gets PreconditionFailed and the bus
+    retries it, then finds it processed. A missing record is created processed.
+    """
+    if document is None:
+        record = EventRecord(
+            event=event,
+            status=EventStatus.PROCESSED,
+            received_at=event.time,
+            processed_at=datetime.now(UTC),
+        )
+        try:
+            await storage.create(EVENTS, event.user, event.id, record.to_body())
+        except Conflict:  # created meanwhile (a racing consumer, a late producer)
+            return await mark_processed(storage, event)
+        return True
     record = EventRecord.from_document(document)
     if record.status is EventStatus.PROCESSED:
         return False
@@ -69,6 +88,11 @@ async def mark_processed(storage: Storage, event: CloudEvent) -> bool:
     )
     await storage.replace(EVENTS, event.user, event.id, processed.to_body(), if_match=document.etag)
     return True
+
+
+async def mark_processed(storage: Storage, event: CloudEvent) -> bool:
+    """Mark the event processed; False when it already was (a redelivery: nothing to do)."""
+    return await settle_processed(storage, event, await read_record(storage, event))
 
 
 async def mark_failed(storage: Storage, event: CloudEvent, reason: str) -> bool:

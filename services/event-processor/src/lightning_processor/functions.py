@@ -72,7 +72,7 @@ from lightning_core.config import ConfigError, Settings, load_settings
 from lightning_core.events import CloudEvent
 from lightning_core.heartbeats import INTERVAL, Heart
 from lightning_core.providers import build_bus, build_storage
-from lightning_core.republish import republish_stale
+from lightning_core.republish import purge_expired, republish_stale
 from lightning_core.topology import topic_name
 from lightning_processor.handler import CONSUMER_GROUP, Processor
 
@@ -123,7 +123,8 @@ class EventFunction:
             await self._heart.try_beat()
 
     async def sweep(self) -> int:
-        """Publish again the events still `received` after the republish bound; how many."""
+        """Publish again the events still `received` after the republish bound (how many),
+        and purge what is past the retention."""
         await self.processor.connect()
         context = self.processor.context
         count = await republish_stale(
@@ -133,6 +134,7 @@ class EventFunction:
         )
         if count:
             log.info("republished %d events still received", count)
+        await purge_expired(context.storage, retention=timedelta(days=self.settings.retention_days))
         return count
 
 

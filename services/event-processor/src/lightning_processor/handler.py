@@ -1,9 +1,10 @@
 """The one handler every host calls: the worker (`service.py`) and the Azure Function.
 
-`Processor.handle` routes the event to the drivers, then marks it processed. In that order
-so that "processed" (what the API shows) means the drivers are done and their follow-ups
-published; and a redelivery still runs any driver that had not finished (each driver's
-ledger skips what it already did), then finds the event processed.
+`Processor.handle` reads the event's record (a redelivery of a processed event stops
+there), routes the event to the drivers, then marks it processed with a write conditional
+on that read. In that order so that "processed" (what the API shows) means the drivers are
+done and their follow-ups published; and a redelivery still runs any driver that had not
+finished (each driver's ledger, or its idempotent effect, skips what it already did).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from lightning_core.bus.base import EventBus
 from lightning_core.config import Settings
 from lightning_core.domain import PROCESSOR_GROUP
 from lightning_core.events import CloudEvent
-from lightning_core.records import mark_processed
+from lightning_core.records import is_processed, read_record, settle_processed
 from lightning_core.storage.base import Storage
 from lightning_core.telemetry import handling
+from lightning_processor.background import LongTasks
 from lightning_processor.drivers import DriverContext, Registry, builtin_registry
 
 log = logging.getLogger(__name__)
@@ -35,12 +37,19 @@ class Processor:
         self.registry = registry
 
     @classmethod
-    def from_settings(cls, storage: Storage, bus: EventBus, settings: Settings) -> Processor:
-        """The built-in drivers with the limits `settings` set: what every host runs."""
+    def from_settings(
+        cls,
+        storage: Storage,
+        bus: EventBus,
+        settings: Settings,
+        long_tasks: LongTasks | None = None,
+    ) -> Processor:
+        """The built-in drivers with the limits `settings` set: what every host runs (the
+        worker with `long_tasks`, so no wait or webhook holds a delivery)."""
         return cls(
             storage,
             bus,
-            builtin_registry(settings),
+            builtin_registry(settings, long_tasks),
             max_follow_ups=settings.max_follow_ups_per_event,
         )
 
@@ -51,9 +60,12 @@ class Processor:
 
     async def handle(self, event: CloudEvent) -> None:
         """Within a span continuing the trace the event's publisher started."""
+        storage = self.context.storage
         with handling(event):
+            record = await read_record(storage, event)
+            if is_processed(record):
+                log.debug("skipped %s: already processed", event.id)
+                return
             await self.registry.dispatch(event, self.context)
-            if await mark_processed(self.context.storage, event):
-                log.info("processed %s %s for %s", event.type, event.id, event.user)
-            else:
-                log.info("skipped %s: already processed", event.id)
+            await settle_processed(storage, event, record)
+            log.debug("processed %s %s for %s", event.type, event.id, event.user)

@@ -1,12 +1,16 @@
 """The `event-processor` service entry point: a long-running bus consumer.
 
-Drivers run inside the handler and start no background tasks, so the bus loop's own stop
-on SIGTERM (finish the event in flight; on the memory bus, its backlog too) is all a
-graceful shutdown needs. Beside it, the worker
+The bus loop handles up to LIGHTNING_PROCESSOR_CONCURRENCY events at once; wait and
+webhook attempts run beside it, up to LIGHTNING_LONG_TASK_CONCURRENCY at once
+(`lightning_processor.background`). On SIGTERM the loop finishes the events in flight (on
+the memory bus, its backlog too), then running attempts finish and waiting ones are
+handed back. Beside it, the worker
 writes a heartbeat (lightning_core.heartbeats), which the API reports and the UI's
 dashboard shows: the only sign of life a worker without an HTTP port can give; and it
 sweeps for orphans (lightning_core.republish): events still `received`
-LIGHTNING_REPUBLISH_AFTER_SECONDS after the API accepted them are published again.
+LIGHTNING_REPUBLISH_AFTER_SECONDS after the API accepted them are published again, and
+wait or webhook tasks a dead processor left behind as long are requested again
+(`lightning_processor.recovery`: that bound is far longer than any attempt lasts).
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ from lightning_core import metrics
 from lightning_core.heartbeats import Heart
 from lightning_core.republish import run_republisher
 from lightning_core.service import ServiceContext
+from lightning_processor.background import LongTasks
 from lightning_processor.handler import CONSUMER_GROUP, Processor
+from lightning_processor.recovery import run_recovery
 
 #: Sweeps per republish bound: an orphan is published again at most a quarter late.
 SWEEPS_PER_BOUND = 4
@@ -26,7 +32,8 @@ SWEEPS_PER_BOUND = 4
 
 async def service(context: ServiceContext, stop: asyncio.Event) -> None:
     settings = context.settings
-    processor = Processor.from_settings(context.storage, context.bus, settings)
+    long_tasks = LongTasks(settings.long_task_concurrency)
+    processor = Processor.from_settings(context.storage, context.bus, settings, long_tasks)
     if settings.metrics_port is not None:  # no HTTP server of its own to serve /metrics on
         metrics.serve(settings.metrics_port, settings.host)
     stopped_consuming = asyncio.Event()
@@ -39,9 +46,20 @@ async def service(context: ServiceContext, stop: asyncio.Event) -> None:
                 every=settings.republish_after_seconds / SWEEPS_PER_BOUND,
                 older_than=timedelta(seconds=settings.republish_after_seconds),
                 stop=stop,
+                retention=timedelta(days=settings.retention_days),
+            )
+        )
+        group.create_task(
+            run_recovery(
+                context.storage,
+                context.bus,
+                every=settings.republish_after_seconds / SWEEPS_PER_BOUND,
+                older_than=timedelta(seconds=settings.republish_after_seconds),
+                stop=stop,
             )
         )
         try:
             await context.bus.consume(CONSUMER_GROUP, processor.handle, stop=stop)
+            await long_tasks.stop()
         finally:
             stopped_consuming.set()

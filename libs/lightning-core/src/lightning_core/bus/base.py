@@ -6,12 +6,17 @@ Semantics, the same on every provider (the contract suite pins them down):
   acknowledged only after its handler succeeded. Subscription-based brokers (RabbitMQ,
   Service Bus) keep nothing for a group that does not exist yet, so deployments open the
   groups (or start their consumers) before producers publish;
+- events are handled concurrently, up to `concurrency` handlers at once, except that one
+  user's events (`CloudEvent.user`) are handled one after another in the order received;
+  each is acknowledged once handled, without waiting for slower ones received with it;
 - a failing handler is retried with exponential backoff until `RetryPolicy.max_attempts`
   attempts (counting deliveries the broker already made), then the event becomes a dead
-  letter carrying the last error as its reason; dead letters can be listed and replayed;
-- `consume` returns once `stop` is set and the in-flight event is finished; events fetched
-  but not started are handed back to the broker, so a SIGTERM loses nothing (the memory
-  bus, which has no broker to hand them to, first handles its backlog: `bus.memory`);
+  letter carrying the last error as its reason; dead letters can be listed and replayed.
+  A backoff holds the user's lane, never a handler slot;
+- `consume` returns once `stop` is set and the events in flight are finished; events fetched
+  but not started (or waiting for a retry) are handed back to the broker, so a SIGTERM
+  loses nothing (the memory bus, which has no broker to hand them to, first handles its
+  backlog: `bus.memory`);
 - losing the server is not fatal: the loop backs off and reconnects by itself.
 
 The loop lives here, once (`BusBase.consume`); providers implement small hooks that map
@@ -21,10 +26,14 @@ it onto their broker's primitives (stream ids, delivery tags, message locks).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import functools
+import itertools
 import logging
 import time
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -100,6 +109,9 @@ class EventBus(Protocol):
         """Deliver a dead letter to its group again; KeyError if there is none."""
 
 
+#: LIGHTNING_PROCESSOR_CONCURRENCY's default, for buses built without settings.
+DEFAULT_CONCURRENCY = 32
+
 # Exceptions that mean "the server went away", worth a reconnect rather than a crash.
 # Providers extend this with their SDK's connection errors.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, OSError, TimeoutError)
@@ -113,13 +125,25 @@ class BusBase(Connectable, ABC):
     #: Backoff between reconnect attempts while the server is unreachable.
     reconnect_delay: float = 0.2
     reconnect_max_delay: float = 2.0
+    #: How long handled deliveries wait to share an acknowledgement with those finishing next.
+    ack_linger: float = 0.005
     #: How long `publish` keeps retrying through an outage before it gives up and raises.
     publish_timeout: float = 30.0
 
-    def __init__(self, retry: RetryPolicy | None = None, batch_size: int = 100) -> None:
+    def __init__(
+        self,
+        retry: RetryPolicy | None = None,
+        batch_size: int = 100,
+        concurrency: int = DEFAULT_CONCURRENCY,
+    ) -> None:
+        """`concurrency`: how many handlers `consume` runs at once (events of one user run
+        one after another, in the order received)."""
         super().__init__()
         self.retry = retry or RetryPolicy()
         self.batch_size = batch_size
+        self.concurrency = concurrency
+        #: Deliveries one `consume` holds at most (received, not settled).
+        self.window = max(batch_size, concurrency)
         self.connection_errors: tuple[type[BaseException], ...] = CONNECTION_ERRORS
 
     # -- provider hooks -----------------------------------------------------------------
@@ -171,33 +195,54 @@ class BusBase(Connectable, ABC):
 
     async def consume(self, group: str, handler: Handler, *, stop: asyncio.Event) -> None:
         await self._until_connected(functools.partial(self._open_group, group), stop)
-        receive = functools.partial(self._receive, group, self.batch_size, self.receive_wait)
-        while not stop.is_set():
-            batch = await self._until_connected(receive, stop)
-            if batch:
-                await self._process(group, batch, handler, stop)
+        await self._run(group, handler, stop, self.receive_wait)
 
-    async def _process(
-        self, group: str, batch: list[Delivery], handler: Handler, stop: asyncio.Event
+    async def _run(
+        self,
+        group: str,
+        handler: Handler,
+        stop: asyncio.Event,
+        wait: float,
+        *,
+        until_idle: bool = False,
     ) -> None:
-        handled: list[Delivery] = []
-        for index, delivery in enumerate(batch):
-            if stop.is_set():
-                await self._until_connected(functools.partial(self._release, group, batch[index:]))
-                break
-            if await self._deliver(group, delivery, handler):
-                handled.append(delivery)
-        if handled:
-            await self._until_connected(functools.partial(self._ack, group, handled))
+        """Receive and handle until `stop` (or, `until_idle`, until a receive waiting `wait`
+        finds nothing and nothing is in flight); then hand back what was not started."""
+        flow = _Flow(self, group, handler, stop)
+        async with asyncio.TaskGroup() as tasks:
+            acks = tasks.create_task(flow.acknowledge())
+            while not stop.is_set():
+                room = self.window - flow.held
+                if room <= 0:
+                    await flow.wait_for_room(self.receive_wait)
+                    continue
+                receive = functools.partial(self._receive, group, min(self.batch_size, room), wait)
+                batch = await self._until_connected(receive, stop)
+                if batch is None:
+                    break
+                if not batch and until_idle and flow.held == 0:
+                    break
+                for delivery in batch:
+                    flow.add(delivery, tasks)
+            await flow.lanes_done()
+            flow.finish()
+            await acks
+        if left := flow.unstarted():
+            await self._until_connected(functools.partial(self._release, group, left))
 
-    async def _deliver(self, group: str, delivery: Delivery, handler: Handler) -> bool:
-        """Run the handler with retries; True when it succeeded, False once dead-lettered."""
+    async def _deliver(
+        self, group: str, delivery: Delivery, handler: Handler, flow: _Flow
+    ) -> bool | Delivery:
+        """Run the handler with retries, each attempt in one of the `concurrency` slots and
+        the backoff outside them: True once it succeeded, False once dead-lettered; when
+        the stop comes during a backoff, the delivery to hand back, its attempts counted."""
         attempt = delivery.previous_attempts
         while True:
             attempt += 1
             started = time.perf_counter()
             try:
-                await handler(delivery.event)
+                async with flow.slots:
+                    await handler(delivery.event)
             except Exception as error:  # any handler failure: retry, then dead-letter
                 HANDLE_SECONDS.labels(group).observe(time.perf_counter() - started)
                 HANDLED.labels(group, "error").inc()
@@ -211,7 +256,8 @@ class BusBase(Connectable, ABC):
                     )
                     HANDLED.labels(group, "dead_lettered").inc()
                     return False
-                await asyncio.sleep(self.retry.delay(attempt))
+                if await flow.stopped_within(self.retry.delay(attempt)):
+                    return dataclasses.replace(delivery, previous_attempts=attempt)
             else:
                 HANDLE_SECONDS.labels(group).observe(time.perf_counter() - started)
                 HANDLED.labels(group, "ok").inc()
@@ -235,3 +281,90 @@ class BusBase(Connectable, ABC):
                 log.warning("bus unreachable (%s: %s); retrying", type(error).__name__, error)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.reconnect_max_delay)
+
+
+class _Flow:
+    """One `consume` call's deliveries in flight: a lane per user, so one user's events are
+    handled in the order received while other users' run beside them; at most
+    `bus.concurrency` handlers at once; handled deliveries acknowledged in batches while
+    the rest go on (one slow event holds its lane and one slot, never the others)."""
+
+    def __init__(self, bus: BusBase, group: str, handler: Handler, stop: asyncio.Event) -> None:
+        self.bus, self.group, self.handler, self.stop = bus, group, handler, stop
+        self.slots = asyncio.Semaphore(bus.concurrency)
+        self.held = 0  # received and not settled
+        self._lanes: dict[str, deque[tuple[int, Delivery]]] = {}
+        self._workers: set[asyncio.Task[None]] = set()
+        self._sequence = itertools.count()
+        self._handled: list[Delivery] = []
+        self._wake = asyncio.Event()  # something to acknowledge, or `finish` was called
+        self._room = asyncio.Event()
+        self._finished = False
+
+    def add(self, delivery: Delivery, tasks: asyncio.TaskGroup) -> None:
+        self.held += 1
+        entry = (next(self._sequence), delivery)
+        lane = self._lanes.get(delivery.event.user)
+        if lane is not None:
+            lane.append(entry)
+            return
+        self._lanes[delivery.event.user] = deque([entry])
+        worker = tasks.create_task(self._work(delivery.event.user))
+        self._workers.add(worker)
+        worker.add_done_callback(self._workers.discard)
+
+    async def _work(self, user: str) -> None:
+        lane = self._lanes[user]
+        while lane and not self.stop.is_set():
+            sequence, delivery = lane[0]
+            outcome = await self.bus._deliver(self.group, delivery, self.handler, self)
+            if isinstance(outcome, Delivery):  # stopped during a backoff: hand it back
+                lane[0] = (sequence, outcome)
+                return
+            lane.popleft()
+            self.held -= 1
+            self._room.set()
+            if outcome:
+                self._handled.append(delivery)
+                self._wake.set()
+        if not lane:
+            del self._lanes[user]
+
+    async def wait_for_room(self, longest: float) -> None:
+        self._room.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._room.wait(), longest)
+
+    async def stopped_within(self, delay: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop.wait(), delay)
+        return self.stop.is_set()
+
+    async def acknowledge(self) -> None:
+        """Acknowledge handled deliveries as they come, batched, until `finish`: a wake-up
+        lingers `ack_linger` so deliveries finishing together share one acknowledgement."""
+        while True:
+            await self._wake.wait()
+            if not self._finished:
+                await asyncio.sleep(self.bus.ack_linger)
+            self._wake.clear()
+            while self._handled:
+                handled, self._handled = self._handled, []
+                await self.bus._until_connected(
+                    functools.partial(self.bus._ack, self.group, handled)
+                )
+            if self._finished:
+                return
+
+    async def lanes_done(self) -> None:
+        while self._workers:
+            await asyncio.wait(set(self._workers))
+
+    def finish(self) -> None:
+        self._finished = True
+        self._wake.set()
+
+    def unstarted(self) -> list[Delivery]:
+        """What the lanes still hold, in the order it was received."""
+        entries = sorted(entry for lane in self._lanes.values() for entry in lane)
+        return [delivery for _, delivery in entries]

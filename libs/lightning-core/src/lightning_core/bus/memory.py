@@ -20,7 +20,14 @@ import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from lightning_core.bus.base import BusBase, DeadLetter, Delivery, Handler, RetryPolicy
+from lightning_core.bus.base import (
+    DEFAULT_CONCURRENCY,
+    BusBase,
+    DeadLetter,
+    Delivery,
+    Handler,
+    RetryPolicy,
+)
 from lightning_core.config import Settings
 from lightning_core.events import CloudEvent
 from lightning_core.metrics import PUBLISHED
@@ -36,8 +43,13 @@ class MemoryBus(BusBase):
     drain_timeout = 30.0
     drain_quiet = 0.2
 
-    def __init__(self, retry: RetryPolicy | None = None, batch_size: int = 100) -> None:
-        super().__init__(retry, batch_size)
+    def __init__(
+        self,
+        retry: RetryPolicy | None = None,
+        batch_size: int = 100,
+        concurrency: int = DEFAULT_CONCURRENCY,
+    ) -> None:
+        super().__init__(retry, batch_size, concurrency)
         self._log: list[CloudEvent] = []
         self._trimmed = 0  # how many entries were dropped from the front of _log
         self._cursors: dict[str, int] = {}
@@ -62,13 +74,9 @@ class MemoryBus(BusBase):
         deadline = asyncio.Event()
         timer = asyncio.get_running_loop().call_later(self.drain_timeout, deadline.set)
         try:
-            while not deadline.is_set():
-                batch = await self._receive(group, self.batch_size, self.drain_quiet)
-                if not batch:
-                    return
-                # The deadline stops it as `stop` would: the event in flight is finished,
-                # the rest of the batch is handed back (and reported by `close`).
-                await self._process(group, batch, handler, deadline)
+            # The deadline stops it as `stop` would: the events in flight are finished, the
+            # rest are handed back (and reported by `close`).
+            await self._run(group, handler, deadline, self.drain_quiet, until_idle=True)
         finally:
             timer.cancel()
 
@@ -164,4 +172,7 @@ class MemoryBus(BusBase):
 
 
 def from_settings(settings: Settings) -> MemoryBus:
-    return MemoryBus(RetryPolicy(max_attempts=settings.bus_max_attempts))
+    return MemoryBus(
+        RetryPolicy(max_attempts=settings.bus_max_attempts),
+        concurrency=settings.processor_concurrency,
+    )

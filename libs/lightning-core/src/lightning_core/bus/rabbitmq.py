@@ -6,8 +6,9 @@ Topology under the namespace `ns` (all durable, so a broker restart loses nothin
 - `{ns}.{group}`: classic queue per consumer group, bound to `{ns}.events` when the group
   is opened (`open_group`, or the first `consume`). A fanout keeps nothing for a queue that
   does not exist yet, which is the contract: a group sees what is published after it was
-  opened. Consumers read it with manual acks and prefetch = batch size; a batch is settled
-  by one multiple-ack.
+  opened. Consumers read it with manual acks and prefetch = the delivery window;
+  deliveries finish out of order, so the oldest handled ones are settled by one
+  multiple-ack and any handled behind a slower one by an ack each.
 - `{ns}.dead`: direct exchange for dead letters, routed by group name to the queue
   `{ns}.{group}.dead`.
 
@@ -57,7 +58,14 @@ from aio_pika.abc import (
 from aiormq.exceptions import AMQPConnectionError, ChannelInvalidStateError, ChannelNotFoundEntity
 from pydantic import ValidationError
 
-from lightning_core.bus.base import BusBase, DeadLetter, Delivery, Handler, RetryPolicy
+from lightning_core.bus.base import (
+    DEFAULT_CONCURRENCY,
+    BusBase,
+    DeadLetter,
+    Delivery,
+    Handler,
+    RetryPolicy,
+)
 from lightning_core.config import ConfigError, Settings
 from lightning_core.events import CloudEvent
 
@@ -80,10 +88,15 @@ class _Broker:
 
 @dataclass
 class _Group:
-    """One group being consumed by this bus: its channel, consumer and local buffer."""
+    """One group being consumed by this bus: its channel, consumer and local buffer, and
+    the deliveries handed to the loop and not settled yet, oldest first."""
 
     channel: AbstractChannel
     buffer: asyncio.Queue[AbstractIncomingMessage] = field(default_factory=asyncio.Queue)
+    unsettled: dict[int, AbstractIncomingMessage] = field(default_factory=dict)
+
+    def settled(self, message: AbstractIncomingMessage) -> None:
+        self.unsettled.pop(message.delivery_tag or 0, None)
 
 
 def _stale(message: AbstractIncomingMessage) -> bool:
@@ -103,8 +116,9 @@ class RabbitMqBus(BusBase):
         namespace: str,
         retry: RetryPolicy | None = None,
         batch_size: int = 100,
+        concurrency: int = DEFAULT_CONCURRENCY,
     ) -> None:
-        super().__init__(retry, batch_size)
+        super().__init__(retry, batch_size, concurrency)
         self.url = url
         self.namespace = namespace
         self.connection_errors += (AMQPConnectionError, ChannelInvalidStateError)
@@ -184,8 +198,8 @@ class RabbitMqBus(BusBase):
         """The shared loop, plus closing the group's channel afterwards.
 
         Closing the channel hands every prefetched, unacknowledged message back to the
-        queue. One bus consumes a group once at a time, which keeps one batch outstanding
-        per channel and makes a multiple-ack exact; run more processes to add consumers.
+        queue. One bus consumes a group once at a time (the group's channel and buffer are
+        its own); run more processes to add consumers.
         """
         if group in self._consuming:
             raise RuntimeError(
@@ -228,7 +242,7 @@ class RabbitMqBus(BusBase):
         """
         channel = await self.broker.connection.channel()
         try:
-            await channel.set_qos(prefetch_count=self.batch_size)
+            await channel.set_qos(prefetch_count=self.window)
             queue = await self._declare_group(channel, group)
             state = _Group(channel)
 
@@ -258,6 +272,7 @@ class RabbitMqBus(BusBase):
                 delivery = await self._delivery(group, message)
                 if delivery is not None:
                     deliveries.append(delivery)
+                    state.unsettled[message.delivery_tag or 0] = message
         return deliveries
 
     async def _delivery(self, group: str, message: AbstractIncomingMessage) -> Delivery | None:
@@ -270,21 +285,38 @@ class RabbitMqBus(BusBase):
             return None
         return Delivery(event, message, 1 if message.redelivered else 0)
 
-    async def _ack(self, _group: str, deliveries: Sequence[Delivery]) -> None:
-        """One multiple-ack up to the newest delivery of the batch.
-
-        Exact because the group's channel has one consumer and one batch out at a time:
-        every older delivery on it is in this batch or already settled (dead-lettered,
-        released, rejected). Deliveries from a channel that died are left to redelivery.
-        """
-        live = [d.receipt for d in deliveries if not _stale(d.receipt)]
-        if live:
-            newest = max(live, key=lambda message: message.delivery_tag or 0)
+    async def _ack(self, group: str, deliveries: Sequence[Delivery]) -> None:
+        """One multiple-ack for those that are the oldest unsettled deliveries of the group's
+        channel, one ack each for the rest (handled while an older one still runs: a
+        multiple-ack would settle that one too). Deliveries from a channel that died are
+        left to redelivery."""
+        state = self._groups.get(group)
+        live = {d.receipt.delivery_tag or 0: d.receipt for d in deliveries if not _stale(d.receipt)}
+        if state is None:
+            for message in live.values():
+                await message.ack()
+            return
+        for tag, message in list(state.unsettled.items()):
+            if _stale(message):
+                del state.unsettled[tag]  # its channel died: tags count anew after it
+        newest: AbstractIncomingMessage | None = None
+        for tag in list(state.unsettled):
+            if tag not in live:
+                break
+            newest = live.pop(tag)
+            del state.unsettled[tag]
+        if newest is not None:
             await newest.ack(multiple=True)
+        for message in live.values():
+            state.settled(message)
+            await message.ack()
 
-    async def _release(self, _group: str, deliveries: Sequence[Delivery]) -> None:
+    async def _release(self, group: str, deliveries: Sequence[Delivery]) -> None:
         """Requeue each one (one by one: a multiple-nack would also requeue handled ones)."""
+        state = self._groups.get(group)
         for delivery in deliveries:
+            if state is not None:
+                state.settled(delivery.receipt)
             if not _stale(delivery.receipt):
                 await delivery.receipt.nack(requeue=True)
 
@@ -303,6 +335,8 @@ class RabbitMqBus(BusBase):
             },
         )
         await self.broker.dead.publish(letter, group)
+        if (state := self._groups.get(group)) is not None:
+            state.settled(delivery.receipt)
         if not _stale(delivery.receipt):
             await delivery.receipt.ack()
 
@@ -411,4 +445,5 @@ def from_settings(settings: Settings) -> RabbitMqBus:
         settings.rabbitmq_url,
         settings.bus_namespace,
         RetryPolicy(max_attempts=settings.bus_max_attempts),
+        concurrency=settings.processor_concurrency,
     )

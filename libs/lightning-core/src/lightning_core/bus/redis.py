@@ -21,8 +21,9 @@ without persistence held is lost with it (docs/durability.md).
 
 Each bus instance reads under its own consumer name. A consumer that dies leaves its
 entries pending; any consumer of the group claims entries idle for longer than
-`claim_idle` (XPENDING gives their delivery counts, XCLAIM with that min idle time takes
-them without racing another claimer) and delivers them with `previous_attempts` = earlier
+`claim_idle` (except those it holds itself, waiting in its delivery window or for a
+retry) (XPENDING gives their delivery counts, XCLAIM with that min idle time takes them
+without racing another claimer) and delivers them with `previous_attempts` = earlier
 deliveries. XAUTOCLAIM is not used because it does not report delivery counts. On a
 graceful stop, fetched-but-unstarted entries are re-claimed to this consumer with a huge
 idle time and their delivery count reset to the failed attempts, so the next consumer to
@@ -51,7 +52,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import KeyT, StreamIdT
 
-from lightning_core.bus.base import BusBase, DeadLetter, Delivery, RetryPolicy
+from lightning_core.bus.base import DEFAULT_CONCURRENCY, BusBase, DeadLetter, Delivery, RetryPolicy
 from lightning_core.config import ConfigError, Settings
 from lightning_core.events import CloudEvent
 
@@ -90,8 +91,9 @@ async def _execute(pipe: Pipeline) -> list[Any]:
 class RedisBus(BusBase):
     """`claim_idle` trades recovery time against duplicates: a dead consumer's entries wait
     that long before another consumer takes them, and it must exceed the time a live
-    consumer needs for one batch (batch_size x slowest handler), or a sibling takes over
-    entries still queued in that batch and they run twice (the ledger keeps effects once).
+    consumer holds an entry before handling it (about window / concurrency x slowest
+    handler, longer if one user's events queue behind each other), or a sibling takes over
+    entries still queued and they run twice (the ledger keeps effects once).
     """
 
     def __init__(
@@ -100,11 +102,12 @@ class RedisBus(BusBase):
         namespace: str = "lightning",
         retry: RetryPolicy | None = None,
         batch_size: int = 100,
+        concurrency: int = DEFAULT_CONCURRENCY,
         *,
         claim_idle: float = 30.0,
         max_len: int = 1_000_000,
     ) -> None:
-        super().__init__(retry, batch_size)
+        super().__init__(retry, batch_size, concurrency)
         self.url = url
         self.namespace = namespace
         self.claim_idle = claim_idle
@@ -116,6 +119,9 @@ class RedisBus(BusBase):
         self._stream = f"{namespace}:events"
         self._client: Redis | None = None
         self._next_claim: dict[str, float] = {}
+        # Entries this bus received and has not settled: idle on the server while they wait
+        # in the delivery window or for a retry, but not abandoned, so never claimed here.
+        self._held: defaultdict[str, set[tuple[str, bytes]]] = defaultdict(set)
 
     @property
     def _redis(self) -> Redis:
@@ -163,6 +169,7 @@ class RedisBus(BusBase):
                 if not str(error).startswith("BUSYGROUP"):
                     raise
         self._next_claim[group] = 0.0  # first receive looks for abandoned entries at once
+        self._held[group] = set()  # a consume starting anew holds nothing yet
 
     async def _receive(self, group: str, max_count: int, wait: float) -> list[Delivery]:
         streams: dict[KeyT, StreamIdT] = {self._stream: ">", self._replay_key(group): ">"}
@@ -199,7 +206,12 @@ class RedisBus(BusBase):
         pending: list[list[dict[str, Any]]] = await _execute(pipe)
         full = any(len(items) == max_count for items in pending)
         self._next_claim[group] = time.monotonic() + (0.0 if full else self.claim_interval)
-        stale = [(key, items) for key, items in zip(keys, pending, strict=True) if items]
+        held = self._held[group]
+        stale = [
+            (key, kept)
+            for key, items in zip(keys, pending, strict=True)
+            if (kept := [item for item in items if (key, item["message_id"]) not in held])
+        ]
         if not stale:
             return []
         pipe = self._redis.pipeline(transaction=False)
@@ -237,12 +249,14 @@ class RedisBus(BusBase):
                 continue
             previous = counts.get((key, entry_id), 0)
             deliveries.append(Delivery(event, (key, entry_id), previous))
+            self._held[group].add((key, entry_id))
         return deliveries
 
     async def _settle(self, group: str, ids: dict[str, list[bytes]]) -> None:
         """Acknowledge entries; replayed ones are also deleted (only this group reads them)."""
         pipe = self._redis.pipeline(transaction=False)
         for key, entry_ids in ids.items():
+            self._held[group].difference_update((key, entry_id) for entry_id in entry_ids)
             pipe.xack(key, group, *entry_ids)
             if key != self._stream:
                 pipe.xdel(key, *entry_ids)
@@ -259,6 +273,7 @@ class RedisBus(BusBase):
         pipe = self._redis.pipeline(transaction=False)
         for delivery in deliveries:
             key, entry_id = delivery.receipt
+            self._held[group].discard((key, entry_id))
             pipe.xclaim(
                 key,
                 group,
@@ -281,6 +296,7 @@ class RedisBus(BusBase):
         self, group: str, delivery: Delivery, reason: str, attempts: int
     ) -> None:
         key, entry_id = delivery.receipt
+        self._held[group].discard((key, entry_id))
         pipe = self._redis.pipeline(transaction=True)  # the letter and the ack land together
         pipe.xadd(
             self._dead_key(group),
@@ -346,4 +362,5 @@ def from_settings(settings: Settings) -> RedisBus:
         settings.redis_url,
         settings.bus_namespace,
         RetryPolicy(max_attempts=settings.bus_max_attempts),
+        concurrency=settings.processor_concurrency,
     )

@@ -57,6 +57,7 @@ import functools
 import json
 import logging
 import re
+from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager, suppress
 from datetime import UTC, datetime
@@ -94,7 +95,7 @@ from azure.servicebus.management import SqlRuleFilter
 from pydantic import ValidationError
 from typing_extensions import override
 
-from lightning_core.bus.base import BusBase, DeadLetter, Delivery, RetryPolicy
+from lightning_core.bus.base import DEFAULT_CONCURRENCY, BusBase, DeadLetter, Delivery, RetryPolicy
 from lightning_core.config import ConfigError, Settings
 from lightning_core.events import CloudEvent
 from lightning_core.topology import (
@@ -142,10 +143,11 @@ class ServiceBusBus(BusBase):
         namespace: str,
         retry: RetryPolicy | None = None,
         batch_size: int = 100,
+        concurrency: int = DEFAULT_CONCURRENCY,
         *,
         groups: tuple[str, ...] = CONSUMER_GROUPS,
     ) -> None:
-        super().__init__(retry, batch_size)
+        super().__init__(retry, batch_size, concurrency)
         self.namespace = namespace
         self.topology = bus_topology(namespace, self.retry.max_attempts, groups)
         self.topic = self.topology.topic
@@ -154,6 +156,9 @@ class ServiceBusBus(BusBase):
         self._connected_clients: Clients | None = None
         self._sender: ServiceBusSender | None = None
         self._receivers: dict[str, ServiceBusReceiver] = {}
+        # The SDK's async receivers are not safe for concurrent use (azure-sdk-for-python
+        # #21385), and the delivery loop settles while it receives: one operation at a time.
+        self._links: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.connection_errors += (
             ServiceBusConnectionError,
             ServiceBusCommunicationError,
@@ -333,44 +338,52 @@ class ServiceBusBus(BusBase):
 
     async def _receive(self, group: str, max_count: int, wait: float) -> list[Delivery]:
         receiver = self._receiver(group)
-        messages = await receiver.receive_messages(max_message_count=max_count, max_wait_time=wait)
-        deliveries: list[Delivery] = []
-        for message in messages:
-            try:
-                event = CloudEvent.from_json(_body(message))
-            except ValidationError as error:
-                # No handler can take it and no retry will change it.
-                await receiver.dead_letter_message(
-                    message,
-                    reason=f"not a CloudEvent: {error}"[:MAX_REASON_LENGTH],
-                    error_description=_description(attempts=0),
-                )
-                continue
-            deliveries.append(
-                Delivery(event, (receiver, message), previous_attempts=message.delivery_count or 0)
+        async with self._links[group]:
+            messages = await receiver.receive_messages(
+                max_message_count=max_count, max_wait_time=wait
             )
-        return deliveries
+            deliveries: list[Delivery] = []
+            for message in messages:
+                try:
+                    event = CloudEvent.from_json(_body(message))
+                except ValidationError as error:
+                    # No handler can take it and no retry will change it.
+                    await receiver.dead_letter_message(
+                        message,
+                        reason=f"not a CloudEvent: {error}"[:MAX_REASON_LENGTH],
+                        error_description=_description(attempts=0),
+                    )
+                    continue
+                deliveries.append(
+                    Delivery(
+                        event, (receiver, message), previous_attempts=message.delivery_count or 0
+                    )
+                )
+            return deliveries
 
     @override
     async def _ack(self, group: str, deliveries: Sequence[Delivery]) -> None:
-        await _settle_each(deliveries, "complete", lambda r, m: r.complete_message(m))
+        async with self._links[group]:
+            await _settle_each(deliveries, "complete", lambda r, m: r.complete_message(m))
 
     @override
     async def _release(self, group: str, deliveries: Sequence[Delivery]) -> None:
-        await _settle_each(deliveries, "abandon", lambda r, m: r.abandon_message(m))
+        async with self._links[group]:
+            await _settle_each(deliveries, "abandon", lambda r, m: r.abandon_message(m))
 
     @override
     async def _dead_letter(
         self, group: str, delivery: Delivery, reason: str, attempts: int
     ) -> None:
         description = _description(attempts)
-        await _settle_each(
-            [delivery],
-            "dead-letter",
-            lambda r, m: r.dead_letter_message(
-                m, reason=reason[:MAX_REASON_LENGTH], error_description=description
-            ),
-        )
+        async with self._links[group]:
+            await _settle_each(
+                [delivery],
+                "dead-letter",
+                lambda r, m: r.dead_letter_message(
+                    m, reason=reason[:MAX_REASON_LENGTH], error_description=description
+                ),
+            )
 
     # -- dead letters -------------------------------------------------------------------
 
@@ -595,4 +608,6 @@ def from_settings(settings: Settings) -> ServiceBusBus:
                 "identity) is missing (needed by LIGHTNING_EVENT_BUS_PROVIDER=servicebus)"
             ]
         )
-    return ServiceBusBus(clients, settings.bus_namespace, retry)
+    return ServiceBusBus(
+        clients, settings.bus_namespace, retry, concurrency=settings.processor_concurrency
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lightning_core.config import Settings
+from lightning_processor.background import LongTasks
 from lightning_processor.drivers.base import Driver, DriverContext, Registry
 from lightning_processor.drivers.instructions import InstructionEngine
 from lightning_processor.drivers.notifier import Notifier
@@ -19,9 +20,11 @@ __all__ = [
 ]
 
 
-def builtin_registry(settings: Settings) -> Registry:
-    """The instruction engine, the task runner (webhooks as `settings` allow) and the notifier."""
+def builtin_registry(settings: Settings, long_tasks: LongTasks | None = None) -> Registry:
+    """The instruction engine, the task runner (webhooks as `settings` allow, long attempts
+    in `long_tasks` if given) and the notifier."""
     runner = TaskRunner(
+        long_tasks=long_tasks,
         webhook_origins=settings.webhook_origins,
         webhook_deadline=settings.webhook_deadline_seconds,
         webhook_max_response_bytes=settings.webhook_max_response_bytes,

@@ -4,9 +4,12 @@ Routing is by event type pattern (`fnmatchcase`), with one rule on top: a patter
 internal `lightning.*` type only when it names that prefix itself, so a catch-all driver
 (the instruction engine's `*`) never sees the processor's own bookkeeping events.
 
-Each driver's effect runs through the idempotency ledger under its own group, so a
-redelivered event re-runs only the drivers that had not finished it: one driver failing
-makes the bus retry the event without repeating what the others already did.
+A driver whose effect is idempotent by construction (records created under derived ids,
+follow-ups with derived ids) runs again on a redelivery at no harm; the others (`ledger`
+True) run through the idempotency ledger under their own group. So a redelivered event
+repeats no driver's effect: one driver failing makes the bus retry the event without
+repeating what the others already did, and the ledger's two round trips are paid only
+where they are needed.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any, Protocol
 
-from lightning_core.bus.base import EventBus
+from lightning_core.bus.base import EventBus, Handler
 from lightning_core.domain import INTERNAL_PREFIX
 from lightning_core.events import CloudEvent
 from lightning_core.idempotency import idempotent
@@ -75,6 +78,11 @@ class Driver(Protocol):
     def patterns(self) -> tuple[str, ...]:
         """fnmatch patterns of the event types the driver handles."""
 
+    @property
+    def ledger(self) -> bool:
+        """Whether a redelivery must skip the driver once it finished (its effect is not
+        idempotent by construction)."""
+
     async def handle(self, event: CloudEvent, context: DriverContext) -> None: ...
 
 
@@ -107,9 +115,7 @@ class Registry:
     async def dispatch(self, event: CloudEvent, context: DriverContext) -> None:
         """Run the matching drivers one after another; the first failure propagates."""
         for driver in self.routes(event.type):
-            once = idempotent(
-                context.storage,
-                ledger_group(driver),
-                functools.partial(driver.handle, context=context),
-            )
-            await once(event)
+            handle: Handler = functools.partial(driver.handle, context=context)
+            if driver.ledger:
+                handle = idempotent(context.storage, ledger_group(driver), handle)
+            await handle(event)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import time
 from collections.abc import AsyncIterator, Mapping
 from fnmatch import fnmatchcase
 from typing import Any
@@ -47,6 +48,9 @@ log = logging.getLogger(__name__)
 # Notification's own limits: a rendered text longer than these would fail the notifier.
 TITLE_LIMIT = 200
 BODY_LIMIT = 4000
+
+#: How long the engine uses a user's instructions once read (`RecentInstructions`).
+INSTRUCTIONS_TTL = 1.0
 
 _FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -90,9 +94,39 @@ async def enabled_instructions(storage: Storage, user: str) -> AsyncIterator[Ins
         continuation = page.continuation
 
 
+class RecentInstructions:
+    """Each user's enabled instructions as read at most `ttl` seconds before: one query per
+    user and `ttl` rather than per event, for users with instructions and without. So an
+    instruction saved, changed or disabled through the API applies to the events handled
+    from `ttl` seconds later on (each process reads for itself; no change to broadcast)."""
+
+    def __init__(self, ttl: float, max_users: int = 10_000) -> None:
+        self.ttl = ttl
+        self.max_users = max_users
+        self._users: dict[str, tuple[float, list[Instruction]]] = {}
+
+    async def of(self, storage: Storage, user: str) -> list[Instruction]:
+        now = time.monotonic()
+        cached = self._users.get(user)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        found = [instruction async for instruction in enabled_instructions(storage, user)]
+        if len(self._users) >= self.max_users:  # forget the expired, or everyone
+            self._users = {u: entry for u, entry in self._users.items() if entry[0] > now}
+            if len(self._users) >= self.max_users:
+                self._users.clear()
+        self._users[user] = (now + self.ttl, found)
+        return found
+
+
 class InstructionEngine:
     name = "instructions"
     patterns = ("*",)
+    ledger = False  # tasks and follow-ups carry derived ids (see the module's docstring)
+
+    def __init__(self, ttl: float = INSTRUCTIONS_TTL) -> None:
+        """`ttl`: how long a user's instructions, once read, are used without reading again."""
+        self.instructions = RecentInstructions(ttl)
 
     async def handle(self, event: CloudEvent, context: DriverContext) -> None:
         if event.hops >= MAX_HOPS:
@@ -100,12 +134,13 @@ class InstructionEngine:
             return
         acting = [
             instruction
-            async for instruction in enabled_instructions(context.storage, event.user)
+            for instruction in await self.instructions.of(context.storage, event.user)
             if applies(instruction, event) and _may_act(instruction)
         ]
         share = allot(event, len(acting), context.max_follow_ups)
         follow_ups = [await self._act(instruction, event, context, share) for instruction in acting]
-        await context.bus.publish_batch(follow_ups)
+        if follow_ups:
+            await context.bus.publish_batch(follow_ups)
 
     async def _act(
         self, instruction: Instruction, event: CloudEvent, context: DriverContext, budget: int

@@ -16,6 +16,7 @@ log = logging.getLogger(__name__)
 class Notifier:
     name = "notifier"
     patterns = (NOTIFICATION_REQUESTED,)
+    ledger = False  # the notification's id is derived from the event's
 
     async def handle(self, event: CloudEvent, context: DriverContext) -> None:
         """Create, never upsert: the id comes from the event, so a redelivery finds the
@@ -32,4 +33,4 @@ class Notifier:
             await context.storage.create(
                 NOTIFICATIONS, event.user, notification.id, notification.model_dump(mode="json")
             )
-        log.info("notification %s for %s", notification.id, event.user)
+        log.debug("notification %s for %s", notification.id, event.user)

@@ -15,6 +15,11 @@ it starts, so a crash mid-run uses it up too.
 A request for a task left `running` (the process died mid-attempt, before the ledger
 recorded the request) runs it again: at-least-once, like every effect here.
 
+Wait and webhook attempts take seconds: given `long_tasks` (the worker), they run there,
+off the delivery path (`lightning_processor.background`), so the request is acknowledged
+at once and nothing else waits for them; a task they leave behind when the process dies
+is requested again by `lightning_processor.recovery`.
+
 An emit task's event counts against the request's fan-out budget (`drivers.budget`); when
 none is left, the attempt fails with the `FanOutBound` reason, so the task records it and
 `lightning.task.failed` reports it (a task never becomes a dead letter). A webhook holds
@@ -26,6 +31,7 @@ and the result says how much of the body was read and whether it was cut there.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 from collections.abc import Collection
@@ -49,7 +55,8 @@ from lightning_core.domain import (
     now,
 )
 from lightning_core.events import CloudEvent
-from lightning_core.storage.base import Document, NotFound
+from lightning_core.storage.base import Document, NotFound, PreconditionFailed
+from lightning_processor.background import LongTasks
 from lightning_processor.drivers.base import DriverContext, derived_id, follow_up
 from lightning_processor.drivers.budget import LEAF, allot
 
@@ -61,6 +68,8 @@ class TaskError(Exception):
 
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
+#: Task kinds whose attempts may take seconds: run off the delivery path when possible.
+LONG_KINDS = frozenset({TaskKind.WAIT, TaskKind.WEBHOOK})
 
 
 def parse_url(url: str) -> httpx.URL:
@@ -90,6 +99,7 @@ def origin(url: str | httpx.URL) -> str:
 class TaskRunner:
     name = "tasks"
     patterns = (TASK_REQUESTED,)
+    ledger = True  # a finished request must not run an attempt its retry also runs
 
     def __init__(
         self,
@@ -99,18 +109,22 @@ class TaskRunner:
         webhook_deadline: float = 10.0,
         webhook_max_response_bytes: int = 64 * 1024,
         transport: httpx.AsyncBaseTransport | None = None,
+        long_tasks: LongTasks | None = None,
     ) -> None:
         """`webhook_origins`: where webhook tasks may POST (empty: nowhere).
 
-        `max_wait` bounds a wait task and `webhook_deadline` a whole webhook call: the
-        consumer handles one event at a time and a SIGTERM waits for the event in flight,
-        so a long task holds both. `transport` lets tests answer webhooks in-process.
+        `max_wait` bounds a wait task and `webhook_deadline` a whole webhook call: a
+        SIGTERM waits for running attempts. With `long_tasks`, wait and webhook attempts
+        run there, off the delivery path; without (the Azure Function, whose host bounds
+        invocations itself), in the handler. `transport` lets tests answer webhooks
+        in-process.
         """
         self.webhook_origins = frozenset(origin(url) for url in webhook_origins)
         self.max_wait = max_wait
         self.webhook_deadline = webhook_deadline
         self.webhook_max_response_bytes = webhook_max_response_bytes
         self.transport = transport
+        self.long_tasks = long_tasks
 
     async def handle(self, event: CloudEvent, context: DriverContext) -> None:
         task_id = str(event.data.get("task_id", ""))
@@ -123,8 +137,30 @@ class TaskRunner:
         if task.status in FINAL_TASK_STATUSES:
             log.info("task %s is %s: not run", task.id, task.status)
             return
+        if task.kind in LONG_KINDS and self.long_tasks is not None:
+            self.long_tasks.start(
+                functools.partial(self._detached, task, document.etag, event, context),
+                functools.partial(self._request_again, task, event, context, "handed-back"),
+            )
+            return
+        await self._attempt(task, document.etag, event, context)
+
+    async def _detached(
+        self, task: Task, etag: str, event: CloudEvent, context: DriverContext
+    ) -> None:
+        """An attempt with no delivery to retry it: a task changed meanwhile (cancelled, or
+        claimed by another runner) wins, as the redelivered request would find."""
+        try:
+            await self._attempt(task, etag, event, context)
+        except PreconditionFailed:
+            log.info("task %s changed while its attempt was due: left as it is", task.id)
+
+    async def _attempt(
+        self, task: Task, etag: str, event: CloudEvent, context: DriverContext
+    ) -> None:
+        """Claim the task (`running`, one attempt more), run it, record how it went."""
         task.status, task.attempts = TaskStatus.RUNNING, task.attempts + 1
-        document = await self._save(context, task, document.etag)
+        document = await self._save(context, task, etag)
         try:
             result = await self._run(task, event, context)
         except Exception as error:  # any failure of the task's work counts as an attempt
@@ -137,6 +173,15 @@ class TaskRunner:
                     event, TASK_SUCCEEDED, {"task_id": task.id, "result": result}, budget=LEAF
                 )
             )
+
+    async def _request_again(
+        self, task: Task, event: CloudEvent, context: DriverContext, why: str
+    ) -> None:
+        """Publish the task's request again under a fresh id (the ledger skips the old one)."""
+        again = event.model_copy(
+            update={"id": derived_id(task.id, why, str(task.attempts)), "time": now()}
+        )
+        await context.bus.publish(again)
 
     async def _failed(
         self,
@@ -151,10 +196,7 @@ class TaskRunner:
             log.warning("task %s attempt %d failed (%s): retrying", task.id, task.attempts, error)
             task.status = TaskStatus.PENDING
             await self._save(context, task, document.etag)
-            retry = event.model_copy(
-                update={"id": derived_id(task.id, "attempt", str(task.attempts)), "time": now()}
-            )
-            await context.bus.publish(retry)
+            await self._request_again(task, event, context, "attempt")
             return
         log.warning("task %s failed after %d attempts: %s", task.id, task.attempts, error)
         task.status = TaskStatus.FAILED
