@@ -92,3 +92,11 @@ def bench_api(session: nox.Session) -> None:
     """POST /api/events req/s next to a bare FastAPI endpoint; POST-to-processed p50/p99."""
     sync(session)
     session.run("python", "-m", "lightning_devtools.bench_api", *session.posargs)
+
+
+@nox.session(name="bench-streams", default=False)
+def bench_streams(session: nox.Session) -> None:
+    """PostgreSQL transactions/s with idle event streams and after a POST; POST p99 under
+    hundreds of open streams."""
+    sync(session)
+    session.run("python", "-m", "lightning_devtools.bench_streams", *session.posargs)

@@ -2,6 +2,7 @@
 so an endless stream needs a real server (uvicorn in this event loop, as the runtime runs it)."""
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -10,13 +11,17 @@ from typing import Any
 import fastapi.routing
 import httpx
 import pytest
+from entra_fake import EntraTokens, new_key
 
 from conftest import free_port
-from lightning_api import changes
+from lightning_api import changes, stream
 from lightning_api.app import create_app
+from lightning_api.auth import TokenValidator
+from lightning_api.pace import SLOW
+from lightning_core.config import Mode, TokenVersion
 from lightning_core.events import CloudEvent
 from lightning_core.http import serve_asgi
-from lightning_core.records import mark_processed, record_received
+from lightning_core.records import EventRecord, mark_processed, record_received
 from lightning_core.service import ServiceContext
 from lightning_core.storage.sqlite import SqliteStorage
 
@@ -53,10 +58,13 @@ async def messages(response: httpx.Response) -> AsyncIterator[Message]:
             message.id = line.removeprefix("id: ")
 
 
-async def serve(context: ServiceContext) -> AsyncIterator[Server]:
+async def serve(
+    context: ServiceContext, validator: TokenValidator | None = None
+) -> AsyncIterator[Server]:
     stop = asyncio.Event()
     port = free_port()
-    task = asyncio.create_task(serve_asgi(create_app(context, stop=stop), "127.0.0.1", port, stop))
+    app = create_app(context, validator, stop=stop)
+    task = asyncio.create_task(serve_asgi(app, "127.0.0.1", port, stop))
     url = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient() as client:
         for _ in range(100):
@@ -277,3 +285,133 @@ async def test_a_client_too_far_behind_gets_a_fresh_stream_to_list_from(
             assert (await next_message(stream)).data == {"resumed": False}
             new = (await client.post("/api/events", json={"type": "new"})).json()["event"]
             assert changed(await next_message(stream)) == ("received", new["id"])
+
+
+async def test_the_streams_of_one_user_share_one_watcher(context: ServiceContext) -> None:
+    async with CountingStorage(context.settings.sqlite_path) as storage:
+        counted = ServiceContext(context.settings, storage, context.bus)
+        async for running in serve(counted):
+            async with (
+                httpx.AsyncClient(base_url=running.url, timeout=10) as client,
+                contextlib.AsyncExitStack() as opened,
+            ):
+                streams = []
+                for _ in range(5):
+                    response = await opened.enter_async_context(
+                        client.stream("GET", "/api/events/stream")
+                    )
+                    streams.append(messages(response))
+                    assert (await next_message(streams[-1])).event == "ready"
+                before = CountingStorage.queries
+                await asyncio.sleep(SLOW * 3)
+                # One watcher: two queries a look, a look each SLOW (five watchers: 30).
+                assert CountingStorage.queries - before <= 2 * 5
+
+                submitted = (await client.post("/api/events", json={"type": "a"})).json()
+                for stream in streams:
+                    assert changed(await next_message(stream)) == (
+                        "received",
+                        submitted["event"]["id"],
+                    )
+
+
+async def test_one_stream_past_the_users_cap_is_refused(context: ServiceContext) -> None:
+    capped = context.settings.model_copy(update={"max_streams_per_user": 2})
+    async for running in serve(ServiceContext(capped, context.storage, context.bus)):
+        async with (
+            httpx.AsyncClient(base_url=running.url, timeout=10) as client,
+            contextlib.AsyncExitStack() as opened,
+        ):
+            streams = []  # held: a dropped line iterator closes its stream
+            for _ in range(2):
+                response = await opened.enter_async_context(
+                    client.stream("GET", "/api/events/stream")
+                )
+                streams.append(messages(response))
+                assert (await next_message(streams[-1])).event == "ready"
+            refused = await client.get("/api/events/stream")
+            assert refused.status_code == 429
+            assert refused.headers["retry-after"].isdigit()
+            assert refused.json() == {
+                "detail": "2 event streams are open for this user "
+                "(LIGHTNING_MAX_STREAMS_PER_USER): close one, then retry"
+            }
+            await opened.aclose()  # the client closes its two streams
+            for _ in range(50):
+                async with client.stream("GET", "/api/events/stream") as response:
+                    if response.status_code == 200:
+                        break
+                await asyncio.sleep(0.1)  # the server notices the closed connections
+            assert response.status_code == 200
+
+
+TENANT = "8c2b6a47-5c39-4d8a-9b0e-1f2a3b4c5d6e"
+API_CLIENT_ID = "3f1c9a2e-7b4d-4e6f-8a9b-0c1d2e3f4a5b"
+
+
+async def test_the_streams_of_two_users_are_isolated(context: ServiceContext) -> None:
+    tokens = EntraTokens(tenant=TENANT, audience=API_CLIENT_ID, version=2, key=new_key())
+
+    async def keys() -> dict[str, Any]:
+        return tokens.keys()
+
+    validator = TokenValidator(
+        issuer=f"https://login.microsoftonline.com/{TENANT}/v2.0",
+        audience=API_CLIENT_ID,
+        version=TokenVersion(2),
+        fetch_jwks=keys,
+    )
+    settings = context.settings.model_copy(update={"mode": Mode.AZURE, "max_streams_per_user": 1})
+    azure = ServiceContext(settings, context.storage, context.bus)
+    as_user = {user: {"Authorization": f"Bearer {tokens.user(user)}"} for user in ("al", "bo")}
+    async for running in serve(azure, validator):
+        async with (
+            httpx.AsyncClient(base_url=running.url, timeout=10) as client,
+            client.stream("GET", "/api/events/stream", headers=as_user["al"]) as als,
+            client.stream("GET", "/api/events/stream", headers=as_user["bo"]) as bos,
+        ):
+            al_stream, bo_stream = messages(als), messages(bos)  # one each: the cap is per user
+            assert (await next_message(al_stream)).event == "ready"
+            assert (await next_message(bo_stream)).event == "ready"
+            posted = {}
+            for user in ("al", "bo"):
+                response = await client.post(
+                    "/api/events", json={"type": user}, headers=as_user[user]
+                )
+                posted[user] = response.json()["event"]["id"]
+            assert changed(await next_message(al_stream)) == ("received", posted["al"])
+            assert changed(await next_message(bo_stream)) == ("received", posted["bo"])
+
+
+async def test_a_resumed_stream_reports_once_what_its_replay_and_its_watcher_both_saw(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    go = asyncio.Event()
+
+    class HeldResume(changes.EventChanges):
+        async def resume(self, after: changes.Position) -> list[EventRecord] | None:
+            await go.wait()
+            return await super().resume(after)
+
+    async with (
+        httpx.AsyncClient(base_url=server.url, timeout=10) as client,
+        client.stream("GET", "/api/events/stream") as other,
+    ):
+        others = messages(other)  # held open: the user's watcher keeps running throughout
+        assert (await next_message(others)).event == "ready"
+        async with client.stream("GET", "/api/events/stream") as response:
+            ready = await next_message(messages(response))
+        assert ready.id is not None
+
+        monkeypatch.setattr(stream, "EventChanges", HeldResume)
+        resume = {"Last-Event-ID": ready.id}
+        async with client.stream("GET", "/api/events/stream", headers=resume) as response:
+            resumed = messages(response)
+            # While its replay waits, the watcher feeds the resuming stream this change too.
+            both = (await client.post("/api/events", json={"type": "a"})).json()["event"]
+            assert changed(await next_message(others)) == ("received", both["id"])
+            go.set()
+            assert (await next_message(resumed)).data == {"resumed": True}
+            assert changed(await next_message(resumed)) == ("received", both["id"])
+            after = (await client.post("/api/events", json={"type": "b"})).json()["event"]
+            assert changed(await next_message(resumed)) == ("received", after["id"])

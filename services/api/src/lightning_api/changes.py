@@ -8,8 +8,9 @@ The stream polls storage instead of consuming the bus, for three reasons:
   each replica's group would receive every user's events just to drop most of them;
 - a partition-scoped query is the same operation on SQLite, PostgreSQL and Cosmos DB, and
   the partition key *is* the user, so isolation needs no extra filtering.
-The price is latency (at most one poll interval) and two small queries per open stream
-per interval.
+The price is latency (at most one poll interval) and two small queries per interval for
+each user with open streams in a replica (`lightning_api.pace`: one watcher per user feeds
+all of that user's streams).
 
 Storage can only filter by equality, so each poll reads the newest records in two
 orders — by `received_at` (new events) and by `processed_at` among processed ones (status
@@ -24,7 +25,8 @@ Each change has a `Position`: the time it happened (received, or processed) and 
 id, and each poll reports its changes in that order. The stream sends it as the SSE `id`,
 so a client that reconnects (EventSource sends `Last-Event-ID` by itself, e.g. after Front
 Door or a replica closed the connection) can `resume` after it: the new stream first reports
-what changed after that position, from the same scans, bounded by `REPLAY_LIMIT`. What it
+what changed after that position, from the same scans (its own, once), bounded by
+`REPLAY_LIMIT`, then what its user's watcher finds, less what it already reported. What it
 cannot know is which writes the old stream saw late, so a change that becomes visible only
 after the client's last message with a time before that message's is not replayed (the
 LOOKBACK race, across the reconnect).
@@ -77,23 +79,26 @@ class Position:
             return None
 
 
+@dataclass(frozen=True)
+class Change:
+    """A record's change as a stream sends it, encoded once for all the streams sending it:
+    the SSE `id` (its position) and the record as JSON."""
+
+    record: EventRecord
+    id: str
+    data: str
+
+    @classmethod
+    def of(cls, record: EventRecord) -> Change:
+        return cls(record, str(Position.of(record)), record.model_dump_json())
+
+
 class EventChanges:
     def __init__(self, storage: Storage, user: str) -> None:
         self._storage = storage
         self._user = user
         self._sent: dict[str, EventRecord] = {}
         self._horizon = datetime.now(UTC) - LOOKBACK
-
-    async def start(self, after: Position | None) -> tuple[Position, list[EventRecord] | None]:
-        """Where a stream starts: after `after` with the changes since then when it can
-        `resume` there, else (None for the changes) now, what exists being no news."""
-        if after is not None:
-            missed = await self.resume(after)
-            if missed is not None:
-                return after, missed
-        started = datetime.now(UTC)
-        await self.poll()
-        return Position(started), None
 
     async def resume(self, after: Position) -> list[EventRecord] | None:
         """The changes after `after` in position order, the stream continuing from there; None,
