@@ -23,7 +23,7 @@ async def test_health_probes(client: httpx.AsyncClient) -> None:
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     ready = await client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"storage": "ok", "bus": "ok"}
+    assert ready.json() == {"storage": "ok", "bus": "ok", "backlog": 0, "max_backlog": 10_000}
 
 
 async def test_readyz_is_503_and_names_the_unreachable_store(

@@ -19,6 +19,7 @@ from lightning_core.service import ServiceContext
 from lightning_core.storage.base import InvalidDocument
 
 JSON = {"content-type": "application/json"}
+JSON_CHARSET = "application/json; charset=utf-8"
 INSTRUCTION = {"name": "n", "event_type": "door.opened", "action": {"kind": "notify", "title": "t"}}
 
 
@@ -64,11 +65,34 @@ async def test_a_body_not_sent_as_json_is_415_naming_json(
 
 
 async def test_json_with_a_charset_or_a_json_suffix_is_json(client: httpx.AsyncClient) -> None:
-    for content_type in ("application/json; charset=utf-8", "application/cloudevents+json"):
-        response = await client.post(
-            "/api/events", content=b'{"type": "a.b"}', headers={"content-type": content_type}
-        )
-        assert response.status_code == 202, content_type
+    response = await client.post(
+        "/api/events", content=b'{"type": "a.b"}', headers={"content-type": JSON_CHARSET}
+    )
+    assert response.status_code == 202
+    response = await client.post(
+        "/api/tasks",
+        content=b'{"kind": "wait"}',
+        headers={"content-type": "application/vnd.example+json"},
+    )
+    assert response.status_code == 202
+
+
+async def test_events_take_only_their_three_json_types(
+    client: httpx.AsyncClient, context: ServiceContext
+) -> None:
+    response = await client.post(
+        "/api/events",
+        content=b'{"type": "a.b"}',
+        headers={"content-type": "application/vnd.example+json"},
+    )
+    assert response.status_code == 415
+    for media_type in (
+        "application/json",
+        "application/cloudevents+json",
+        "application/cloudevents-batch+json",
+    ):
+        assert media_type in response.json()["detail"]
+    assert await nothing_stored(context)
 
 
 @pytest.mark.parametrize(

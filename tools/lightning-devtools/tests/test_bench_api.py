@@ -29,12 +29,14 @@ from lightning_devtools import bench_api
 )
 def test_every_measurement_runs_and_is_reported(generator: bench_api.Generator) -> None:
     measurements = bench_api.measure(
-        generator, connections=4, duration=1, warmup=0.2, events=5, rounds=2
+        generator, connections=4, duration=1, warmup=0.2, events=5, rounds=2, batch_size=10
     )
 
     assert measurements.generator == generator
     assert len(measurements.throughput.pairs) == 2
     assert all(bare > 0 and api > 0 for bare, api in measurements.throughput.pairs)
+    assert len(measurements.batching.pairs) == 2
+    assert all(one > 0 and many > 0 for one, many in measurements.batching.pairs)
     assert [(latency.path, latency.count) for latency in measurements.latencies] == [
         ("POST → processed, embedded (SQLite + memory)", 5),
         ("POST → processed, embedded (SQLite + memory)", 5),
@@ -47,6 +49,7 @@ def test_every_measurement_runs_and_is_reported(generator: bench_api.Generator) 
     bench_api.report(measurements, console)
     text = console.export_text()
     assert "POST /api/events" in text
+    assert "events/s in batches of 10, embedded" in text
     assert "target (>= 70% of bare, median of the pairs' ratios)" in text
     assert "2 pairs" in text
 

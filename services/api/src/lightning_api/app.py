@@ -11,7 +11,17 @@ from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
-from lightning_api import dead_letters, instructions, notifications, routes, services, tasks
+from lightning_api import (
+    dead_letters,
+    instructions,
+    notifications,
+    routes,
+    services,
+    stream,
+    submit,
+    tasks,
+)
+from lightning_api.admission import Admission, Backlog
 from lightning_api.auth import TokenValidator, http_jwks
 from lightning_api.pace import Activity
 from lightning_core.body_limit import BodyLimit
@@ -96,8 +106,18 @@ def create_app(
     app.state.token_validator = validator or entra_validator(context.settings)
     app.state.stop = stop or asyncio.Event()
     app.state.activity = Activity()  # POSTs wake their user's event streams
-    for resource in (routes, instructions, tasks, notifications, dead_letters, services):
+    app.state.admission = Admission(Backlog(context.bus), context.settings.max_backlog)
+    for resource in (
+        stream,
+        routes,
+        instructions,
+        tasks,
+        notifications,
+        dead_letters,
+        services,
+    ):
         app.include_router(resource.router)
+    app.include_router(submit.router(context.settings.max_batch_events))
     app.add_exception_handler(405, method_not_allowed)
     app.add_exception_handler(InvalidDocument, invalid_document)
     app.add_middleware(
@@ -107,5 +127,9 @@ def create_app(
     )
     app.add_middleware(RequestMetrics, service="api")
     # A server span per request; POST /api/events puts its traceparent in the envelope.
-    FastAPIInstrumentor.instrument_app(app, excluded_urls="healthz,readyz,metrics")
+    FastAPIInstrumentor.instrument_app(
+        app,
+        excluded_urls="healthz,readyz,metrics",
+        exclude_spans=["send", "receive"],  # not a span per SSE message or body chunk
+    )
     return app

@@ -2,11 +2,12 @@
 
 In order: the caller (a route that depends on `CurrentUser` authenticates first, so an
 unauthenticated request never has its body read: FastAPI reads it before it solves
-dependencies); the content type (415 unless JSON); then the JSON itself, parsed here with
-the rules every store and consumer can keep: no NaN or Infinity, no nesting past what the
-parser or a store takes, no NUL character or lone surrogate in any key or string (422
-naming the field). How many bytes a body may have is `lightning_core.body_limit`'s job,
-in front of the whole app.
+dependencies); the content type (415 unless JSON: `application/json` or a `+json` type;
+a route reading its own body, like POST /api/events, names the types it takes); then the
+JSON itself, parsed here with the rules every store and consumer can keep: no NaN or
+Infinity, no nesting past what the parser or a store takes, no NUL character or lone
+surrogate in any key or string (422 naming the field; a batch's item by its index). How
+many bytes a body may have is `lightning_core.body_limit`'s job, in front of the whole app.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any, NoReturn
 
 from fastapi import HTTPException, Request, Response, status
 from fastapi.dependencies.models import Dependant
+from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 
 from lightning_api.dependencies import authenticate, current_user
@@ -61,11 +63,52 @@ def parse_json(raw: bytes) -> Any:
     except RecursionError:
         _refuse("the body nests too deep to parse")
     if isinstance(value, dict):
-        try:
-            check_document(value)
-        except InvalidDocument as error:
-            _refuse(str(error))
+        _check_document(value, ("body",))
+    elif isinstance(value, list):  # a batch: each object's problem named by its index
+        for index, item in enumerate(value):
+            if isinstance(item, dict):
+                _check_document(item, ("body", index))
     return value
+
+
+def _check_document(value: dict[str, Any], loc: tuple[str | int, ...]) -> None:
+    try:
+        check_document(value)
+    except InvalidDocument as error:
+        raise invalid(str(error), loc) from None
+
+
+async def read_json(request: Request) -> Any:
+    """The request's JSON body (`parse_json`) for a route that reads its own, answered as
+    FastAPI answers a route's body: 422 when missing or malformed, 400 when not UTF-8."""
+    raw = await request.body()
+    if not raw:
+        raise RequestValidationError(
+            [{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}]
+        )
+    try:
+        return parse_json(raw)
+    except json.JSONDecodeError as error:
+        raise RequestValidationError(
+            [
+                {
+                    "type": "json_invalid",
+                    "loc": ("body", error.pos),
+                    "msg": "JSON decode error",
+                    "input": {},
+                    "ctx": {"error": error.msg},
+                }
+            ]
+        ) from None
+    except UnicodeDecodeError:
+        raise HTTPException(
+            status.HTTP_400_BAD_REQUEST, "There was an error parsing the body"
+        ) from None
+
+
+def media_type(request: Request) -> str:
+    """The request's Content-Type without parameters, lower-case ('' when there is none)."""
+    return request.headers.get("content-type", "").partition(";")[0].strip().lower()
 
 
 def invalid(message: str, loc: tuple[str | int, ...] = ("body",)) -> HTTPException:
@@ -83,14 +126,17 @@ def _refuse_constant(name: str) -> NoReturn:
 
 
 def _check_content_type(request: Request) -> None:
-    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-    if media_type != JSON_TYPE and not (
-        media_type.startswith("application/") and media_type.endswith("+json")
-    ):
-        raise HTTPException(
-            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
-            f"send the body as {JSON_TYPE} (Content-Type: {media_type or 'none'})",
-        )
+    sent = media_type(request)
+    if sent != JSON_TYPE and not (sent.startswith("application/") and sent.endswith("+json")):
+        raise unsupported(sent, JSON_TYPE)
+
+
+def unsupported(sent: str, *accepted: str) -> HTTPException:
+    """415 naming the media types accepted instead of `sent`."""
+    return HTTPException(
+        status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+        f"send the body as {' or '.join(accepted)} (Content-Type: {sent or 'none'})",
+    )
 
 
 def _walk(dependant: Dependant) -> Iterator[Dependant]:

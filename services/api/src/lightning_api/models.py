@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, Tag
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+)
 
 from lightning_core.domain import (
     INTERNAL_PREFIX,
@@ -41,6 +50,32 @@ class EventIn(_In):
     type: ClientEventType
     source: str = Field(default="api", min_length=1, max_length=256)
     subject: str | None = Field(default=None, max_length=256)
+    data: EventData = Field(default_factory=dict)
+    correlationid: str | None = Field(default=None, max_length=128)
+
+
+def _timestamp_text(value: Any) -> Any:
+    if value is not None and not isinstance(value, str):
+        raise ValueError("a timestamp is an RFC 3339 string")  # not a number of seconds
+    return value
+
+
+class CloudEventIn(_In):
+    """A CloudEvents 1.0 event in the JSON format (structured mode), as a client may send it.
+
+    The API keeps `source`, `type`, `subject`, `time`, `data` and the `correlationid`
+    extension; other extensions, `dataschema` and `data_base64` are refused. The stored
+    event's `id` is the API's own, derived from the caller, `source` and `id`, so sending
+    the same event again answers the record already kept.
+    """
+
+    specversion: Literal["1.0"]
+    id: str = Field(min_length=1, max_length=256)
+    source: str = Field(min_length=1, max_length=256)
+    type: ClientEventType
+    subject: str | None = Field(default=None, max_length=256)
+    time: Annotated[AwareDatetime | None, BeforeValidator(_timestamp_text)] = None
+    datacontenttype: Literal["application/json"] = "application/json"
     data: EventData = Field(default_factory=dict)
     correlationid: str | None = Field(default=None, max_length=128)
 

@@ -6,7 +6,8 @@ longer than LIGHTNING_PUBLISH_TIMEOUT_SECONDS), the task is marked `failed` (err
 queued: ...") rather than deleted and the request answered 503: the record says what
 happened, and if the broker did take the event despite the error, the runner finds a
 final task and leaves it alone instead of a missing one. A request's params are those of
-its kind (`TaskIn`), checked before anything is stored (422 naming the param).
+its kind (`TaskIn`), checked before anything is stored (422 naming the param). While the
+processor's backlog is past LIGHTNING_MAX_BACKLOG a request is refused (503, Retry-After).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
 
+from lightning_api.admission import Admitted
 from lightning_api.dependencies import ContextDep, CurrentUser, StorageDep
 from lightning_api.door import DoorRoute
 from lightning_api.models import ErrorDetail, TaskIn
@@ -52,9 +54,14 @@ router = APIRouter(
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[Admitted],
     responses={
         **BAD_BODY,
-        503: {"model": ErrorDetail, "description": "The bus refused it; the task is failed"},
+        503: {
+            "model": ErrorDetail,
+            "description": "The processor's backlog is past LIGHTNING_MAX_BACKLOG "
+            "(Retry-After; nothing stored), or the bus refused it (the task is failed)",
+        },
     },
 )
 async def request_task(body: TaskIn, user: CurrentUser, context: ContextDep) -> Task:

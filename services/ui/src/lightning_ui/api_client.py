@@ -83,10 +83,23 @@ class Count:
 
 @dataclass(frozen=True)
 class Readiness:
-    """The API's /readyz: `checks` per dependency (storage, bus), or why it did not answer."""
+    """The API's /readyz: `checks` per dependency (storage, bus), or why it did not answer;
+    `backlog`, the events waiting for the processor (why not, when unknown; None from an
+    API that does not say), and `max_backlog`, past which the API refuses new events."""
 
     ok: bool
     checks: dict[str, str] = field(default_factory=dict)
+    backlog: int | str | None = None
+    max_backlog: int | None = None
+
+    @property
+    def backlogged(self) -> bool:
+        """The backlog is past the bound: the API answers new events 503."""
+        return (
+            isinstance(self.backlog, int)
+            and self.max_backlog is not None
+            and self.backlog > self.max_backlog
+        )
 
 
 @dataclass(frozen=True)
@@ -170,7 +183,13 @@ class ApiClient:
             checks = response.json()
         except (httpx.HTTPError, ValueError) as error:
             return Readiness(False, {"api": f"unreachable: {error}"})
-        return Readiness(response.status_code == 200, {str(k): str(v) for k, v in checks.items()})
+        backlog, max_backlog = checks.pop("backlog", None), checks.pop("max_backlog", None)
+        return Readiness(
+            response.status_code == 200,
+            {str(k): str(v) for k, v in checks.items()},
+            backlog=backlog if isinstance(backlog, int | str) else None,
+            max_backlog=max_backlog if isinstance(max_backlog, int) else None,
+        )
 
     async def _count(self, path: str, params: dict[str, str | int] | None = None) -> Count:
         body = await self._call("GET", path, params={**(params or {}), "limit": COUNT_LIMIT})

@@ -4,6 +4,10 @@ The machines are shared and noisy, so absolute numbers mean little across runs; 
 provider path is printed with the same workload done by the bare client library a moment
 before, and the ratio is the number to watch. Every path uses its own namespace or
 database on the machine's shared servers and removes it afterwards.
+
+The query paths list the newest page of one user's events among many users' (page 1 and
+a deep page) through the PostgreSQL provider (keyset continuation, expression indexes) next
+to the offset query without a usable index that the provider ran before, on the same rows.
 """
 
 from __future__ import annotations
@@ -28,12 +32,31 @@ from lightning_core.bus.base import EventBus
 from lightning_core.config import Settings, load_settings
 from lightning_core.events import CloudEvent
 from lightning_core.providers import build_bus, build_storage
+from lightning_core.records import EVENTS, EventRecord, EventStatus
+from lightning_core.storage.base import After, Storage
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
 SERVER_URL = os.environ.get("DATABASE_URL", "postgresql:///postgres")
 BATCH = 100
 ROUNDS = 3
+QUERY_EVENTS = 20_000  # stored events, spread over QUERY_USERS users
+QUERY_USERS = 10
+PAGE = 50
+DEEP_PAGE = 20
+QUERIES = 50  # timed queries per round
+# The events list's query as the provider ran it before: field names bound (so no index
+# can match), SQLite's cross-type order computed per row, pages by offset.
+OFFSET_QUERY = (
+    "SELECT id, partition, body::text AS body, etag FROM documents "
+    "WHERE collection=$1 AND partition=$2 ORDER BY "
+    "CASE jsonb_typeof(body->$3::text) WHEN 'number' THEN 1 WHEN 'boolean' THEN 1 "
+    "WHEN 'string' THEN 2 WHEN 'object' THEN 2 WHEN 'array' THEN 2 ELSE 0 END DESC, "
+    "CASE jsonb_typeof(body->$3::text) WHEN 'number' THEN (body->>$3::text)::numeric "
+    "WHEN 'boolean' THEN (body->>$3::text)::boolean::int END DESC, "
+    "CASE jsonb_typeof(body->$3::text) WHEN 'string' THEN body->>$3::text END COLLATE \"C\" DESC, "
+    "id DESC LIMIT $4 OFFSET $5"
+)
 
 Workload = Callable[[int], Awaitable[float]]  # count -> seconds taken
 
@@ -254,6 +277,102 @@ async def raw_postgres_writes(database_url: str, count: int) -> float:
     return elapsed
 
 
+async def stored_events(storage: Storage, events: int) -> None:
+    """`events` event records as the API stores them, round-robin over QUERY_USERS users."""
+
+    async def store(n: int) -> None:
+        user = f"user{n % QUERY_USERS}"
+        event = CloudEvent(source="bench", type="bench.tick", data={"n": n}, user=user)
+        record = EventRecord(event=event, status=EventStatus.PROCESSED, received_at=event.time)
+        await storage.create(EVENTS, user, event.id, record.to_body())
+
+    await _in_parallel(events, store)
+
+
+async def list_queries(
+    database_url: str, events: int = QUERY_EVENTS, queries: int = QUERIES
+) -> tuple[list[Result], list[str]]:
+    """Queries/s for page 1 and page DEEP_PAGE of one user's newest events, next to the
+    offset query of before; and PostgreSQL's plan for each provider query."""
+    import asyncpg  # noqa: PLC0415 - only benchmarks load raw clients
+
+    from lightning_core.storage.postgres import PostgresStorage  # noqa: PLC0415 - needs asyncpg
+
+    storage = PostgresStorage(database_url)
+    await storage.connect()
+    connection = await asyncpg.connect(database_url)
+    try:
+        await stored_events(storage, events)
+        await connection.execute("ANALYZE documents")
+        continuation = None
+        for _ in range(DEEP_PAGE - 1):  # the deep page's token, as a client paging gets it
+            page = await storage.query(
+                EVENTS,
+                "user0",
+                order_by="received_at",
+                descending=True,
+                limit=PAGE,
+                continuation=continuation,
+            )
+            continuation = page.continuation
+        last = page.items[-1]
+        after = After(last.id, last.body["received_at"])
+        results = []
+        for number, token in ((1, None), (DEEP_PAGE, continuation)):
+
+            async def keyset(count: int, token: str | None = token) -> float:
+                started = time.perf_counter()
+                for _ in range(count):
+                    await storage.query(
+                        EVENTS,
+                        "user0",
+                        order_by="received_at",
+                        descending=True,
+                        limit=PAGE,
+                        continuation=token,
+                    )
+                return time.perf_counter() - started
+
+            async def offset(count: int, skip: int = (number - 1) * PAGE) -> float:
+                started = time.perf_counter()
+                for _ in range(count):
+                    await connection.fetch(
+                        OFFSET_QUERY, EVENTS, "user0", "received_at", PAGE + 1, skip
+                    )
+                return time.perf_counter() - started
+
+            results.append(
+                Result(
+                    f"postgres list page {number} of {events // QUERY_USERS:,} events",
+                    await median_rate(keyset, queries),
+                    await median_rate(offset, queries),
+                    "offset query, no usable index (before)",
+                )
+            )
+        plans = []
+        for name, partition, where, after_item, descending in [
+            ("list page 1", "user0", None, None, True),
+            (f"list page {DEEP_PAGE}", "user0", None, after, True),
+            ("list processed", "user0", {"status": "processed"}, None, True),
+            ("republish sweep", None, {"status": "received"}, None, False),
+        ]:
+            sql, params = storage.select_statement(
+                EVENTS,
+                partition,
+                where=where,
+                order_by="received_at",
+                descending=descending,
+                limit=PAGE,
+                after=after_item,
+            )
+            lines = await connection.fetch(f"EXPLAIN {sql}", *params)
+            plans.append(f"{name}: " + " / ".join(line[0].strip() for line in lines[:3]))
+    finally:
+        await connection.close()
+        await storage.close()
+    return results, plans
+
+
 async def _in_parallel(count: int, operation: Callable[[int], Awaitable[object]]) -> None:
     queue = iter(range(count))
 
@@ -264,9 +383,12 @@ async def _in_parallel(count: int, operation: Callable[[int], Awaitable[object]]
     await asyncio.gather(*(worker() for _ in range(16)))
 
 
-async def measure() -> list[Result]:
+async def measure() -> tuple[list[Result], list[str]]:
     async with scratch_database() as database_url:
-        return await measure_paths(database_url)
+        results = await measure_paths(database_url)
+    async with scratch_database() as database_url:
+        queries, plans = await list_queries(database_url)
+    return [*results, *queries], plans
 
 
 async def measure_paths(database_url: str) -> list[Result]:
@@ -286,6 +408,9 @@ async def measure_paths(database_url: str) -> list[Result]:
             5_000,
         ),
     ]
+    from lightning_devtools.bench_processor import processor_plans  # noqa: PLC0415 - imports bench
+
+    plans += processor_plans(database_url, 5_000)
     results = []
     for path, provider, raw, label, count in plans:
         raw_rate = await median_rate(raw, count) if raw else None
@@ -318,7 +443,10 @@ def report(results: list[Result], console: Console) -> None:
 
 def main() -> int:
     console = Console(width=None if sys.stdout.isatty() else 140)
-    report(asyncio.run(measure()), console)
+    results, plans = asyncio.run(measure())
+    report(results, console)
+    for plan in plans:
+        console.print(plan, soft_wrap=True)
     return 0
 
 

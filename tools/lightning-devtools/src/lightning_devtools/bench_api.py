@@ -16,6 +16,11 @@ machines comes and goes over minutes, so each API run is compared with the bare 
 to it in time, and one pair alone can land far from the median. The ratio is the number to
 watch (target in issue 4: at least 0.70); absolute rates mean little here.
 
+Batches: events per second through POST /api/events as CloudEvents batches of
+`--batch-size` (100) against single POSTs of the same event, on the embedded runtime, in
+turns as above (fresh server each run, LIGHTNING_MAX_BACKLOG lifted so that admission does
+not refuse while the processor falls behind); the ratio is the median of the pairs'.
+
 Latency: events posted one at a time; each is timed until its `processed` message arrives on
 the Server-Sent Events stream (`/api/events/stream`), in embedded mode (SQLite + memory bus)
 and local mode (PostgreSQL in a scratch database + Redis under a unique namespace, both
@@ -31,6 +36,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -80,6 +86,8 @@ BODY: dict[str, Any] = {
     "subject": "load",
     "data": {"n": 1, "kind": "bench"},
 }
+BATCH_TYPE = "application/cloudevents-batch+json"
+BATCH_SIZE = 100  # events per batch POST
 INSTALL_WRK = (
     "wrk is not installed: `apt-get install -y wrk` (falling back to a plain asyncio generator)"
 )
@@ -230,17 +238,25 @@ def embedded_server(sqlite_path: Path) -> contextlib.AbstractContextManager[str]
 
 
 def post_rate(
-    url: str, generator: Generator, connections: int, duration: float, warmup: float
+    url: str,
+    generator: Generator,
+    connections: int,
+    duration: float,
+    warmup: float,
+    *,
+    batch: int = 0,
 ) -> float:
-    """Accepted POST /api/events per second over `duration`, after `warmup` of the same load."""
+    """Accepted events per second through POST /api/events over `duration`, after `warmup`
+    of the same load; with `batch`, batches of that many (by the asyncio generator, whose
+    bodies vary: wrk sends one body)."""
     target = f"{url}/api/events"
-    if generator == "wrk":
+    if generator == "wrk" and not batch:
         if warmup > 0:
             run_wrk(target, connections, warmup)
         return run_wrk(target, connections, duration)
     argv = [sys.executable, "-m", "lightning_devtools.bench_api", "load", target]
     argv += ["--connections", str(connections), "--duration", str(duration)]
-    argv += ["--warmup", str(warmup)]
+    argv += ["--warmup", str(warmup), "--batch", str(batch)]
     with started_on(LOAD_CPUS):
         output = subprocess.run(argv, check=True, capture_output=True, text=True).stdout  # noqa: S603
     rate: float = json.loads(output)["rate"]
@@ -269,8 +285,12 @@ def run_wrk(target: str, connections: int, duration: float) -> float:
     return float(found.group(1))
 
 
-async def asyncio_load(target: str, connections: int, duration: float, warmup: float) -> float:
+async def asyncio_load(
+    target: str, connections: int, duration: float, warmup: float, batch: int = 0
+) -> float:
     """`connections` keep-alive HTTP/1.1 connections posting back to back; only 202s count.
+    Events per second: with `batch`, each POST is a CloudEvents batch of that many events
+    (ids unique across the run), else one event in plain JSON.
 
     Plain asyncio streams, not an HTTP client library: httpx spends so much CPU per request
     that on two cores it, not the server, sets the pace (measured: ~180 req/s against a bare
@@ -278,18 +298,27 @@ async def asyncio_load(target: str, connections: int, duration: float, warmup: f
     """
     url = urlsplit(target)
     host, port = url.hostname or "127.0.0.1", url.port or 80
-    body = json.dumps(BODY).encode()
-    request = (
-        f"POST {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode() + body
+    numbers = itertools.count()
+
+    def request() -> bytes:
+        if batch:
+            body = json.dumps([cloudevent(next(numbers)) for _ in range(batch)]).encode()
+        else:
+            body = json.dumps(BODY).encode()
+        return (
+            f"POST {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\n"
+            f"Content-Type: {BATCH_TYPE if batch else 'application/json'}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+
+    single = request()
 
     async def worker(until: float) -> int:
         reader, writer = await asyncio.open_connection(host, port)
         done = 0
         try:
             while time.perf_counter() < until:
-                writer.write(request)
+                writer.write(request() if batch else single)
                 head = await reader.readuntil(b"\r\n\r\n")
                 status_line, *headers = head.decode("latin-1").split("\r\n")
                 length = next(
@@ -299,8 +328,8 @@ async def asyncio_load(target: str, connections: int, duration: float, warmup: f
                 )
                 answer = await reader.readexactly(length)
                 if status_line.split()[1] != "202":
-                    raise RuntimeError(f"POST answered {status_line}: {answer!r}")
-                done += 1
+                    raise RuntimeError(f"POST answered {status_line}: {answer[:300]!r}")
+                done += batch or 1
         finally:
             writer.close()
             await writer.wait_closed()
@@ -314,6 +343,11 @@ async def asyncio_load(target: str, connections: int, duration: float, warmup: f
     if warmup > 0:
         await load(warmup)
     return await load(duration)
+
+
+def cloudevent(number: int) -> dict[str, Any]:
+    """The benchmark's event as a CloudEvent, its id unique in the run."""
+    return {"specversion": "1.0", "id": f"bench-{number}", **BODY}
 
 
 def generator_available() -> Generator:
@@ -374,6 +408,50 @@ def measure_throughput(
     if SERVER_CPUS is not None:
         label += f", servers on CPU {','.join(map(str, sorted(SERVER_CPUS)))}, load on the rest"
     return Throughput(pairs, label)
+
+
+@dataclass(frozen=True)
+class Batching:
+    """Events per second through single POSTs and through batches, one pair per round."""
+
+    pairs: list[tuple[float, float]]  # (single, batched)
+    size: int
+    label: str
+
+    @property
+    def ratio(self) -> float:
+        """The median of the pairs' batched / single ratios."""
+        return statistics.median(batched / single for single, batched in self.pairs)
+
+    @property
+    def single(self) -> float:
+        return statistics.median(single for single, _ in self.pairs)
+
+    @property
+    def batched(self) -> float:
+        return statistics.median(batched for _, batched in self.pairs)
+
+
+def measure_batching(
+    connections: int, duration: float, warmup: float, *, size: int, rounds: int, work: Path
+) -> Batching:
+    """`rounds` pairs of runs against the embedded runtime, single POSTs and batches of
+    `size` taking turns first, each in a fresh server (admission's bound lifted: the
+    processor falls behind, and what is measured is what the API takes in)."""
+    pairs: list[tuple[float, float]] = []
+    for round_number in range(rounds):
+        rates: dict[int, float] = {}
+        for batch in (0, size) if round_number % 2 == 0 else (size, 0):
+            start = runtime_server(
+                LIGHTNING_MODE="embedded",
+                LIGHTNING_SQLITE_PATH=str(work / f"batching-{round_number}-{batch}.db"),
+                LIGHTNING_MAX_BACKLOG=str(10**9),
+            )
+            with start as url:
+                rates[batch] = post_rate(url, "asyncio", connections, duration, warmup, batch=batch)
+        pairs.append((rates[0], rates[size]))
+    label = f"single POSTs, asyncio -c{connections}, {duration:g} s, {rounds} pairs"
+    return Batching(pairs, size, label)
 
 
 # --- latency ---------------------------------------------------------------------------------
@@ -508,6 +586,7 @@ async def local_latency(count: int) -> list[Latency]:
 @dataclass(frozen=True)
 class Measurements:
     throughput: Throughput
+    batching: Batching
     latencies: list[Latency]
     generator: Generator
 
@@ -520,15 +599,19 @@ def measure(
     events: int = LATENCY_EVENTS,
     *,
     rounds: int = ROUNDS,
+    batch_size: int = BATCH_SIZE,
 ) -> Measurements:
     chosen = generator or generator_available()
     with tempfile.TemporaryDirectory(prefix="lightning-bench-api-") as work:
         throughput = measure_throughput(
             chosen, connections, duration, warmup, rounds=rounds, work=Path(work)
         )
+        batching = measure_batching(
+            connections, duration, warmup, size=batch_size, rounds=rounds, work=Path(work)
+        )
         latencies = asyncio.run(embedded_latency(events, Path(work)))
         latencies += asyncio.run(local_latency(events))
-    return Measurements(throughput, latencies, chosen)
+    return Measurements(throughput, batching, latencies, chosen)
 
 
 def report(measurements: Measurements, console: Console) -> None:
@@ -555,6 +638,16 @@ def report(measurements: Measurements, console: Console) -> None:
         "-",
         "-",
         f"{throughput.label}; pair ratios {min(ratios):.2f} to {max(ratios):.2f}",
+    )
+    batching = measurements.batching
+    table.add_row(
+        f"events/s in batches of {batching.size}, embedded",
+        f"{batching.batched:,.0f}",
+        f"{batching.single:,.0f}",
+        f"{batching.ratio:.2f}",
+        "-",
+        "-",
+        batching.label,
     )
     for latency in measurements.latencies:
         table.add_row(
@@ -585,7 +678,9 @@ def main(argv: list[str] | None = None) -> int:
         options.add_argument("--connections", type=int, default=CONNECTIONS)
         options.add_argument("--duration", type=float, default=DURATION)
         options.add_argument("--warmup", type=float, default=WARMUP)
+    load.add_argument("--batch", type=int, default=0)
     parser.add_argument("--events", type=int, default=LATENCY_EVENTS)
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     parser.add_argument(
         "--rounds", type=int, default=ROUNDS, help="bare/API pairs (the median of their ratios)"
     )
@@ -596,7 +691,9 @@ def main(argv: list[str] | None = None) -> int:
         serve_bare(args.port)
         return 0
     if args.command == "load":
-        rate = asyncio.run(asyncio_load(args.target, args.connections, args.duration, args.warmup))
+        rate = asyncio.run(
+            asyncio_load(args.target, args.connections, args.duration, args.warmup, args.batch)
+        )
         print(json.dumps({"rate": rate}))
         return 0
     console = Console(width=None if sys.stdout.isatty() else 140)
@@ -609,6 +706,7 @@ def main(argv: list[str] | None = None) -> int:
         args.warmup,
         args.events,
         rounds=args.rounds,
+        batch_size=args.batch_size,
     )
     report(measurements, console)
     return 0
