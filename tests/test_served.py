@@ -22,6 +22,7 @@ def json_logging_system(tmp_path: Path) -> Iterator[RunningSystem]:
         "LIGHTNING_SQLITE_PATH": str(tmp_path / "system.db"),
         "LIGHTNING_LOG_FORMAT": "json",
         "LIGHTNING_ACCESS_LOG": "true",  # off by default in embedded mode
+        "LIGHTNING_LOG_LEVEL": "DEBUG",  # the processor's line per event is a DEBUG one
     }
     with start_runtime(env, tmp_path, services="api,event-processor,ui") as system:
         yield system
