@@ -155,3 +155,20 @@ async def test_settings_select_it_with_database_url(
     assert isinstance(storage, PostgresStorage)
     async with storage:
         await storage.ping()
+
+
+async def test_a_released_connection_is_rolled_back_and_not_reset_otherwise(
+    storage_postgres: PostgresStorage,
+) -> None:
+    """The pool's reset rolls back what an interrupted call left open, and nothing else
+    (asyncpg's default reset would cost a round trip on every storage call)."""
+    pool = storage_postgres._pool
+    assert pool is not None
+    async with pool.acquire() as connection:
+        await connection.execute("SET application_name = 'kept'")  # session state: kept
+        await connection.execute("BEGIN")  # asyncpg logs the release of an open transaction
+        backend = connection.get_server_pid()
+    async with pool.acquire() as connection:
+        assert connection.get_server_pid() == backend  # the idle connection comes back
+        assert not connection.is_in_transaction()
+        assert await connection.fetchval("SHOW application_name") == "kept"

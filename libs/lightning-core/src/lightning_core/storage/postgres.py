@@ -285,7 +285,9 @@ class PostgresStorage(KeysetPaging, Connectable):
     async def _connect(self) -> None:
         # No connection at creation: the first one is opened under the retry loop below,
         # so a process starting while the server restarts waits for it instead of dying.
-        self._pool = await asyncpg.create_pool(self._dsn, min_size=0, max_size=self._pool_size)
+        self._pool = await asyncpg.create_pool(
+            self._dsn, min_size=0, max_size=self._pool_size, reset=_rollback_if_open
+        )
 
         async def create_schema(connection: Any) -> None:
             await connection.execute(self._schema)
@@ -551,3 +553,11 @@ def from_settings(settings: Settings) -> PostgresStorage:
             ["DATABASE_URL is missing (needed by LIGHTNING_STORAGE_PROVIDER=postgres)"]
         )
     return PostgresStorage(settings.database_url)
+
+
+async def _rollback_if_open(connection: asyncpg.Connection) -> None:
+    """The pool's reset of a released connection: roll back what an interrupted call left
+    open. Calls keep no other session state (the schema lock is per transaction), so
+    asyncpg's default reset, a round trip per call, is not needed."""
+    if connection.is_in_transaction():
+        await connection.execute("ROLLBACK")
