@@ -20,6 +20,7 @@ from fastapi import Depends, HTTPException, Request, status
 
 from lightning_core.bus.base import EventBus
 from lightning_core.domain import PROCESSOR_GROUP
+from lightning_core.metrics import BACKLOG
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,10 @@ class Backlog:
             problem = f"unavailable: {type(error).__name__}: {error}"
             log.warning("backlog of %s %s", self.group, problem)
             return Reading(None, self.clock(), problem)
-        return Reading(depth, self.clock(), None if depth is not None else "not told by this bus")
+        if depth is None:
+            return Reading(None, self.clock(), "not told by this bus")
+        BACKLOG.labels(self.group).set(depth)  # /metrics shows the last one read
+        return Reading(depth, self.clock(), None)
 
 
 def retry_after(excess: int, drain_rate: float | None) -> int:

@@ -12,8 +12,7 @@ from lightning_api.dependencies import ContextDep, CurrentUser, StorageDep
 from lightning_api.door import DoorRoute
 from lightning_api.pace import Activity
 from lightning_api.resource import BAD_CONTINUATION, UNAUTHORIZED, Page, list_page
-from lightning_core.domain import PROCESSOR_GROUP
-from lightning_core.metrics import BACKLOG, CONTENT_TYPE, exposition
+from lightning_core.metrics import CONTENT_TYPE, exposition
 from lightning_core.records import EVENTS, EventRecord, EventStatus
 
 log = logging.getLogger(__name__)
@@ -68,16 +67,10 @@ async def readyz(context: ContextDep, request: Request, response: Response) -> d
 
 
 @router.get("/metrics", include_in_schema=False)
-async def metrics(context: ContextDep) -> Response:
-    """Prometheus metrics of this process (`lightning_core.metrics`), with the processor
-    group's backlog read now; an unreachable bus leaves the backlog at its last value."""
-    try:
-        backlog = await context.bus.backlog(PROCESSOR_GROUP)
-    except Exception as error:  # the rest of the metrics matter most when the bus is down
-        log.warning("backlog unknown: %s: %s", type(error).__name__, error)
-    else:
-        if backlog is not None:
-            BACKLOG.labels(PROCESSOR_GROUP).set(backlog)
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics of this process (`lightning_core.metrics`), the processor
+    group's backlog as admission last read it (at most `ttl` old)."""
+    await admission(request).backlog.reading()
     return Response(exposition(), media_type=CONTENT_TYPE)
 
 
