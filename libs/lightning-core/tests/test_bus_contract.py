@@ -224,6 +224,38 @@ async def test_each_users_events_keep_their_order(event_bus: EventBus) -> None:
         assert order == [e.data["n"] for e in events if e.user == user]
 
 
+async def test_one_users_subjects_run_beside_each_other_each_in_order(
+    event_bus: EventBus,
+) -> None:
+    """One user's two subjects: the slow one holds back only its own later events."""
+    release = asyncio.Event()
+    seen: list[str] = []
+
+    async def slow_door(event: CloudEvent) -> None:
+        if event.subject == "door" and event.data["n"] == 0:
+            await release.wait()
+        seen.append(f"{event.subject} {event.data['n']}")
+
+    consumer = await start(event_bus, "g", slow_door)
+    await event_bus.publish_batch(
+        [
+            CloudEvent(source="test", type="t", subject=subject, data={"n": n}, user="alice")
+            for n in range(3)
+            for subject in ("door", "window")
+        ]
+    )
+    async with asyncio.timeout(5):
+        while len(seen) < 3:
+            await asyncio.sleep(0.005)
+    assert seen == ["window 0", "window 1", "window 2"]  # while door 0 still runs
+    release.set()
+    async with asyncio.timeout(5):
+        while len(seen) < 6:
+            await asyncio.sleep(0.005)
+    await consumer.shutdown()
+    assert seen[3:] == ["door 0", "door 1", "door 2"]
+
+
 async def test_a_retry_backoff_holds_no_handler_slot(event_bus: EventBus) -> None:
     """With one slot, a failing event's backoff leaves it free for another user's event."""
     assert isinstance(event_bus, BusBase)

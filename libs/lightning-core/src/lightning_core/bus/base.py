@@ -7,12 +7,13 @@ Semantics, the same on every provider (the contract suite pins them down):
   Service Bus) keep nothing for a group that does not exist yet, so deployments open the
   groups (or start their consumers) before producers publish;
 - events are handled concurrently, up to `concurrency` handlers at once, except that one
-  user's events (`CloudEvent.user`) are handled one after another in the order received;
+  user's events about one subject (`CloudEvent.user`, `CloudEvent.subject`; events without
+  a subject share their user's lane) are handled one after another in the order received;
   each is acknowledged once handled, without waiting for slower ones received with it;
 - a failing handler is retried with exponential backoff until `RetryPolicy.max_attempts`
   attempts (counting deliveries the broker already made), then the event becomes a dead
   letter carrying the last error as its reason; dead letters can be listed and replayed.
-  A backoff holds the user's lane, never a handler slot;
+  A backoff holds its lane, never a handler slot;
 - `consume` returns once `stop` is set and the events in flight are finished; events fetched
   but not started (or waiting for a retry) are handed back to the broker, so a SIGTERM
   loses nothing (the memory bus, which has no broker to hand them to, first handles its
@@ -283,9 +284,13 @@ class BusBase(Connectable, ABC):
                 delay = min(delay * 2, self.reconnect_max_delay)
 
 
+#: What orders deliveries: a user and a subject (None for events without one).
+Lane = tuple[str, str | None]
+
+
 class _Flow:
-    """One `consume` call's deliveries in flight: a lane per user, so one user's events are
-    handled in the order received while other users' run beside them; at most
+    """One `consume` call's deliveries in flight: a lane per user and subject, so those events
+    are handled in the order received while other lanes run beside them; at most
     `bus.concurrency` handlers at once; handled deliveries acknowledged in batches while
     the rest go on (one slow event holds its lane and one slot, never the others)."""
 
@@ -293,7 +298,7 @@ class _Flow:
         self.bus, self.group, self.handler, self.stop = bus, group, handler, stop
         self.slots = asyncio.Semaphore(bus.concurrency)
         self.held = 0  # received and not settled
-        self._lanes: dict[str, deque[tuple[int, Delivery]]] = {}
+        self._lanes: dict[Lane, deque[tuple[int, Delivery]]] = {}
         self._workers: set[asyncio.Task[None]] = set()
         self._sequence = itertools.count()
         self._handled: list[Delivery] = []
@@ -304,17 +309,18 @@ class _Flow:
     def add(self, delivery: Delivery, tasks: asyncio.TaskGroup) -> None:
         self.held += 1
         entry = (next(self._sequence), delivery)
-        lane = self._lanes.get(delivery.event.user)
+        key = (delivery.event.user, delivery.event.subject)
+        lane = self._lanes.get(key)
         if lane is not None:
             lane.append(entry)
             return
-        self._lanes[delivery.event.user] = deque([entry])
-        worker = tasks.create_task(self._work(delivery.event.user))
+        self._lanes[key] = deque([entry])
+        worker = tasks.create_task(self._work(key))
         self._workers.add(worker)
         worker.add_done_callback(self._workers.discard)
 
-    async def _work(self, user: str) -> None:
-        lane = self._lanes[user]
+    async def _work(self, key: Lane) -> None:
+        lane = self._lanes[key]
         while lane and not self.stop.is_set():
             sequence, delivery = lane[0]
             outcome = await self.bus._deliver(self.group, delivery, self.handler, self)
@@ -328,7 +334,7 @@ class _Flow:
                 self._handled.append(delivery)
                 self._wake.set()
         if not lane:
-            del self._lanes[user]
+            del self._lanes[key]
 
     async def wait_for_room(self, longest: float) -> None:
         self._room.clear()

@@ -92,7 +92,7 @@ class RedisBus(BusBase):
     """`claim_idle` trades recovery time against duplicates: a dead consumer's entries wait
     that long before another consumer takes them, and it must exceed the time a live
     consumer holds an entry before handling it (about window / concurrency x slowest
-    handler, longer if one user's events queue behind each other), or a sibling takes over
+    handler, longer if one lane's events queue behind each other), or a sibling takes over
     entries still queued and they run twice (the ledger keeps effects once).
     """
 
