@@ -14,7 +14,8 @@ nox.options.default_venv_backend = "uv"
 nox.options.sessions = ["lint", "typecheck", "tests"]
 
 ROOT = Path(__file__).parent
-TEST_GROUPS = ("test", "tools")  # tools: tests drive invoke, nox and hatch themselves
+# tools: tests drive invoke, nox and hatch themselves; bench: the benchmarks have tests too
+TEST_GROUPS = ("test", "tools", "bench")
 PYTHON_SOURCES = [
     "libs",
     "services",
@@ -82,7 +83,16 @@ def containers(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
-    """Provider throughput next to the raw client ceiling, measured in the same run."""
+    """The real pipeline (API, processor, storage, bus as processes) under saturation and a
+    fixed rate, beside a plain consumer and FastStream; JSON and plots (`-- --help`)."""
+    sync(session, "bench")
+    session.run("python", "-m", "lightning_devtools.bench_pipeline", *session.posargs)
+
+
+@nox.session(name="bench-providers", default=False)
+def bench_providers(session: nox.Session) -> None:
+    """Provider throughput next to the raw client ceiling; list queries next to the old
+    offset query; measured in the same run."""
     sync(session)
     session.run("python", "-m", "lightning_devtools.bench", *session.posargs)
 

@@ -1,4 +1,5 @@
-"""`nox -s bench`: provider throughput next to the raw client ceiling, measured in one run.
+"""`nox -s bench-providers`: provider throughput next to the raw client ceiling, measured in
+one run.
 
 The machines are shared and noisy, so absolute numbers mean little across runs; each
 provider path is printed with the same workload done by the bare client library a moment
@@ -408,9 +409,6 @@ async def measure_paths(database_url: str) -> list[Result]:
             5_000,
         ),
     ]
-    from lightning_devtools.bench_processor import processor_plans  # noqa: PLC0415 - imports bench
-
-    plans += processor_plans(database_url, 5_000)
     results = []
     for path, provider, raw, label, count in plans:
         raw_rate = await median_rate(raw, count) if raw else None

@@ -38,23 +38,19 @@ import asyncio
 import contextlib
 import itertools
 import json
-import math
 import os
 import random
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import httpx
 from fastapi import FastAPI, status
@@ -69,7 +65,17 @@ from lightning_devtools.bench import (
     remove_namespace,
     scratch_database,
 )
-from lightning_devtools.dev import wait_until_healthy
+from lightning_devtools.bench_load import Connection
+from lightning_devtools.bench_processes import (
+    LOAD_CPUS,
+    RUNTIME,
+    SERVER_CPUS,
+    free_port,
+    runtime_env,
+    server,
+    started_on,
+)
+from lightning_devtools.bench_timeline import percentile
 
 CONNECTIONS = 64
 DURATION = 5.0  # seconds of measured load
@@ -104,52 +110,6 @@ class Latency:
     count: int
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def cpu_split() -> tuple[frozenset[int] | None, frozenset[int] | None]:
-    """One CPU for the server under test and the others for the load generator (Linux, two
-    or more CPUs); (None, None) elsewhere, and everything shares every CPU.
-
-    Sharing, wrk and the server took each other's time unevenly from run to run, and the
-    server's threads (SQLite's writer beside the event loop) handed the GIL across cores:
-    seven pairs of one unpinned run put the API anywhere between 0.46 and 0.90 of bare.
-    """
-    if not hasattr(os, "sched_getaffinity"):
-        return None, None
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        return None, None
-    return frozenset(cpus[:1]), frozenset(cpus[1:])
-
-
-SERVER_CPUS, LOAD_CPUS = cpu_split()
-
-
-@contextlib.contextmanager
-def started_on(cpus: frozenset[int] | None) -> Iterator[None]:
-    """Processes started inside run on `cpus`: a child inherits its parent's CPU affinity."""
-    if cpus is None:
-        yield
-        return
-    previous = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, cpus)
-    try:
-        yield
-    finally:
-        os.sched_setaffinity(0, previous)
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    """Nearest-rank percentile (p99 of 300 values is the 297th smallest)."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(fraction * len(ordered)) - 1)]
-
-
 # --- the servers -------------------------------------------------------------------------
 
 
@@ -182,30 +142,6 @@ def serve_bare(port: int) -> None:
     asyncio.run(run())
 
 
-@contextlib.contextmanager
-def server(argv: list[str], env: Mapping[str, str], port: int) -> Iterator[str]:
-    """Start a server process on `port`, yield its URL once /healthz answers, stop it after."""
-    url = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryDirectory(prefix="lightning-bench-api-") as work:
-        log_path = Path(work) / "server.log"
-        with log_path.open("wb") as log, started_on(SERVER_CPUS):
-            process = subprocess.Popen(  # noqa: S603 - argv built here: this python, fixed modules
-                argv, env=dict(env), cwd=work, stdout=subprocess.DEVNULL, stderr=log
-            )
-        try:
-            if not wait_until_healthy(process, [f"{url}/healthz"]):
-                tail = log_path.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"{' '.join(argv)} did not become healthy:\n{tail}")
-            yield url
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
 def bare_server() -> contextlib.AbstractContextManager[str]:
     port = free_port()
     argv = [sys.executable, "-m", "lightning_devtools.bench_api", "bare-server", str(port)]
@@ -215,19 +151,14 @@ def bare_server() -> contextlib.AbstractContextManager[str]:
 def runtime_server(**settings: str) -> contextlib.AbstractContextManager[str]:
     """The real runtime with the API and the processor in one process."""
     port = free_port()
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("LIGHTNING_STORAGE_PROVIDER", "LIGHTNING_EVENT_BUS_PROVIDER")
-    }
-    env.update(
+    env = runtime_env(
         SERVICE_TYPE="api,event-processor",
         LIGHTNING_HOST="127.0.0.1",
         LIGHTNING_API_PORT=str(port),
         LIGHTNING_API_URL=f"http://127.0.0.1:{port}",
         **settings,
     )
-    return server([sys.executable, "-m", "lightning_core.runtime"], env, port)
+    return server(RUNTIME, env, port)
 
 
 def embedded_server(sqlite_path: Path) -> contextlib.AbstractContextManager[str]:
@@ -290,49 +221,24 @@ async def asyncio_load(
 ) -> float:
     """`connections` keep-alive HTTP/1.1 connections posting back to back; only 202s count.
     Events per second: with `batch`, each POST is a CloudEvents batch of that many events
-    (ids unique across the run), else one event in plain JSON.
-
-    Plain asyncio streams, not an HTTP client library: httpx spends so much CPU per request
-    that on two cores it, not the server, sets the pace (measured: ~180 req/s against a bare
-    endpoint wrk drives at ~3,900), which would hide the difference being measured.
-    """
-    url = urlsplit(target)
-    host, port = url.hostname or "127.0.0.1", url.port or 80
+    (ids unique across the run), else one event in plain JSON."""
     numbers = itertools.count()
+    single = json.dumps(BODY).encode()
 
-    def request() -> bytes:
-        if batch:
-            body = json.dumps([cloudevent(next(numbers)) for _ in range(batch)]).encode()
-        else:
-            body = json.dumps(BODY).encode()
-        return (
-            f"POST {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\n"
-            f"Content-Type: {BATCH_TYPE if batch else 'application/json'}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n"
-        ).encode() + body
-
-    single = request()
+    def body() -> bytes:
+        return json.dumps([cloudevent(next(numbers)) for _ in range(batch)]).encode()
 
     async def worker(until: float) -> int:
-        reader, writer = await asyncio.open_connection(host, port)
         done = 0
-        try:
+        async with Connection(target) as connection:
             while time.perf_counter() < until:
-                writer.write(request() if batch else single)
-                head = await reader.readuntil(b"\r\n\r\n")
-                status_line, *headers = head.decode("latin-1").split("\r\n")
-                length = next(
-                    int(value)
-                    for name, _, value in (header.partition(":") for header in headers)
-                    if name.lower() == "content-length"
-                )
-                answer = await reader.readexactly(length)
-                if status_line.split()[1] != "202":
-                    raise RuntimeError(f"POST answered {status_line}: {answer[:300]!r}")
+                if batch:
+                    status_code, answer = await connection.post(body(), BATCH_TYPE)
+                else:
+                    status_code, answer = await connection.post(single)
+                if status_code != 202:
+                    raise RuntimeError(f"POST answered {status_code}: {answer[:300]!r}")
                 done += batch or 1
-        finally:
-            writer.close()
-            await writer.wait_closed()
         return done
 
     async def load(seconds: float) -> float:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -39,7 +38,15 @@ from lightning_devtools.bench import (
     remove_namespace,
     scratch_database,
 )
-from lightning_devtools.bench_api import LOAD_CPUS, free_port, percentile, server, started_on
+from lightning_devtools.bench_processes import (
+    LOAD_CPUS,
+    RUNTIME,
+    free_port,
+    runtime_env,
+    server,
+    started_on,
+)
+from lightning_devtools.bench_timeline import percentile
 
 USER = "bench-streams"
 STREAMS = 50
@@ -173,8 +180,7 @@ def posts(label: str, latencies: list[float]) -> Posts:
 def api_server(database_url: str, namespace: str) -> Iterator[str]:
     """The API alone in local mode, its stream cap out of the way."""
     port = free_port()
-    env = {key: value for key, value in os.environ.items() if not key.startswith("LIGHTNING_")}
-    env.update(
+    env = runtime_env(
         SERVICE_TYPE="api",
         LIGHTNING_MODE="local",
         DATABASE_URL=database_url,
@@ -186,7 +192,7 @@ def api_server(database_url: str, namespace: str) -> Iterator[str]:
         LIGHTNING_API_PORT=str(port),
         LIGHTNING_API_URL=f"http://127.0.0.1:{port}",
     )
-    with server([sys.executable, "-m", "lightning_core.runtime"], env, port) as url:
+    with server(RUNTIME, env, port) as url:
         yield url
 
 
