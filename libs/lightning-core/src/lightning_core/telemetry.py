@@ -23,6 +23,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
 
 from lightning_core.config import ConfigError, LogFormat, Mode, Settings
 from lightning_core.events import CloudEvent
@@ -181,13 +182,16 @@ def span_exporters(settings: Settings) -> list[SpanExporter]:
 
 
 def tracer_provider(settings: Settings, service: str) -> TracerProvider:
-    """A provider naming this service, exporting to `span_exporters(settings)`."""
+    """A provider naming this service, exporting to `span_exporters(settings)`; with none,
+    spans are not recorded (trace context still flows to logs and downstream events)."""
+    exporters = span_exporters(settings)
     provider = TracerProvider(
         resource=Resource.create(
             {"service.name": f"lightning-{service}", "service.namespace": "lightning-os"}
-        )
+        ),
+        sampler=ParentBased(ALWAYS_ON) if exporters else ALWAYS_OFF,
     )
-    for exporter in span_exporters(settings):
+    for exporter in exporters:
         processor: SpanProcessor = BatchSpanProcessor(exporter)
         provider.add_span_processor(processor)
     return provider
