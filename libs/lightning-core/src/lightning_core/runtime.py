@@ -119,13 +119,23 @@ async def run(context: ServiceContext, services: dict[str, Service]) -> None:
     log.info("stopped %s", ", ".join(services))
 
 
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop where it is installed (not on Windows), else asyncio's default."""
+    try:
+        import uvloop  # noqa: PLC0415 - optional by platform
+    except ModuleNotFoundError:
+        return None
+    return uvloop.new_event_loop
+
+
 def main() -> int:
     try:
         settings = load_settings()
         tracing = telemetry.configure(settings, "+".join(settings.service_types()))
         context, services = prepare(settings)
         try:
-            asyncio.run(run(context, services))
+            with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+                runner.run(run(context, services))
         finally:
             tracing.shutdown()  # flush the spans still queued
     except ConfigError as error:
