@@ -128,3 +128,44 @@ async def test_what_the_drain_could_not_handle_in_time_is_named_when_closing(
         f"memory bus closed with {50 - len(handled)} events that group g never processed: "
         "embedded mode keeps no queue across restarts"
     ]
+
+
+async def test_publishers_wait_while_a_group_is_at_high_water_and_go_once_it_reads() -> None:
+    bus = MemoryBus(high_water=3)
+    await bus.open_group("slow")
+    await bus.publish_batch([event(n) for n in range(3)])
+    held = asyncio.create_task(bus.publish(event(3)))
+    await asyncio.sleep(0.01)
+    assert not held.done()  # 3 unread: at high water
+    await bus._receive("slow", 2, LONG_WAIT)
+    async with asyncio.timeout(1.0):
+        await held
+    assert await bus.backlog("slow") == 2
+
+
+async def test_the_settings_bus_slows_its_publishers_to_its_consumer() -> None:
+    """Publishing far faster than a slow handler: the backlog never passes high water."""
+    from lightning_core.bus import memory  # noqa: PLC0415
+    from lightning_core.config import load_settings  # noqa: PLC0415
+
+    bus = memory.from_settings(load_settings(LIGHTNING_MODE="embedded"))
+    assert bus.high_water == memory.HIGH_WATER
+    bus.high_water = 20
+    handled = 0
+
+    async def slow(_: CloudEvent) -> None:
+        nonlocal handled
+        await asyncio.sleep(0.001)
+        handled += 1
+
+    stop = asyncio.Event()
+    await bus.open_group("g")
+    consumer = asyncio.create_task(bus.consume("g", slow, stop=stop))
+    deepest = 0
+    for n in range(300):
+        await bus.publish(event(n))
+        deepest = max(deepest, await bus.backlog("g") or 0)
+    stop.set()
+    await consumer
+    assert deepest <= 20
+    assert handled == 300

@@ -10,7 +10,9 @@ keep it for the next consumer instead: a graceful stop, such as SIGTERM or Ctrl-
 `invoke dev`, processes the events the API accepted. It counts the backlog as empty once
 nothing has arrived for `drain_quiet`; a request still waiting for a commit slower than
 that publishes too late. Whatever is unprocessed when the bus closes is named in a
-warning, never dropped in silence.
+warning, never dropped in silence. Built from settings, it holds publishers back while a
+group has `HIGH_WATER` events unread: the consumer shares the publishers' process, so
+admission slows to the pace it processes instead of starving it.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ from lightning_core.metrics import PUBLISHED
 
 log = logging.getLogger(__name__)
 
+#: Unread events of one group at which `from_settings`' bus holds its publishers back.
+HIGH_WATER = 1_000
+
 
 class MemoryBus(BusBase):
     receive_wait = 0.05  # waiting is free in-process; a short wait makes `stop` prompt
@@ -48,8 +53,10 @@ class MemoryBus(BusBase):
         retry: RetryPolicy | None = None,
         batch_size: int = 100,
         concurrency: int = DEFAULT_CONCURRENCY,
+        high_water: int | None = None,
     ) -> None:
         super().__init__(retry, batch_size, concurrency)
+        self.high_water = high_water
         self._log: list[CloudEvent] = []
         self._trimmed = 0  # how many entries were dropped from the front of _log
         self._cursors: dict[str, int] = {}
@@ -58,6 +65,7 @@ class MemoryBus(BusBase):
         # Set when events arrive; a consumer clears it before it looks and waits only if
         # it found nothing, so no arrival goes unnoticed (no await between look and wait).
         self._arrived = asyncio.Event()
+        self._taken = asyncio.Event()  # set when a group reads, for publishers held back
 
     async def ping(self) -> None:
         """Always reachable: it lives in this process."""
@@ -95,8 +103,17 @@ class MemoryBus(BusBase):
         ride through: no timer armed and cancelled, no retry loop, on a path the API takes
         once per accepted event."""
         if events:
+            await self._room()
             await self._publish(events)
             PUBLISHED.labels("ok").inc(len(events))
+
+    async def _room(self) -> None:
+        """Wait while some group has `high_water` events or more unread."""
+        while self.high_water is not None and any(
+            self._backlog(group) >= self.high_water for group in self._cursors
+        ):
+            self._taken.clear()
+            await self._taken.wait()
 
     async def _publish(self, events: Sequence[CloudEvent]) -> None:
         self._log.extend(events)
@@ -116,6 +133,7 @@ class MemoryBus(BusBase):
         fresh = self._log[start : start + max_count - len(batch)]
         self._cursors[group] += len(fresh)
         self._trim()
+        self._taken.set()
         return batch + [Delivery(event, receipt=None) for event in fresh]
 
     async def _arrival(self, group: str, wait: float) -> bool:
@@ -175,4 +193,5 @@ def from_settings(settings: Settings) -> MemoryBus:
     return MemoryBus(
         RetryPolicy(max_attempts=settings.bus_max_attempts),
         concurrency=settings.processor_concurrency,
+        high_water=HIGH_WATER,
     )
