@@ -171,9 +171,14 @@ async def processed_times(settings: Settings, limit: int) -> dict[str, float]:
 
 
 async def watch(
-    progress: Progress, label: str, counts: Counts, done: Callable[[int, int], bool]
+    progress: Progress,
+    label: str,
+    counts: Counts,
+    done: Callable[[int, int], bool],
+    meter: CpuMeter | None = None,
 ) -> tuple[int, int]:
-    """Show the backlog every POLL seconds until `done(recorded, processed)` says so."""
+    """Show the backlog every POLL seconds until `done(recorded, processed)` says so, and
+    sample the `meter` as often."""
     task = progress.add_task(label, backlog="")
     try:
         while True:
@@ -182,6 +187,8 @@ async def watch(
                 task,
                 backlog=f"{processed:,}/{recorded:,} processed, backlog {recorded - processed:,}",
             )
+            if meter is not None:
+                meter.sample()
             if done(recorded, processed):
                 return recorded, processed
             await asyncio.sleep(POLL)
@@ -230,7 +237,7 @@ async def drain_processors(bus: str, count: int, processes: int, progress: Progr
                 await event_bus.publish_batch(batch)
             await event_bus.close()
             async with postgres_counts(system.database_url) as counts:
-                await watch(progress, label, counts, lambda _, processed: processed >= count)
+                await watch(progress, label, counts, lambda _, done: done >= count, meter)
             cpu = meter.shares()
         times = await processed_times(settings, count)
     return drain(f"{name} · {bus}", bus, times, cpu)
@@ -249,7 +256,9 @@ async def drain_peer(kind: str, name: str, bus: str, count: int, progress: Progr
         async with postgres_counts(database_url) as counts:
             await watch(progress, label, counts, lambda _, done: done > 0 or reading.done())
             meter = CpuMeter({name: lambda: [process.pid], **servers(bus)})
-            await watch(progress, label, counts, lambda _, done: done >= count or reading.done())
+            await watch(
+                progress, label, counts, lambda _, done: done >= count or reading.done(), meter
+            )
             cpu = meter.shares()
         _, errors = await reading
         if process.returncode != 0:
@@ -292,7 +301,7 @@ async def load(  # noqa: PLR0917 - one call per mode, each naming what it passes
         )
         meter = CpuMeter(metered)
         reading = asyncio.create_task(generator.communicate())
-        await watch(progress, label, counts, lambda *_: reading.done())
+        await watch(progress, label, counts, lambda *_: reading.done(), meter)
         cpu = meter.shares()
         _, errors = await reading
         if generator.returncode != 0:

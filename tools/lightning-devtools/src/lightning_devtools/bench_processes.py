@@ -140,22 +140,32 @@ def pids_named(name: str) -> list[int]:
 
 class CpuMeter:
     """The CPUs each kind of process used between construction and `shares`, and the
-    host's. Each kind's processes are listed again at the end, so those started meanwhile
-    (a server's new connections) count in full; those that ended meanwhile are missed."""
+    host's. `sample` (call it often) lists each kind's processes again and notes their CPU
+    time, so processes started meanwhile (a server's new connections) count in full, and
+    those that ended meanwhile count up to their last sample."""
 
     def __init__(self, kinds: Mapping[str, Pids]) -> None:
         self.kinds = kinds
         self.started = time.monotonic()
-        self.before = {pid: cpu_seconds(pid) for pids in kinds.values() for pid in pids()}
+        self.seen: dict[str, dict[int, float]] = {kind: {} for kind in kinds}
+        self.sample()
+        self.before = {pid: spent for seen in self.seen.values() for pid, spent in seen.items()}
         self.host = host_ticks()
 
+    def sample(self) -> None:
+        for kind, pids in self.kinds.items():
+            for pid in pids():
+                if spent := cpu_seconds(pid):
+                    self.seen[kind][pid] = spent
+
     def shares(self) -> dict[str, float]:
+        self.sample()
         wall = time.monotonic() - self.started
         shares = {
             kind: round(
-                sum(cpu_seconds(pid) - self.before.get(pid, 0.0) for pid in pids()) / wall, 2
+                sum(spent - self.before.get(pid, 0.0) for pid, spent in seen.items()) / wall, 2
             )
-            for kind, pids in self.kinds.items()
+            for kind, seen in self.seen.items()
         }
         busy, total = (now - then for now, then in zip(host_ticks(), self.host, strict=True))
         shares["host"] = round(busy / total * (os.cpu_count() or 1), 2) if total else 0.0
