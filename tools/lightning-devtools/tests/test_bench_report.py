@@ -120,7 +120,7 @@ def test_the_json_holds_derived_figures_and_a_short_cdf(tmp_path: Path) -> None:
     assert (run["refused"], run["unprocessed"]) == (7, 1_000)
     assert (run["max_backlog"], run["backlog_at_end"]) == (4_000, 4_000)
     assert run["cpu"] == {"processor": 1.951, "host": 2.5}
-    assert set(run["latency"]) == {"p50", "p90", "p99", "max"}
+    assert set(run["latency"]) == set(run["answer"]) == {"p50", "p90", "p99", "max"}
     assert run["latency"]["p50"] <= run["latency"]["p99"] <= run["latency"]["max"]
     assert len(run["series"]["time"]) == 30  # processing goes on 10 s after the load
     assert run["series"]["backlog"][19] == 4_000

@@ -62,6 +62,13 @@ def test_latencies_are_sorted_from_post_sent_to_processed() -> None:
     assert run([Sample(1.0, 1.0, None)]).latency(0.5) is None
 
 
+def test_answers_run_from_post_sent_to_its_202_processed_or_not() -> None:
+    measured = run([Sample(1.0, 1.5, None), Sample(2.0, 2.1, 3.0)])
+    assert measured.answer(0.5) == pytest.approx(0.1)
+    assert measured.answer(0.99) == pytest.approx(0.5)
+    assert run([]).answer(0.5) is None
+
+
 def test_percentile_is_the_nearest_rank() -> None:
     values = [float(n) for n in range(1, 301)]
     assert percentile(values, 0.99) == 297.0

@@ -60,7 +60,8 @@ def _drains_table(results: Results) -> Table:
 
 
 _NUMERIC = {"events", "seconds", "events/s", RATIO, "accepted/s", "processed/s"}
-_NUMERIC |= {"refused", "p50 ms", "p99 ms", "max backlog", "backlog at end", "unprocessed"}
+_NUMERIC |= {"refused", "p50 ms", "p99 ms", "202 p99 ms", "max backlog", "backlog at end"}
+_NUMERIC |= {"unprocessed"}
 
 
 def _runs_table(runs: list[PipelineRun]) -> Table:
@@ -68,11 +69,11 @@ def _runs_table(runs: list[PipelineRun]) -> Table:
         title="Runs: the pipeline under load",
         caption=(
             "processed/s: within the load's window · backlog: accepted, not yet processed · "
-            "latency: POST sent to event processed"
+            "latency: POST sent to event processed · 202 p99: POST sent to its answer"
         ),
     )
     columns = ("run", "load", "accepted/s", "processed/s", "refused", "p50 ms", "p99 ms")
-    for name in (*columns, "max backlog", "backlog at end", "unprocessed", "CPU"):
+    for name in (*columns, "202 p99 ms", "max backlog", "backlog at end", "unprocessed", "CPU"):
         table.add_column(name, justify="right" if name in _NUMERIC else "left")
     for run in runs:
         table.add_row(
@@ -83,6 +84,7 @@ def _runs_table(runs: list[PipelineRun]) -> Table:
             f"{run.refused:,}",
             ms_text(run.latency(0.5)),
             ms_text(run.latency(0.99)),
+            ms_text(run.answer(0.99)),
             f"{run.max_backlog():,}",
             f"{run.backlog_at(run.ended):,}",
             f"{run.unprocessed:,}",
@@ -159,6 +161,7 @@ def _run_json(run: PipelineRun) -> dict[str, Any]:
         "refused": run.refused,
         "unprocessed": run.unprocessed,
         "latency": {name: _round(run.latency(q), 6) for name, q in LATENCY.items()},
+        "answer": {name: _round(run.answer(q), 6) for name, q in LATENCY.items()},
         "max_backlog": run.max_backlog(),
         "backlog_at_end": run.backlog_at(run.ended),
         "cpu": _cpu_json(run.cpu),

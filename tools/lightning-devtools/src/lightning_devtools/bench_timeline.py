@@ -95,6 +95,12 @@ class PipelineRun:
         """Seconds from each POST sent to its event processed, for those processed."""
         return sorted(s.processed - s.sent for s in self.samples if s.processed is not None)
 
+    def answer(self, fraction: float) -> float | None:
+        """The `fraction` percentile of seconds from POST sent to its 202 read: the API's
+        part of the latency (a fixed-rate POST counts from when it was due)."""
+        answers = [s.accepted - s.sent for s in self.samples]
+        return percentile(answers, fraction) if answers else None
+
     def latency(self, fraction: float) -> float | None:
         latencies = self.latencies()
         return percentile(latencies, fraction) if latencies else None
