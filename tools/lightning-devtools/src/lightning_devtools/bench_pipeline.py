@@ -134,6 +134,7 @@ async def local_system(bus: str) -> AsyncIterator[System]:
         finally:
             event_bus = build_bus(system.settings())
             await event_bus.connect()
+            await event_bus.open_group(PROCESSOR_GROUP)  # a bus removes what it declared
             await remove_namespace(event_bus)
             await event_bus.close()
 
