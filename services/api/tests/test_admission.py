@@ -99,9 +99,27 @@ async def test_the_backlog_is_read_again_only_after_the_ttl() -> None:
             assert (await backlog.reading()).depth == 5
         assert bus.asked == 1
         now[0], bus.depth = 1.0, 3
-        assert (await backlog.reading()).depth == 3
+        assert (await backlog.reading()).depth == 5  # the one before, while it reads again
+        async with asyncio.timeout(1.0):
+            while (await backlog.reading()).depth != 3:
+                await asyncio.sleep(0)
         assert bus.asked == 2
         assert backlog.drain_rate() == 2.0
+
+
+async def test_a_slow_read_after_the_first_holds_no_caller() -> None:
+    now = [0.0]
+    async with BackloggedBus(5) as bus:
+        backlog = Backlog(bus, ttl=1.0, clock=lambda: now[0])
+        await backlog.reading()
+        bus.gate.clear()  # the bus stops answering
+        now[0] = 2.0
+        async with asyncio.timeout(0.5):
+            readings = [await backlog.reading() for _ in range(10)]
+        assert {reading.depth for reading in readings} == {5}
+        await asyncio.sleep(0.01)  # the read started for them runs up to the silent bus
+        assert bus.asked == 2  # one, for all ten
+        bus.gate.set()
 
 
 async def test_an_unreadable_backlog_admits_and_says_why(context: ServiceContext) -> None:

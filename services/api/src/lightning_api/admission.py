@@ -40,7 +40,9 @@ class Reading:
 
 class Backlog:
     """The processor group's backlog, read from the bus at most once per `ttl` seconds
-    (concurrent callers wait for one read) and within `timeout` seconds."""
+    and within `timeout` seconds. Callers wait only for the first read (concurrent ones
+    for the same read); later reads run in the background, callers meanwhile getting the
+    one before, so a slow bus never holds a request."""
 
     def __init__(
         self,
@@ -55,14 +57,26 @@ class Backlog:
         self._last: Reading | None = None
         self._before: Reading | None = None
         self._lock = asyncio.Lock()
+        self._refresh: asyncio.Task[None] | None = None
 
     async def reading(self) -> Reading:
-        """The latest reading, fresh within `ttl`."""
-        if self._last is None or self.clock() - self._last.at >= self.ttl:
+        """The latest reading; one older than `ttl` starts a read for later callers."""
+        if self._last is None:
             async with self._lock:
-                if self._last is None or self.clock() - self._last.at >= self.ttl:
-                    self._before, self._last = self._last, await self._read()
+                return self._last or self._keep(await self._read())
+        if self.clock() - self._last.at >= self.ttl and self._refresh is None:
+            self._refresh = asyncio.create_task(self._refreshing())
         return self._last
+
+    def _keep(self, reading: Reading) -> Reading:
+        self._before, self._last = self._last, reading
+        return reading
+
+    async def _refreshing(self) -> None:
+        try:
+            self._keep(await self._read())
+        finally:
+            self._refresh = None
 
     def drain_rate(self) -> float | None:
         """Events per second the backlog shrank by between the last two readings (negative
