@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import free_port, require
 from lightning_core.http import HEADER_TIMEOUT
+from lightning_core.testing.machine import free_port, require
 
 SLOW_CLIENTS = 1100
 OPEN_FILES = 1024  # a common default: fewer than the slow clients

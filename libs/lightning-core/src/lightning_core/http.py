@@ -1,5 +1,8 @@
 """Serve an ASGI app inside the runtime's event loop, stopping when the runtime says so.
 
+HTTP/1.1 is parsed by uvicorn's httptools protocol where httptools is installed, else by
+its h11 one, as uvicorn's `http="auto"` chooses; the guards below are mixed into either.
+
 uvicorn normally owns SIGINT/SIGTERM and re-raises them after shutdown; here the runtime
 owns the signals (several services share one process in `invoke dev`), so the server only
 watches the shared stop event.
@@ -10,7 +13,8 @@ Every app is served behind the same guards, so no client can take a service down
 - at most LIGHTNING_MAX_CONNECTIONS connections (fewer if the open-file limit is lower):
   past it a new connection closes the one that has waited longest for its next request
   head (an idle or slow client), or is answered 503 if every connection is busy;
-- a connection has HEADER_TIMEOUT seconds to send each request head, and idle keep-alive
+- a connection has HEADER_TIMEOUT seconds to send each request head, else it is closed,
+  and a head still incomplete after MAX_HEAD_BYTES is answered 400; idle keep-alive
   connections close after KEEP_ALIVE_TIMEOUT;
 - the log lines a flood of connections repeats are written at most once per
   REPEAT_INTERVAL, with the count of those left out.
@@ -24,7 +28,7 @@ import logging
 import resource
 import time
 from collections.abc import Generator
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import urlsplit
 
 import uvicorn
@@ -37,7 +41,7 @@ log = logging.getLogger("lightning.http")
 
 HEADER_TIMEOUT = 10.0  # seconds from connecting (or the previous response) to a request head
 KEEP_ALIVE_TIMEOUT = 5  # seconds an idle keep-alive connection stays open
-MAX_HEAD_BYTES = 16 * 1024  # request line and headers; larger heads are answered 400
+MAX_HEAD_BYTES = 16 * 1024  # received without a complete request head: answered 400
 # asyncio accepts up to `backlog` connections at a time, and a connection closed to make
 # room frees its file only on the next turn of the loop: the open files kept for
 # everything but clients cover one such batch and the process's own files.
@@ -51,6 +55,10 @@ LOCAL_NAMES = ("localhost", "127.0.0.1", "::1", "api", "ui")
 # Orchestrators probe these with the container's address as Host; they reveal nothing.
 PROBE_PATHS = frozenset({"/healthz", "/readyz"})
 REFUSED_HOST = b"Host not allowed: add it to LIGHTNING_ALLOWED_HOSTS\n"
+TOO_LARGE = (
+    b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain; charset=utf-8\r\n"
+    b"content-length: 23\r\nconnection: close\r\n\r\nrequest head too large\n"
+)
 BUSY = (
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
     b"content-length: 21\r\nconnection: close\r\n\r\ntoo many connections\n"
@@ -142,6 +150,7 @@ class RepeatFilter(logging.Filter):
 
 
 REFUSING = "refusing connections: all"
+HEAD_TOO_LARGE = "request head incomplete after"
 # The lines a flood of connections makes asyncio, uvicorn and this module repeat.
 FLOOD_FILTER = RepeatFilter(
     (
@@ -149,6 +158,7 @@ FLOOD_FILTER = RepeatFilter(
         "Invalid HTTP request received.",
         "Exceeded concurrency limit.",
         REFUSING,
+        HEAD_TOO_LARGE,
     )
 )
 
@@ -181,15 +191,34 @@ def connection_cap(wanted: int) -> int:
     return cap
 
 
-class GuardedProtocol(H11Protocol):
-    """uvicorn's h11 protocol with a connection cap and a deadline for each request head.
+if TYPE_CHECKING:
+
+    class UvicornHTTP(asyncio.Protocol):
+        """What HeadGuard uses of the uvicorn protocol it is mixed into (httptools' or h11's)."""
+
+        connections: set[Any]
+        cycle: Any  # the request's RequestResponseCycle; None before the first head
+        loop: asyncio.AbstractEventLoop
+        transport: asyncio.Transport
+
+        def on_response_complete(self) -> None: ...
+
+else:
+    UvicornHTTP = asyncio.Protocol
+
+
+class HeadGuard(UvicornHTTP):
+    """Mixed into a uvicorn HTTP protocol: a connection cap, a deadline for each request head
+    and a bound on its size, through the protocol's public callbacks only.
 
     `waiting` (per server, oldest first) holds the connections between connecting or a
-    response and their next request head, each with the timer that closes it.
+    response and their next request head, each with the timer that closes it; a request
+    head has arrived when the protocol has started a new request cycle.
     """
 
     limit: ClassVar[int]
-    waiting: ClassVar[dict[GuardedProtocol, asyncio.TimerHandle]]
+    waiting: ClassVar[dict[HeadGuard, asyncio.TimerHandle]]
+    head_bytes = 0  # received since the wait for the current head began
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -206,15 +235,28 @@ class GuardedProtocol(H11Protocol):
             oldest.transport.close()
         self._await_head()
 
-    def handle_events(self) -> None:
+    def data_received(self, data: bytes) -> None:
+        if self not in self.waiting:  # a request is under way: its body, or pipelined heads
+            super().data_received(data)
+            return
         cycle = self.cycle
-        super().handle_events()
-        if self.cycle is not cycle:  # a request head arrived
+        # Not between messages: the rest of a body the app answered without reading.
+        between_messages = cycle is None or not cycle.more_body
+        super().data_received(data)
+        if self.cycle is not cycle:
             self._stop_waiting(self)
+        elif between_messages:
+            self.head_bytes += len(data)
+            if self.head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
+                log.warning("%s %d bytes", HEAD_TOO_LARGE, MAX_HEAD_BYTES)
+                self.transport.write(TOO_LARGE)
+                self.transport.close()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        if not self.transport.is_closing():
+        # h11 starts a pipelined request here, httptools queued it on arrival: either way a
+        # cycle under way has its head already.
+        if self.cycle.response_complete and not self.transport.is_closing():
             self._await_head()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -223,22 +265,39 @@ class GuardedProtocol(H11Protocol):
 
     def _await_head(self) -> None:
         self._stop_waiting(self)
+        self.head_bytes = 0
         self.waiting[self] = self.loop.call_later(HEADER_TIMEOUT, self.transport.close)
 
-    def _stop_waiting(self, protocol: GuardedProtocol) -> None:
+    def _stop_waiting(self, protocol: HeadGuard) -> None:
         timer = self.waiting.pop(protocol, None)
         if timer is not None:
             timer.cancel()
 
 
-def guarded_protocol(max_connections: int) -> type[GuardedProtocol]:
-    """A GuardedProtocol class for one server (its own `waiting`)."""
+class GuardedH11(HeadGuard, H11Protocol):
+    """uvicorn's pure-Python protocol (h11) behind the guards."""
 
-    class ServerProtocol(GuardedProtocol):
-        limit = max_connections
-        waiting: ClassVar[dict[GuardedProtocol, asyncio.TimerHandle]] = {}
 
-    return ServerProtocol
+def http_protocol() -> type[HeadGuard]:
+    """uvicorn's httptools protocol behind the guards where httptools is installed (what
+    uvicorn's `http="auto"` picks), else GuardedH11."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol  # noqa: PLC0415
+    except ImportError:  # no httptools build for this platform
+        return GuardedH11
+
+    class GuardedHttpTools(HeadGuard, HttpToolsProtocol):
+        """uvicorn's httptools protocol behind the guards."""
+
+    return GuardedHttpTools
+
+
+def guarded_protocol(max_connections: int, base: type[HeadGuard]) -> type[HeadGuard]:
+    """`base` for one server: its own cap and `waiting`."""
+    server: type[HeadGuard] = type(
+        base.__name__, (base,), {"limit": max_connections, "waiting": {}}
+    )
+    return server
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -273,12 +332,12 @@ async def serve_asgi(
         log_level="warning",
         access_log=access_log,
         lifespan="off",
-        http=guarded_protocol(cap),
+        http=guarded_protocol(cap, http_protocol()),
         # uvicorn answers 503 once connections or request tasks reach this; connections
         # stop at `cap`, so this catches only tasks outliving their connections.
         limit_concurrency=cap + 1,
         timeout_keep_alive=KEEP_ALIVE_TIMEOUT,
-        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,  # h11 bounds its own buffer alike
         backlog=BACKLOG,
     )
     if access_log:  # a line per request, below log_level's "warning"

@@ -21,7 +21,6 @@ from importlib.metadata import entry_points
 from typing import TypeVar
 
 from lightning_core import telemetry
-from lightning_core.collector import settle_after_startup
 from lightning_core.config import ConfigError, Settings, load_settings
 from lightning_core.providers import build_bus, build_storage, open_provider
 from lightning_core.service import ENTRY_POINT_GROUP, Service, ServiceContext
@@ -104,10 +103,7 @@ async def run(context: ServiceContext, services: dict[str, Service]) -> None:
             )
             for name, service in services.items()
         ]
-        # One turn of the loop runs each service's start (the API builds its app there), so
-        # what the process keeps for good exists before the collector is settled.
-        await asyncio.sleep(0)
-        settle_after_startup()
+        await asyncio.sleep(0)  # one turn of the loop: a start refused at once is done by now
         if not any(task.done() for task in tasks):  # a refused start says only why (one line)
             log.info("started %s (%s mode)", ", ".join(services), settings.mode)
         await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
