@@ -1,42 +1,36 @@
-"""Build the storage and bus that the settings select, and open them at start-up.
-
-Each provider module is imported only when chosen, so a provider's SDK is imported only by
-the deployments that use it, and a missing SDK is reported as the extra to install (one
-line, like every other configuration problem) instead of an ImportError. Every provider
-module exposes `from_settings(settings)`.
-
-Opening a provider on a server (`open_provider`) waits a bounded time for the server to
-accept connections, saying once what it waits for; a URL the server refuses (no such
-database, bad credentials) is a ConfigError at once, since waiting cannot fix it.
+"""Build the storage and bus that the settings select, importing each provider's SDK only
+when chosen, and open them at start-up.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
+import functools
 import logging
 import time
-from collections.abc import Mapping
-from typing import Any, NamedTuple
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Generic, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
-from lightning_core.bus.base import EventBus
+from lightning_core.bus.base import BusBase, EventBus, RetryPolicy
 from lightning_core.config import BusProvider, ConfigError, Settings, StorageProvider
 from lightning_core.storage.base import Storage
 
 log = logging.getLogger("lightning.runtime")
 
-STARTUP_WAIT = 20.0  # seconds a starting service waits for its servers
+P = TypeVar("P")
+
+STARTUP_WAIT = 20.0  # seconds
 PROBE_TIMEOUT = 2.0
 RETRY_DELAY = 0.5
 
 
 class Server(NamedTuple):
-    """The server a provider connects to, as its setting names it."""
-
     name: str
     setting: str
-    field: str  # the Settings attribute holding the URL
+    url: Callable[[Settings], str | None]
     ports: Mapping[str, int]  # URL scheme -> default port
     example: str
     packages: tuple[str, ...]  # the SDK's packages: their errors mean the server said no
@@ -64,7 +58,7 @@ class Server(NamedTuple):
 POSTGRES = Server(
     "PostgreSQL",
     "DATABASE_URL",
-    "database_url",
+    lambda settings: settings.database_url,
     {"postgresql": 5432, "postgres": 5432},
     "postgresql://user:password@localhost:5432/lightning",
     ("asyncpg",),
@@ -73,7 +67,7 @@ POSTGRES = Server(
 REDIS = Server(
     "Redis",
     "REDIS_URL",
-    "redis_url",
+    lambda settings: settings.redis_url,
     {"redis": 6379, "rediss": 6379, "unix": 0},  # unix://: a socket path, no port
     "redis://localhost:6379/0",
     ("redis",),
@@ -82,7 +76,7 @@ REDIS = Server(
 RABBITMQ = Server(
     "RabbitMQ",
     "RABBITMQ_URL",
-    "rabbitmq_url",
+    lambda settings: settings.rabbitmq_url,
     {"amqp": 5672, "amqps": 5671},
     "amqp://user:password@localhost:5672/",
     ("aio_pika", "aiormq", "pamqp"),
@@ -90,87 +84,176 @@ RABBITMQ = Server(
 )
 
 
-class ProviderModule(NamedTuple):
-    module: str
+def _sqlite(settings: Settings) -> Storage:
+    from lightning_core.storage.sqlite import SqliteStorage  # noqa: PLC0415 - only when chosen
+
+    return SqliteStorage(settings.sqlite_path)
+
+
+def _postgres(settings: Settings) -> Storage:
+    from lightning_core.storage.postgres import PostgresStorage  # noqa: PLC0415 - asyncpg
+
+    return PostgresStorage(
+        _required(settings.database_url, "DATABASE_URL", "LIGHTNING_STORAGE_PROVIDER=postgres")
+    )
+
+
+def _cosmos(settings: Settings) -> Storage:
+    from lightning_core.storage.cosmos import CosmosStorage  # noqa: PLC0415 - the Azure SDK
+
+    database, retention = settings.cosmos_database, timedelta(days=settings.retention_days)
+    if settings.cosmos_connection_string:
+        return CosmosStorage(
+            database, connection_string=settings.cosmos_connection_string, retention=retention
+        )
+    if settings.cosmos_endpoint:
+        return CosmosStorage(database, endpoint=settings.cosmos_endpoint, retention=retention)
+    raise ConfigError(
+        [
+            "COSMOS_CONNECTION_STRING (or COSMOS_ENDPOINT with a managed identity) is missing "
+            "(needed by LIGHTNING_STORAGE_PROVIDER=cosmos)"
+        ]
+    )
+
+
+def _memory(settings: Settings) -> EventBus:
+    from lightning_core.bus.memory import HIGH_WATER, MemoryBus  # noqa: PLC0415 - only when chosen
+
+    return MemoryBus(
+        _retry(settings), concurrency=settings.processor_concurrency, high_water=HIGH_WATER
+    )
+
+
+def _redis(settings: Settings) -> EventBus:
+    from lightning_core.bus.redis import RedisBus  # noqa: PLC0415 - redis-py
+
+    url = _required(settings.redis_url, "REDIS_URL", "LIGHTNING_EVENT_BUS_PROVIDER=redis")
+    return RedisBus(
+        url,
+        settings.bus_namespace,
+        _retry(settings),
+        concurrency=settings.processor_concurrency,
+    )
+
+
+def _rabbitmq(settings: Settings) -> EventBus:
+    from lightning_core.bus.rabbitmq import RabbitMqBus  # noqa: PLC0415 - aio-pika
+
+    url = _required(settings.rabbitmq_url, "RABBITMQ_URL", "LIGHTNING_EVENT_BUS_PROVIDER=rabbitmq")
+    return RabbitMqBus(
+        url,
+        settings.bus_namespace,
+        _retry(settings),
+        concurrency=settings.processor_concurrency,
+    )
+
+
+def _servicebus(settings: Settings) -> EventBus:
+    from lightning_core.bus.servicebus import (  # noqa: PLC0415 - the Azure SDK
+        ClientFactory,
+        ServiceBusBus,
+        connection_string_clients,
+        managed_identity_clients,
+    )
+
+    clients: ClientFactory
+    if settings.service_bus_connection_string:
+        clients = functools.partial(
+            connection_string_clients, settings.service_bus_connection_string
+        )
+    elif settings.service_bus_namespace:
+        clients = functools.partial(managed_identity_clients, settings.service_bus_namespace)
+    else:
+        raise ConfigError(
+            [
+                "SERVICE_BUS_CONNECTION_STRING (or SERVICE_BUS_NAMESPACE with a managed "
+                "identity) is missing (needed by LIGHTNING_EVENT_BUS_PROVIDER=servicebus)"
+            ]
+        )
+    return ServiceBusBus(
+        clients,
+        settings.bus_namespace,
+        _retry(settings),
+        concurrency=settings.processor_concurrency,
+    )
+
+
+def _retry(settings: Settings) -> RetryPolicy:
+    return RetryPolicy(max_attempts=settings.bus_max_attempts)
+
+
+def _required(url: str | None, setting: str, needed_by: str) -> str:
+    """The URL; ConfigError if missing (settings load_settings did not check)."""
+    if not url:
+        raise ConfigError([f"{setting} is missing (needed by {needed_by})"])
+    return url
+
+
+@dataclass(frozen=True)
+class Provider(Generic[P]):
+    build: Callable[[Settings], P]
     extra: str | None  # the lightning-core extra holding its SDK; None: no SDK needed
     server: Server | None = None  # None: no server, or one the provider checks itself
 
 
-STORAGE_MODULES: dict[StorageProvider, ProviderModule] = {
-    StorageProvider.SQLITE: ProviderModule("lightning_core.storage.sqlite", None),
-    StorageProvider.POSTGRES: ProviderModule("lightning_core.storage.postgres", "local", POSTGRES),
-    StorageProvider.COSMOS: ProviderModule("lightning_core.storage.cosmos", "azure"),
+STORAGES: dict[StorageProvider, Provider[Storage]] = {
+    StorageProvider.SQLITE: Provider(_sqlite, None),
+    StorageProvider.POSTGRES: Provider(_postgres, "local", POSTGRES),
+    StorageProvider.COSMOS: Provider(_cosmos, "azure"),
 }
 
-BUS_MODULES: dict[BusProvider, ProviderModule] = {
-    BusProvider.MEMORY: ProviderModule("lightning_core.bus.memory", None),
-    BusProvider.REDIS: ProviderModule("lightning_core.bus.redis", "local", REDIS),
-    BusProvider.RABBITMQ: ProviderModule("lightning_core.bus.rabbitmq", "local", RABBITMQ),
-    BusProvider.SERVICEBUS: ProviderModule("lightning_core.bus.servicebus", "azure"),
+BUSES: dict[BusProvider, Provider[EventBus]] = {
+    BusProvider.MEMORY: Provider(_memory, None),
+    BusProvider.REDIS: Provider(_redis, "local", REDIS),
+    BusProvider.RABBITMQ: Provider(_rabbitmq, "local", RABBITMQ),
+    BusProvider.SERVICEBUS: Provider(_servicebus, "azure"),
 }
-
-# A provider object's server, found by the module that defines its class.
-SERVERS: dict[str, Server] = {
-    spec.module: spec.server
-    for spec in (*STORAGE_MODULES.values(), *BUS_MODULES.values())
-    if spec.server is not None
-}
-
-
-def load_provider(setting: str, provider: str, spec: ProviderModule) -> Any:
-    """Import a provider's module; a missing SDK becomes a ConfigError naming the extra."""
-    try:
-        return importlib.import_module(spec.module)
-    except ModuleNotFoundError as error:
-        if spec.extra is None or (error.name or "").startswith("lightning_core"):
-            raise
-        raise ConfigError(
-            [
-                f"{setting}={provider} needs the {error.name!r} package, which is not "
-                f"installed: install lightning-core[{spec.extra}]"
-            ]
-        ) from None
-
-
-def check_url(settings: Settings, spec: ProviderModule) -> None:
-    """ConfigError if the provider's URL has a scheme its server does not speak."""
-    url = getattr(settings, spec.server.field) if spec.server else None
-    problem = spec.server.scheme_problem(url) if spec.server and url else None
-    if problem:
-        raise ConfigError([problem])
 
 
 def build_storage(settings: Settings) -> Storage:
-    spec = STORAGE_MODULES[settings.storage]
-    check_url(settings, spec)
-    module = load_provider("LIGHTNING_STORAGE_PROVIDER", settings.storage, spec)
-    storage: Storage = module.from_settings(settings)
-    return storage
+    chosen = f"LIGHTNING_STORAGE_PROVIDER={settings.storage}"
+    return _build(STORAGES[settings.storage], chosen, settings)
 
 
 def build_bus(settings: Settings) -> EventBus:
-    spec = BUS_MODULES[settings.event_bus]
-    check_url(settings, spec)
-    module = load_provider("LIGHTNING_EVENT_BUS_PROVIDER", settings.event_bus, spec)
-    bus: EventBus = module.from_settings(settings)
-    return bus
+    chosen = f"LIGHTNING_EVENT_BUS_PROVIDER={settings.event_bus}"
+    return _build(BUSES[settings.event_bus], chosen, settings)
+
+
+def _build(provider: Provider[P], chosen: str, settings: Settings) -> P:
+    """Check the URL's scheme, then build; a missing SDK is a ConfigError naming the extra."""
+    server = provider.server
+    url = server.url(settings) if server else None
+    problem = server.scheme_problem(url) if server and url else None
+    if problem:
+        raise ConfigError([problem])
+    try:
+        return provider.build(settings)
+    except ModuleNotFoundError as error:
+        if provider.extra is None or (error.name or "").startswith("lightning_core"):
+            raise
+        raise ConfigError(
+            [
+                f"{chosen} needs the {error.name!r} package, which is not installed: "
+                f"install lightning-core[{provider.extra}]"
+            ]
+        ) from None
 
 
 async def open_provider(
     provider: Storage | EventBus, settings: Settings, wait: float = STARTUP_WAIT
 ) -> None:
-    """Connect `provider` and, if it has a server, ping it, waiting up to `wait` seconds
-    for the server to accept connections (one log line says what it waits for).
-
-    ConfigError (one line naming the setting) when the server refuses the URL;
-    ConnectionError (one line) when it did not answer in time.
-    """
-    server = SERVERS.get(type(provider).__module__)
+    """Connect `provider` (built from `settings`) and ping its server, waiting up to `wait` s;
+    ConfigError if the server refuses the URL, ConnectionError if it did not answer."""
+    chosen = (
+        BUSES[settings.event_bus] if isinstance(provider, BusBase) else STORAGES[settings.storage]
+    )
+    server = chosen.server
     if server is None:
         await provider.connect()
         return
-    url = getattr(settings, server.field)
-    address = server.address(url)
+    url = server.url(settings)
+    address = server.address(url) if url else None
     where = f"{address[0]}:{address[1]}" if address else server.setting
     deadline = time.monotonic() + wait
     waiting = False

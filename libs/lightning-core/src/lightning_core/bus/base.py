@@ -1,27 +1,5 @@
-"""The event-bus contract, and the delivery loop every provider shares.
-
-Semantics, the same on every provider (the contract suite pins them down):
-- at-least-once: a consumer group sees every event published after the group was opened
-  (`open_group`, which `consume` also does), even while no consumer runs; an event is
-  acknowledged only after its handler succeeded. Subscription-based brokers (RabbitMQ,
-  Service Bus) keep nothing for a group that does not exist yet, so deployments open the
-  groups (or start their consumers) before producers publish;
-- events are handled concurrently, up to `concurrency` handlers at once, except that one
-  user's events about one subject (`CloudEvent.user`, `CloudEvent.subject`; events without
-  a subject share their user's lane) are handled one after another in the order received;
-  each is acknowledged once handled, without waiting for slower ones received with it;
-- a failing handler is retried with exponential backoff until `RetryPolicy.max_attempts`
-  attempts (counting deliveries the broker already made), then the event becomes a dead
-  letter carrying the last error as its reason; dead letters can be listed and replayed.
-  A backoff holds its lane, never a handler slot;
-- `consume` returns once `stop` is set and the events in flight are finished; events fetched
-  but not started (or waiting for a retry) are handed back to the broker, so a SIGTERM
-  loses nothing (the memory bus, which has no broker to hand them to, first handles its
-  backlog: `bus.memory`);
-- losing the server is not fatal: the loop backs off and reconnects by itself.
-
-The loop lives here, once (`BusBase.consume`); providers implement small hooks that map
-it onto their broker's primitives (stream ids, delivery tags, message locks).
+"""The event-bus contract, and the delivery loop every provider shares (`BusBase.consume`):
+at least once, in order per user and subject, retries then a dead letter (docs/core.md).
 """
 
 from __future__ import annotations
@@ -40,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
+from lightning_core.backoff import backoff, retry
 from lightning_core.events import CloudEvent
 from lightning_core.lifecycle import Connectable
 from lightning_core.metrics import HANDLE_SECONDS, HANDLED, PUBLISHED
@@ -58,7 +37,7 @@ class RetryPolicy:
 
     def delay(self, attempt: int) -> float:
         """Backoff before retry number `attempt` (1-based): doubling, capped."""
-        return float(min(self.max_delay, self.base_delay * 2 ** (attempt - 1)))
+        return backoff(attempt, self.base_delay, self.max_delay)
 
 
 @dataclass(frozen=True)
@@ -92,19 +71,16 @@ class EventBus(Protocol):
     async def publish_batch(self, events: Sequence[CloudEvent]) -> None: ...
 
     async def open_group(self, group: str) -> None:
-        """Create the group if missing (without management rights: verify it exists); it
-        keeps every event published from then on, even while no consumer runs.
-        (Subscription-based brokers keep nothing from before.)"""
+        """Create the group if missing (or verify it); it keeps every event published from
+        then on, even while no consumer runs."""
 
     async def consume(self, group: str, handler: Handler, *, stop: asyncio.Event) -> None:
-        """Deliver events to `handler` until `stop` is set and in-flight work is done (on the
-        memory bus: and its backlog, for up to `drain_timeout`)."""
+        """Deliver events to `handler` until `stop` is set and in-flight work is done."""
 
     async def dead_letters(self, group: str) -> list[DeadLetter]: ...
 
     async def backlog(self, group: str) -> int | None:
-        """Events published for the group and not settled yet; None where the broker does
-        not tell with data-plane rights alone (Service Bus)."""
+        """Events published for the group and not settled yet; None where the broker cannot tell."""
 
     async def replay(self, group: str, event_id: str) -> None:
         """Deliver a dead letter to its group again; KeyError if there is none."""
@@ -113,23 +89,18 @@ class EventBus(Protocol):
 #: LIGHTNING_PROCESSOR_CONCURRENCY's default, for buses built without settings.
 DEFAULT_CONCURRENCY = 32
 
-# Exceptions that mean "the server went away", worth a reconnect rather than a crash.
-# Providers extend this with their SDK's connection errors.
+# "The server went away": worth a reconnect, not a crash. Providers add their SDK's errors.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, OSError, TimeoutError)
 
 
 class BusBase(Connectable, ABC):
     """The delivery loop, written once; providers supply the broker operations."""
 
-    #: How long one `_receive` may block waiting for events (bounds the reaction to `stop`).
-    receive_wait: float = 0.5
-    #: Backoff between reconnect attempts while the server is unreachable.
+    receive_wait: float = 0.5  # bounds the reaction to `stop`
     reconnect_delay: float = 0.2
     reconnect_max_delay: float = 2.0
-    #: How long handled deliveries wait to share an acknowledgement with those finishing next.
-    ack_linger: float = 0.005
-    #: How long `publish` keeps retrying through an outage before it gives up and raises.
-    publish_timeout: float = 30.0
+    ack_linger: float = 0.005  # handled deliveries wait this long to share one ack
+    publish_timeout: float = 30.0  # `publish` raises after retrying this long
 
     def __init__(
         self,
@@ -137,17 +108,12 @@ class BusBase(Connectable, ABC):
         batch_size: int = 100,
         concurrency: int = DEFAULT_CONCURRENCY,
     ) -> None:
-        """`concurrency`: how many handlers `consume` runs at once (events of one user run
-        one after another, in the order received)."""
         super().__init__()
         self.retry = retry or RetryPolicy()
         self.batch_size = batch_size
         self.concurrency = concurrency
-        #: Deliveries one `consume` holds at most (received, not settled).
-        self.window = max(batch_size, concurrency)
+        self.window = max(batch_size, concurrency)  # held by one `consume`, not yet settled
         self.connection_errors: tuple[type[BaseException], ...] = CONNECTION_ERRORS
-
-    # -- provider hooks -----------------------------------------------------------------
 
     @abstractmethod
     async def _open_group(self, group: str) -> None:
@@ -174,8 +140,6 @@ class BusBase(Connectable, ABC):
     @abstractmethod
     async def _publish(self, events: Sequence[CloudEvent]) -> None:
         """Send the events; return only once the broker has them (confirms, acks)."""
-
-    # -- the loop ---------------------------------------------------------------------
 
     async def publish(self, event: CloudEvent) -> None:
         await self.publish_batch([event])
@@ -234,9 +198,8 @@ class BusBase(Connectable, ABC):
     async def _deliver(
         self, group: str, delivery: Delivery, handler: Handler, flow: _Flow
     ) -> bool | Delivery:
-        """Run the handler with retries, each attempt in one of the `concurrency` slots and
-        the backoff outside them: True once it succeeded, False once dead-lettered; when
-        the stop comes during a backoff, the delivery to hand back, its attempts counted."""
+        """Run the handler with retries: True once it succeeded, False once dead-lettered, or
+        (stopped during a backoff) the delivery to hand back, its attempts counted."""
         attempt = delivery.previous_attempts
         while True:
             attempt += 1
@@ -267,42 +230,37 @@ class BusBase(Connectable, ABC):
     async def _until_connected(
         self, operation: Callable[[], Awaitable[T]], stop: asyncio.Event | None = None
     ) -> T | None:
-        """Run `operation`, backing off and retrying while the server is unreachable.
+        """Run `operation`, retrying while the server is unreachable; None if `stop` was set."""
+        try:
+            return await retry(
+                operation,
+                self.connection_errors,
+                what="bus",
+                first=self.reconnect_delay,
+                cap=self.reconnect_max_delay,
+                stop=stop,
+            )
+        except self.connection_errors:
+            if stop is None or not stop.is_set():
+                raise
+            return None
 
-        Acks, dead letters and releases pass no `stop`: they must land, so they retry until
-        the server is back. Receiving gives up once `stop` is set and returns None.
-        """
-        delay = self.reconnect_delay
-        while True:
-            try:
-                return await operation()
-            except self.connection_errors as error:
-                if stop is not None and stop.is_set():
-                    return None
-                log.warning("bus unreachable (%s: %s); retrying", type(error).__name__, error)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.reconnect_max_delay)
 
-
-#: What orders deliveries: a user and a subject (None for events without one).
-Lane = tuple[str, str | None]
+Lane = tuple[str, str | None]  # (user, subject): deliveries of one lane run in order
 
 
 class _Flow:
-    """One `consume` call's deliveries in flight: a lane per user and subject, so those events
-    are handled in the order received while other lanes run beside them; at most
-    `bus.concurrency` handlers at once; handled deliveries acknowledged in batches while
-    the rest go on (one slow event holds its lane and one slot, never the others)."""
+    """One `consume` call's deliveries in flight: a task per lane, handler slots, batched acks."""
 
     def __init__(self, bus: BusBase, group: str, handler: Handler, stop: asyncio.Event) -> None:
         self.bus, self.group, self.handler, self.stop = bus, group, handler, stop
         self.slots = asyncio.Semaphore(bus.concurrency)
-        self.held = 0  # received and not settled
+        self.held = 0  # received, not settled
         self._lanes: dict[Lane, deque[tuple[int, Delivery]]] = {}
         self._workers: set[asyncio.Task[None]] = set()
         self._sequence = itertools.count()
         self._handled: list[Delivery] = []
-        self._wake = asyncio.Event()  # something to acknowledge, or `finish` was called
+        self._wake = asyncio.Event()
         self._room = asyncio.Event()
         self._finished = False
 
@@ -347,8 +305,7 @@ class _Flow:
         return self.stop.is_set()
 
     async def acknowledge(self) -> None:
-        """Acknowledge handled deliveries as they come, batched, until `finish`: a wake-up
-        lingers `ack_linger` so deliveries finishing together share one acknowledgement."""
+        """Acknowledge handled deliveries in batches (lingering `ack_linger`) until `finish`."""
         while True:
             await self._wake.wait()
             if not self._finished:

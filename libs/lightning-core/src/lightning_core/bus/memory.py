@@ -1,18 +1,5 @@
-"""In-process event bus for embedded mode: the API and the processor share one process.
-
-An append-only log with one cursor per consumer group, so each group sees every event,
-including events published before the group's consumer started (the API may take a
-request before the processor task is scheduled). Entries every group has passed are
-trimmed, so memory stays bounded by the slowest group's backlog. Nothing survives the
-process: that is what embedded mode trades for needing no server. So a consumer told to
-stop first empties its group's backlog (for up to `drain_timeout`), where a broker would
-keep it for the next consumer instead: a graceful stop, such as SIGTERM or Ctrl-C on
-`invoke dev`, processes the events the API accepted. It counts the backlog as empty once
-nothing has arrived for `drain_quiet`; a request still waiting for a commit slower than
-that publishes too late. Whatever is unprocessed when the bus closes is named in a
-warning, never dropped in silence. Built from settings, it holds publishers back while a
-group has `HIGH_WATER` events unread: the consumer shares the publishers' process, so
-admission slows to the pace it processes instead of starving it.
+"""In-process event bus for embedded mode: a log with one cursor per consumer group. Told to
+stop, a consumer first handles its group's backlog, which nothing else would keep.
 """
 
 from __future__ import annotations
@@ -30,23 +17,19 @@ from lightning_core.bus.base import (
     Handler,
     RetryPolicy,
 )
-from lightning_core.config import Settings
 from lightning_core.events import CloudEvent
 from lightning_core.metrics import PUBLISHED
 
 log = logging.getLogger(__name__)
 
-#: Unread events of one group at which `from_settings`' bus holds its publishers back.
+#: Unread events of one group at which a bus built from settings holds publishers back.
 HIGH_WATER = 1_000
 
 
 class MemoryBus(BusBase):
     receive_wait = 0.05  # waiting is free in-process; a short wait makes `stop` prompt
-    # How long a stopping consumer goes on emptying its backlog, and how long it waits for
-    # arrivals before it counts the backlog as empty: requests that were finishing when
-    # the stop came publish once their commit is done, in milliseconds as a rule.
-    drain_timeout = 30.0
-    drain_quiet = 0.2
+    drain_timeout = 30.0  # how long a stopping consumer goes on emptying its backlog
+    drain_quiet = 0.2  # no arrival for this long: the backlog counts as empty
 
     def __init__(
         self,
@@ -58,14 +41,12 @@ class MemoryBus(BusBase):
         super().__init__(retry, batch_size, concurrency)
         self.high_water = high_water
         self._log: list[CloudEvent] = []
-        self._trimmed = 0  # how many entries were dropped from the front of _log
+        self._trimmed = 0  # entries dropped from the front of _log
         self._cursors: dict[str, int] = {}
         self._redeliver: dict[str, list[Delivery]] = {}
         self._dead: dict[str, list[DeadLetter]] = {}
-        # Set when events arrive; a consumer clears it before it looks and waits only if
-        # it found nothing, so no arrival goes unnoticed (no await between look and wait).
         self._arrived = asyncio.Event()
-        self._taken = asyncio.Event()  # set when a group reads, for publishers held back
+        self._taken = asyncio.Event()  # a group read: publishers held back may go on
 
     async def ping(self) -> None:
         """Always reachable: it lives in this process."""
@@ -82,8 +63,6 @@ class MemoryBus(BusBase):
         deadline = asyncio.Event()
         timer = asyncio.get_running_loop().call_later(self.drain_timeout, deadline.set)
         try:
-            # The deadline stops it as `stop` would: the events in flight are finished, the
-            # rest are handed back (and reported by `close`).
             await self._run(group, handler, deadline, self.drain_quiet, until_idle=True)
         finally:
             timer.cancel()
@@ -99,9 +78,7 @@ class MemoryBus(BusBase):
                 )
 
     async def publish_batch(self, events: Sequence[CloudEvent]) -> None:
-        """Straight to the log. Nothing here can be unreachable, so there is no outage to
-        ride through: no timer armed and cancelled, no retry loop, on a path the API takes
-        once per accepted event."""
+        """Straight to the log, once no group is at `high_water`: nothing to retry in-process."""
         if events:
             await self._room()
             await self._publish(events)
@@ -139,7 +116,7 @@ class MemoryBus(BusBase):
     async def _arrival(self, group: str, wait: float) -> bool:
         """Whether the group has something to receive, waiting up to `wait` for it."""
         if self._backlog(group):
-            return True  # no timer to arm
+            return True
         try:
             async with asyncio.timeout(wait):
                 while not self._backlog(group):
@@ -187,11 +164,3 @@ class MemoryBus(BusBase):
                 await self._release(group, [Delivery(letter.event, receipt=None)])
                 return
         raise KeyError(f"no dead letter {event_id} in group {group}")
-
-
-def from_settings(settings: Settings) -> MemoryBus:
-    return MemoryBus(
-        RetryPolicy(max_attempts=settings.bus_max_attempts),
-        concurrency=settings.processor_concurrency,
-        high_water=HIGH_WATER,
-    )

@@ -1,41 +1,5 @@
-"""RabbitMQ event bus: a durable fanout exchange, one durable queue per consumer group.
-
-Topology under the namespace `ns` (all durable, so a broker restart loses nothing):
-- `{ns}.events`: fanout exchange; every event is published to it as a persistent message,
-  a batch awaiting its publisher confirms together (one wait per batch).
-- `{ns}.{group}`: classic queue per consumer group, bound to `{ns}.events` when the group
-  is opened (`open_group`, or the first `consume`). A fanout keeps nothing for a queue that
-  does not exist yet, which is the contract: a group sees what is published after it was
-  opened. Consumers read it with manual acks and prefetch = the delivery window;
-  deliveries finish out of order, so the oldest handled ones are settled by one
-  multiple-ack and any handled behind a slower one by an ack each.
-- `{ns}.dead`: direct exchange for dead letters, routed by group name to the queue
-  `{ns}.{group}.dead`.
-
-Opening a group only declares; the consumer (and its prefetch) starts with the first
-receive, so a process that opens groups for others (a producer at startup) holds no
-messages back from them.
-
-Group queues are classic, not quorum. RabbitMQ 3.10 quorum queues would count deliveries
-(x-delivery-count), but they put a requeued message at the back of the queue and count
-every hand-back as a delivery: a graceful stop (`_release`, closing the channel) would
-reorder the events it handed back behind later ones and charge them an attempt each
-time. Classic queues put them back in place; the cost is the attempt count, as they only
-flag a redelivery: `previous_attempts` is 1 for a redelivered message (the broker got it
-back from a consumer that died, or that was stopped before it started the event) and 0
-otherwise.
-
-Dead letters are published to `{ns}.dead` (confirmed) and only then is the original
-acknowledged. Rejecting into a dead-letter exchange would be atomic, but the broker's
-x-death header cannot carry the handler's error, and the reason is part of the contract.
-If the consumer dies between the two steps, the event is delivered again and may become a
-second dead letter (listed twice); nothing is lost.
-
-The connection is aio-pika's robust one: after a broker restart it reconnects, reopens the
-channels, redeclares the topology and restarts the consumers by itself. Operations during
-the outage raise `connection_errors`, so the shared loop backs off and retries. Messages
-received on a channel that died are dropped rather than handled or acknowledged: their
-delivery tags mean nothing on the new channel, and the broker redelivers them anyway.
+"""RabbitMQ event bus: a durable fanout exchange, a durable classic queue per consumer group,
+and dead letters in `{ns}.{group}.dead` with their reason (docs/core.md says why so).
 """
 
 from __future__ import annotations
@@ -66,7 +30,6 @@ from lightning_core.bus.base import (
     Handler,
     RetryPolicy,
 )
-from lightning_core.config import ConfigError, Settings
 from lightning_core.events import CloudEvent
 
 log = logging.getLogger(__name__)
@@ -78,8 +41,6 @@ CONTENT_TYPE = "application/cloudevents+json"
 
 @dataclass(frozen=True)
 class _Broker:
-    """What `_connect` opens: the connection, the confirming publisher channel, exchanges."""
-
     connection: AbstractRobustConnection
     publisher: AbstractChannel
     events: AbstractExchange
@@ -88,8 +49,7 @@ class _Broker:
 
 @dataclass
 class _Group:
-    """One group being consumed by this bus: its channel, consumer and local buffer, and
-    the deliveries handed to the loop and not settled yet, oldest first."""
+    """A group this bus consumes: its channel, buffer, and unsettled deliveries oldest first."""
 
     channel: AbstractChannel
     buffer: asyncio.Queue[AbstractIncomingMessage] = field(default_factory=asyncio.Queue)
@@ -125,9 +85,7 @@ class RabbitMqBus(BusBase):
         self._broker: _Broker | None = None
         self._groups: dict[str, _Group] = {}
         self._consuming: set[str] = set()
-        self._declared: set[str] = set()  # groups this bus declared queues for
-
-    # -- names --------------------------------------------------------------------------
+        self._declared: set[str] = set()
 
     @property
     def events_exchange(self) -> str:
@@ -140,9 +98,7 @@ class RabbitMqBus(BusBase):
         return f"{self.namespace}.{group}.dead"
 
     async def delete_topology(self) -> None:
-        """Delete this namespace's exchanges and the queues of every group this bus declared,
-        messages included: for test runs and benchmarks that must leave the broker as they
-        found it. Never part of a deployment's life."""
+        """Delete this namespace's exchanges and the queues this bus declared (tests, benches)."""
         channel = await self.broker.connection.channel()
         try:
             for group in sorted(self._declared):
@@ -153,8 +109,6 @@ class RabbitMqBus(BusBase):
         finally:
             await channel.close()
         self._declared.clear()
-
-    # -- lifecycle ----------------------------------------------------------------------
 
     async def _connect(self) -> None:
         connection = await aio_pika.connect_robust(self.url)
@@ -187,20 +141,12 @@ class RabbitMqBus(BusBase):
                 self.events_exchange, aio_pika.ExchangeType.FANOUT, durable=True
             )
 
-    # -- publishing ---------------------------------------------------------------------
-
     async def _publish(self, events: Sequence[CloudEvent]) -> None:
         await _confirmed(self.broker.events, [_message(event) for event in events])
 
-    # -- consuming ----------------------------------------------------------------------
-
     async def consume(self, group: str, handler: Handler, *, stop: asyncio.Event) -> None:
-        """The shared loop, plus closing the group's channel afterwards.
-
-        Closing the channel hands every prefetched, unacknowledged message back to the
-        queue. One bus consumes a group once at a time (the group's channel and buffer are
-        its own); run more processes to add consumers.
-        """
+        """The shared loop, then closing the group's channel (which requeues what it held);
+        RuntimeError if this bus already consumes the group."""
         if group in self._consuming:
             raise RuntimeError(
                 f"group {group!r} is already being consumed by this bus: "
@@ -235,11 +181,7 @@ class RabbitMqBus(BusBase):
         return queue
 
     async def _start(self, group: str) -> _Group:
-        """Start consuming the group on a channel of its own, buffering what arrives.
-
-        Declared on that robust channel, so after a broker restart aio-pika redeclares the
-        queues and binding and restarts the consumer by itself.
-        """
+        """Consume the group on a robust channel of its own, buffering what arrives."""
         channel = await self.broker.connection.channel()
         try:
             await channel.set_qos(prefetch_count=self.window)
@@ -286,10 +228,8 @@ class RabbitMqBus(BusBase):
         return Delivery(event, message, 1 if message.redelivered else 0)
 
     async def _ack(self, group: str, deliveries: Sequence[Delivery]) -> None:
-        """One multiple-ack for those that are the oldest unsettled deliveries of the group's
-        channel, one ack each for the rest (handled while an older one still runs: a
-        multiple-ack would settle that one too). Deliveries from a channel that died are
-        left to redelivery."""
+        """One multiple-ack for the oldest unsettled deliveries, one ack each for those behind
+        a delivery still running; those from a dead channel are left to redelivery."""
         state = self._groups.get(group)
         live = {d.receipt.delivery_tag or 0: d.receipt for d in deliveries if not _stale(d.receipt)}
         if state is None:
@@ -298,7 +238,7 @@ class RabbitMqBus(BusBase):
             return
         for tag, message in list(state.unsettled.items()):
             if _stale(message):
-                del state.unsettled[tag]  # its channel died: tags count anew after it
+                del state.unsettled[tag]  # tags count anew on the new channel
         newest: AbstractIncomingMessage | None = None
         for tag in list(state.unsettled):
             if tag not in live:
@@ -341,20 +281,13 @@ class RabbitMqBus(BusBase):
             await delivery.receipt.ack()
 
     async def _declare_dead_queue(self, channel: AbstractChannel, group: str) -> AbstractQueue:
-        self._declared.add(group)  # every path that declares a group's queues passes here
+        self._declared.add(group)  # every path declaring a group's queues passes here
         queue = await channel.declare_queue(self.dead_queue_name(group), durable=True)
         await queue.bind(f"{self.namespace}.dead", group)
         return queue
 
-    # -- dead letters -------------------------------------------------------------------
-
     async def dead_letters(self, group: str) -> list[DeadLetter]:
-        """Every dead letter of the group, oldest first, left in place.
-
-        Read with basic.get on a channel of its own, then handed back by closing it: the
-        broker requeues them at their original positions. While a listing is in progress,
-        a concurrent listing or replay does not see the letters it holds.
-        """
+        """Every dead letter of the group, oldest first, left in place."""
         letters: list[DeadLetter] = []
         for message in await self._browse(group):
             headers = message.headers or {}
@@ -375,12 +308,11 @@ class RabbitMqBus(BusBase):
         return letters
 
     async def backlog(self, group: str) -> int | None:
-        """The group queue's ready messages (those delivered and not yet acked are not
-        counted: the broker's passive declare does not tell them)."""
+        """The group queue's ready messages (a passive declare does not count unacked ones)."""
         channel = await self.broker.connection.channel()
         try:
             queue = await channel.declare_queue(self.queue_name(group), passive=True)
-        except ChannelNotFoundEntity:  # no such queue: nothing waits for it
+        except ChannelNotFoundEntity:
             return 0
         finally:
             if not channel.is_closed:
@@ -433,17 +365,4 @@ def _message(event: CloudEvent) -> aio_pika.Message:
         message_id=event.id,
         content_type=CONTENT_TYPE,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-    )
-
-
-def from_settings(settings: Settings) -> RabbitMqBus:
-    if settings.rabbitmq_url is None:  # load_settings reports this first; here for direct callers
-        raise ConfigError(
-            ["RABBITMQ_URL is missing (needed by LIGHTNING_EVENT_BUS_PROVIDER=rabbitmq)"]
-        )
-    return RabbitMqBus(
-        settings.rabbitmq_url,
-        settings.bus_namespace,
-        RetryPolicy(max_attempts=settings.bus_max_attempts),
-        concurrency=settings.processor_concurrency,
     )

@@ -1,33 +1,5 @@
-"""Redis Streams event bus: one stream per namespace, one consumer group per group name.
-
-Keys (all under the namespace, so a test run or a deployment owns its own prefix):
-- `{ns}:events`: every published event, `XADD ... MAXLEN ~ max_len` (one pipelined round
-  trip per batch). Trimming bounds memory (an entry costs its JSON plus ~70 bytes: ~300 B
-  for a small event, so the default 1,000,000 is a few hundred MB at worst); a group more
-  than `max_len` events behind loses the oldest.
-- `{ns}:replay:{group}`: dead letters handed back to ONE group; its consumers read it in
-  the same XREADGROUP as the main stream, and delete an entry once it is acknowledged.
-  Republishing to `{ns}:events` instead would deliver the event to every group again.
-- `{ns}:dead:{group}`: dead letters (event, reason, attempts, failed_at), listed with
-  XRANGE; replay moves one to the replay stream atomically (a Lua script), so two replays
-  of the same letter deliver it once.
-
-Groups are created at id 0 (`open_group`, the first `consume`, and again whenever the
-server answers NOGROUP: it restarted without its data, or the group was deleted), so
-creating a group never skips an entry already in the stream. A group new to a stream with
-history, or recreated while the stream stayed, therefore receives every retained entry (up
-to `max_len`); the idempotency ledger absorbs those it already handled. What a server
-without persistence held is lost with it (docs/durability.md).
-
-Each bus instance reads under its own consumer name. A consumer that dies leaves its
-entries pending; any consumer of the group claims entries idle for longer than
-`claim_idle` (except those it holds itself, waiting in its delivery window or for a
-retry) (XPENDING gives their delivery counts, XCLAIM with that min idle time takes them
-without racing another claimer) and delivers them with `previous_attempts` = earlier
-deliveries. XAUTOCLAIM is not used because it does not report delivery counts. On a
-graceful stop, fetched-but-unstarted entries are re-claimed to this consumer with a huge
-idle time and their delivery count reset to the failed attempts, so the next consumer to
-look (any consumer's first receive, then every `claim_interval`) takes them at once.
+"""Redis Streams event bus: one stream of events, a consumer group per group name, dead
+letters and replays in streams per group (docs/core.md).
 """
 
 from __future__ import annotations
@@ -53,16 +25,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import KeyT, StreamIdT
 
 from lightning_core.bus.base import DEFAULT_CONCURRENCY, BusBase, DeadLetter, Delivery, RetryPolicy
-from lightning_core.config import ConfigError, Settings
 from lightning_core.events import CloudEvent
 
 log = logging.getLogger(__name__)
 
-# Idle time given to released entries: far beyond any claim_idle, so they are claimable now.
+# Idle time of released entries: beyond any claim_idle, so they are claimable at once.
 RELEASED_IDLE_MS = 24 * 3600 * 1000
 
-# A stream entry as redis-py returns it: (id, fields); fields are None for a trimmed entry.
-Entry = tuple[bytes, dict[bytes, bytes] | None]
+Entry = tuple[bytes, dict[bytes, bytes] | None]  # fields are None for a trimmed entry
 
 # Move a dead letter to the group's replay stream only if it is still there (atomic).
 REPLAY_SCRIPT = """
@@ -73,8 +43,7 @@ return 1
 
 
 def _group_lost(error: ResponseError) -> bool:
-    """Whether the reply means the group or its stream is gone (NOGROUP; UNBLOCKED for a
-    read blocked on a stream that was deleted)."""
+    """Whether the reply means the group or its stream is gone (NOGROUP, or UNBLOCKED)."""
     return str(error).startswith(("NOGROUP", "UNBLOCKED"))
 
 
@@ -89,12 +58,9 @@ async def _execute(pipe: Pipeline) -> list[Any]:
 
 
 class RedisBus(BusBase):
-    """`claim_idle` trades recovery time against duplicates: a dead consumer's entries wait
-    that long before another consumer takes them, and it must exceed the time a live
-    consumer holds an entry before handling it (about window / concurrency x slowest
-    handler, longer if one lane's events queue behind each other), or a sibling takes over
-    entries still queued and they run twice (the ledger keeps effects once).
-    """
+    """Streams bus; `claim_idle`: how long a dead consumer's entries wait before another
+    takes them. It must exceed how long a live consumer holds an entry before handling it,
+    or they run twice (docs/core.md)."""
 
     def __init__(
         self,
@@ -114,13 +80,11 @@ class RedisBus(BusBase):
         self.claim_interval = min(claim_idle, 1.0)
         self.max_len = max_len
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        # BusyLoadingError (the server is still replaying its AOF) is a ConnectionError too.
         self.connection_errors += (RedisConnectionError, RedisTimeoutError)
         self._stream = f"{namespace}:events"
         self._client: Redis | None = None
         self._next_claim: dict[str, float] = {}
-        # Entries this bus received and has not settled: idle on the server while they wait
-        # in the delivery window or for a retry, but not abandoned, so never claimed here.
+        # Received and not settled: idle on the server but not abandoned, so never claimed here.
         self._held: defaultdict[str, set[tuple[str, bytes]]] = defaultdict(set)
 
     @property
@@ -131,8 +95,7 @@ class RedisBus(BusBase):
         return self._client
 
     async def delete_namespace(self) -> None:
-        """Delete every key under this namespace, streams and dead letters included: for test
-        runs and benchmarks that must leave the server as they found it."""
+        """Delete every key under this namespace, dead letters included (tests, benchmarks)."""
         keys = [key async for key in self._redis.scan_iter(match=f"{self.namespace}:*")]
         if keys:
             await self._redis.delete(*keys)
@@ -168,8 +131,8 @@ class RedisBus(BusBase):
             except ResponseError as error:
                 if not str(error).startswith("BUSYGROUP"):
                     raise
-        self._next_claim[group] = 0.0  # first receive looks for abandoned entries at once
-        self._held[group] = set()  # a consume starting anew holds nothing yet
+        self._next_claim[group] = 0.0
+        self._held[group] = set()
 
     async def _receive(self, group: str, max_count: int, wait: float) -> list[Delivery]:
         streams: dict[KeyT, StreamIdT] = {self._stream: ">", self._replay_key(group): ">"}
@@ -289,8 +252,7 @@ class RedisBus(BusBase):
         except ResponseError as error:
             if not _group_lost(error):
                 raise
-            # Nothing to hand back: the entries went with the stream, or the group, once
-            # recreated at id 0, delivers them again.
+            # The entries went with the stream, or the group, recreated at id 0, redelivers them.
 
     async def _dead_letter(
         self, group: str, delivery: Delivery, reason: str, attempts: int
@@ -330,8 +292,7 @@ class RedisBus(BusBase):
         ]
 
     async def backlog(self, group: str) -> int | None:
-        """Entries the group has not read (its lag) plus those read and not acknowledged;
-        None when Redis cannot tell the lag (entries deleted from the middle)."""
+        """The group's lag plus its pending entries; None when Redis cannot tell the lag."""
         try:
             groups = await self._redis.xinfo_groups(self._stream)
         except ResponseError as error:  # no stream yet
@@ -353,14 +314,3 @@ class RedisBus(BusBase):
                 if await move(keys=keys, args=[entry_id, fields[b"event"]]):
                     return
         raise KeyError(f"no dead letter {event_id} in group {group}")
-
-
-def from_settings(settings: Settings) -> RedisBus:
-    if settings.redis_url is None:  # load_settings reports this first; here for direct callers
-        raise ConfigError(["REDIS_URL is missing (needed by LIGHTNING_EVENT_BUS_PROVIDER=redis)"])
-    return RedisBus(
-        settings.redis_url,
-        settings.bus_namespace,
-        RetryPolicy(max_attempts=settings.bus_max_attempts),
-        concurrency=settings.processor_concurrency,
-    )

@@ -1,53 +1,5 @@
-"""Azure Service Bus event bus: one topic, one subscription per consumer group, peek-lock.
-
-Topology, declared in `lightning_core.topology.bus_topology`: every event goes to the topic
-`{bus_namespace}-events` as one message whose body is the CloudEvent JSON (content type
-`application/cloudevents+json`, message id = event id); each consumer group is a subscription
-of that topic with the replay rule below, the longest lock the service allows and a max
-delivery count above the retry policy. What the bus does with the declaration depends on its
-credential:
-- a connection string (local azure-mode runs, tests; its key needs Manage rights): connect
-  creates whatever is missing exactly as declared: the topic; each subscription with its
-  lock duration and max delivery count; its replay rule, then the deletion of the service's
-  catch-all `$Default`. `open_group` does the same for a group that is not declared (the
-  contract suite and the bench use their own). Entities that exist keep their settings; a
-  subscription only gains the rule (and loses `$Default`) if it lacks it.
-- a managed identity (`SERVICE_BUS_NAMESPACE`), which holds only the data-plane roles Azure
-  Service Bus Data Sender and Data Receiver: there is no administration client at all and
-  nothing is created. Connect opens a sender link on the topic and peeks each declared
-  subscription (`open_group` peeks an undeclared group's), and anything missing fails with
-  one line naming every missing entity and how to deploy it; refused rights fail with one
-  line naming the role. Data-plane rights cannot read rules or subscription settings, so
-  those are the infrastructure program's, which deploys this same declaration.
-`ping` (readiness) opens a sender link on the topic: Send rights only, on both paths.
-
-Settlement maps one to one onto the loop in `BusBase`: messages are received in peek-lock
-mode; a handled one is completed, one fetched but not started at shutdown is abandoned (the
-service redelivers it at once), a failed one is dead-lettered with the handler's error as
-`DeadLetterReason` and the attempts made in `DeadLetterErrorDescription` (JSON), since the
-SDK cannot add properties to a message it dead-letters. The message's `delivery_count`
-(0 on the first delivery in this SDK: the AMQP header counts earlier failed deliveries, so
-it is not the 1-based .NET `DeliveryCount`) becomes `previous_attempts`. Abandoning at
-shutdown also counts as a delivery; that is why the declared max delivery count stays above
-the retry policy (at least the service default of 10), so the service's own dead-lettering
-only catches events that crash the whole process again and again.
-
-Replay: a dead letter is received from the group's dead-letter subqueue, sent to the topic
-again with the application property `replay_to=<group>`, then completed in the subqueue.
-Every subscription's only rule is `replay_to IS NULL OR replay_to = '<group>'`, so ordinary
-events reach every group while a replay reaches exactly the group it is for. (Provisioning
-creates the rule before it deletes `$Default`, so a subscription never passes through a
-moment without a rule; a message matching both rules is still delivered once.) Group names
-are restricted to what a subscription name allows, which also keeps them inert inside the
-SQL literal.
-
-Message locks: the declared lock is 5 minutes; the loop settles a batch after handling all
-of it, so a batch of `batch_size` events must be handled within that time. A lock that
-expires anyway is not an error: the settlement is skipped with a warning, the service
-delivers the event again, and the idempotency ledger keeps its effect single.
-
-The SDK retries and reconnects by itself; when it gives up, its connection errors are in
-`connection_errors`, so the loop backs off and tries again instead of crashing.
+"""Azure Service Bus event bus: one topic, a peek-lock subscription per consumer group. With
+Manage rights it creates its topology, else verifies it (docs/core.md).
 """
 
 from __future__ import annotations
@@ -96,7 +48,7 @@ from pydantic import ValidationError
 from typing_extensions import override
 
 from lightning_core.bus.base import DEFAULT_CONCURRENCY, BusBase, DeadLetter, Delivery, RetryPolicy
-from lightning_core.config import ConfigError, Settings
+from lightning_core.config import ConfigError
 from lightning_core.events import CloudEvent
 from lightning_core.topology import (
     CONSUMER_GROUPS,
@@ -109,19 +61,17 @@ log = logging.getLogger(__name__)
 
 
 class Clients(NamedTuple):
-    """The SDK clients a bus talks through. `admin` is there only where the credential may
-    manage entities: then the bus provisions its topology, otherwise it verifies it."""
+    """The SDK clients a bus talks through; `admin` only where the credential may manage."""
 
     data: ServiceBusClient
     admin: ServiceBusAdministrationClient | None
 
 
-#: Opens the clients and closes them on exit. Tests pass one that yields the in-memory
-#: namespace's; production uses `from_settings`.
+#: Opens the clients and closes them on exit.
 ClientFactory = Callable[[], AbstractAsyncContextManager[Clients]]
 
 CONTENT_TYPE = "application/cloudevents+json"
-DEFAULT_RULE = "$Default"  # the catch-all rule the service gives every new subscription
+DEFAULT_RULE = "$Default"  # the service's catch-all rule on every new subscription
 _NOT_FOUND = 404
 MAX_REASON_LENGTH = 4000  # keeps a settlement far below the service's header size limit
 # A subscription name: letters, digits, '.', '-', '_'; starts and ends alphanumeric; <= 50.
@@ -156,8 +106,7 @@ class ServiceBusBus(BusBase):
         self._connected_clients: Clients | None = None
         self._sender: ServiceBusSender | None = None
         self._receivers: dict[str, ServiceBusReceiver] = {}
-        # The SDK's async receivers are not safe for concurrent use (azure-sdk-for-python
-        # #21385), and the delivery loop settles while it receives: one operation at a time.
+        # Async receivers are not safe for concurrent use (azure-sdk-for-python #21385).
         self._links: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self.connection_errors += (
             ServiceBusConnectionError,
@@ -167,8 +116,6 @@ class ServiceBusBus(BusBase):
             ServiceRequestError,  # the administration client speaks HTTP
             ServiceResponseError,
         )
-
-    # -- lifecycle ----------------------------------------------------------------------
 
     async def _connect(self) -> None:
         self._stack = AsyncExitStack()
@@ -185,7 +132,6 @@ class ServiceBusBus(BusBase):
             raise
 
     async def _close(self) -> None:
-        # Closing the client closes every sender and receiver it handed out.
         self._sender, self._connected_clients = None, None
         self._receivers.clear()
         await self._stack.aclose()
@@ -196,15 +142,13 @@ class ServiceBusBus(BusBase):
         return self._connected_clients
 
     async def backlog(self, _group: str) -> int | None:
-        """Unknown: message counts need Manage rights (Azure Monitor's ActiveMessages has them)."""
+        """None: message counts need Manage rights."""
         return None
 
     async def ping(self) -> None:
         """Open a sender link on the topic: a round trip needing only Send rights."""
         async with self._connection().data.get_topic_sender(self.topic) as sender:
             await sender.create_message_batch()
-
-    # -- topology -----------------------------------------------------------------------
 
     def _subscription(self, group: str) -> Subscription:
         """The group's declared subscription, or one made by the same declaration."""
@@ -219,8 +163,7 @@ class ServiceBusBus(BusBase):
             return bus_topology(self.namespace, self.retry.max_attempts, (group,)).subscriptions[0]
 
     async def _open_group(self, group: str) -> None:
-        """Provision the group's subscription (idempotent, so a half-finished earlier attempt
-        or one provisioned elsewhere is repaired), or verify it without management rights."""
+        """Provision the group's subscription (idempotent), or verify it without Manage rights."""
         subscription = self._subscription(group)
         admin = self._connection().admin
         if admin is None:
@@ -301,11 +244,8 @@ class ServiceBusBus(BusBase):
         ) as receiver:
             await receiver.peek_messages(1)
 
-    # -- publishing ---------------------------------------------------------------------
-
     async def _publish(self, events: Sequence[CloudEvent]) -> None:
-        """Send in as few service batches as the size limit allows; each send returns once
-        the service has accepted the batch."""
+        """Send in as few service batches as the size limit allows."""
         if self._sender is None:
             raise RuntimeError("the Service Bus bus is not connected: call connect() first")
         sender = self._sender
@@ -323,11 +263,8 @@ class ServiceBusBus(BusBase):
         if len(batch):
             await sender.send_messages(batch)
 
-    # -- consuming ----------------------------------------------------------------------
-
     def _receiver(self, group: str) -> ServiceBusReceiver:
-        """One long-lived receiver per group: settling must go through the receiver that
-        received the message, and the SDK re-attaches its link after a connection loss."""
+        """The group's long-lived receiver: a message settles through the one that received it."""
         receiver = self._receivers.get(group)
         if receiver is None:
             receiver = self._connection().data.get_subscription_receiver(
@@ -347,7 +284,6 @@ class ServiceBusBus(BusBase):
                 try:
                     event = CloudEvent.from_json(_body(message))
                 except ValidationError as error:
-                    # No handler can take it and no retry will change it.
                     await receiver.dead_letter_message(
                         message,
                         reason=f"not a CloudEvent: {error}"[:MAX_REASON_LENGTH],
@@ -384,8 +320,6 @@ class ServiceBusBus(BusBase):
                     m, reason=reason[:MAX_REASON_LENGTH], error_description=description
                 ),
             )
-
-    # -- dead letters -------------------------------------------------------------------
 
     def _dead_letter_receiver(self, group: str) -> ServiceBusReceiver:
         return self._connection().data.get_subscription_receiver(
@@ -437,7 +371,7 @@ class ServiceBusBus(BusBase):
                     )
                 if self._sender is None:
                     raise RuntimeError("the Service Bus bus is not connected: call connect() first")
-                # Sent before it is completed: a failure in between replays it twice, never not.
+                # Sent before completed: a failure in between replays it twice, never not.
                 await self._sender.send_messages(_replay_message(target, group))
                 await receiver.complete_message(target)
             finally:
@@ -451,8 +385,8 @@ async def _receive_matching(
     held: list[ServiceBusReceivedMessage],
     batch_size: int,
 ) -> ServiceBusReceivedMessage | None:
-    """Lock dead letters until the one with `message_id` turns up; the others are kept
-    locked in `held` (so the next receive moves past them) for the caller to abandon."""
+    """Lock dead letters until `message_id` turns up; the others stay locked in `held` (so
+    the next receive moves past them) for the caller to abandon."""
     while batch := await receiver.receive_messages(max_message_count=batch_size, max_wait_time=5):
         target: ServiceBusReceivedMessage | None = None
         for message in batch:
@@ -470,8 +404,7 @@ async def _settle_each(
     action: str,
     settle: Callable[[ServiceBusReceiver, ServiceBusReceivedMessage], Awaitable[None]],
 ) -> None:
-    """Settle the deliveries concurrently. A retried call (after a connection loss) skips
-    the ones already settled; a lost lock means the service redelivers that event."""
+    """Settle the deliveries concurrently, skipping settled ones; a lost lock is only logged."""
 
     async def one(delivery: Delivery) -> None:
         receiver, message = delivery.receipt
@@ -509,7 +442,7 @@ def _replay_message(dead: ServiceBusReceivedMessage, group: str) -> ServiceBusMe
 
 
 def _body(message: ServiceBusReceivedMessage) -> bytes:
-    body: Any = message.body  # a data body arrives as an iterable of byte sections
+    body: Any = message.body  # a data body is an iterable of byte sections
     return body if isinstance(body, bytes) else b"".join(body)
 
 
@@ -518,8 +451,7 @@ def _description(attempts: int) -> str:
 
 
 def _parse_description(message: ServiceBusReceivedMessage) -> tuple[int, datetime]:
-    """Attempts and failure time as this bus recorded them; for a message the service
-    dead-lettered itself (MaxDeliveryCountExceeded), its own delivery count and enqueue time."""
+    """Attempts and failure time as recorded, or the service's own for its dead letters."""
     try:
         recorded = json.loads(message.dead_letter_error_description or "")
         return int(recorded["attempts"]), datetime.fromisoformat(recorded["failed_at"])
@@ -528,9 +460,8 @@ def _parse_description(message: ServiceBusReceivedMessage) -> tuple[int, datetim
 
 
 def entity_missing(error: BaseException) -> bool:
-    """Whether a data-plane call failed because its topic or subscription does not exist:
-    either its link is refused as not found, or, before the link exists, the token for it
-    is refused with 404, which the SDK raises as an authentication error."""
+    """Whether a data-plane call failed because its topic or subscription does not exist
+    (the SDK raises a token refused with 404 as an authentication error)."""
     if isinstance(error, MessagingEntityNotFoundError):
         return True
     return isinstance(error, ServiceBusAuthenticationError) and (
@@ -574,7 +505,7 @@ def _one_line(error: BaseException) -> str:
 
 @asynccontextmanager
 async def connection_string_clients(connection_string: str) -> AsyncIterator[Clients]:
-    """Both clients: the bus provisions its topology (the key needs Manage rights)."""
+    """Both clients: the bus provisions its topology."""
     async with (
         ServiceBusClient.from_connection_string(connection_string) as client,
         ServiceBusAdministrationClient.from_connection_string(connection_string) as admin,
@@ -584,30 +515,7 @@ async def connection_string_clients(connection_string: str) -> AsyncIterator[Cli
 
 @asynccontextmanager
 async def managed_identity_clients(namespace: str) -> AsyncIterator[Clients]:
-    """The data-plane client only, signed in through DefaultAzureCredential (the managed
-    identity on Azure, the developer's `az login` on a laptop): the bus verifies its
-    topology. `namespace` may be the short name or the full host name."""
+    """The data-plane client through DefaultAzureCredential; `namespace`: short or host name."""
     host = namespace if "." in namespace else f"{namespace}.servicebus.windows.net"
     async with DefaultAzureCredential() as credential, ServiceBusClient(host, credential) as client:
         yield Clients(client, None)
-
-
-def from_settings(settings: Settings) -> ServiceBusBus:
-    retry = RetryPolicy(max_attempts=settings.bus_max_attempts)
-    connection_string = settings.service_bus_connection_string
-    namespace = settings.service_bus_namespace
-    clients: ClientFactory
-    if connection_string:
-        clients = functools.partial(connection_string_clients, connection_string)
-    elif namespace:
-        clients = functools.partial(managed_identity_clients, namespace)
-    else:
-        raise ConfigError(
-            [
-                "SERVICE_BUS_CONNECTION_STRING (or SERVICE_BUS_NAMESPACE with a managed "
-                "identity) is missing (needed by LIGHTNING_EVENT_BUS_PROVIDER=servicebus)"
-            ]
-        )
-    return ServiceBusBus(
-        clients, settings.bus_namespace, retry, concurrency=settings.processor_concurrency
-    )

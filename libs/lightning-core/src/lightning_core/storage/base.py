@@ -1,8 +1,5 @@
-"""The storage contract: JSON documents in collections, partitioned by user, with etags.
-
-Services type against the `Storage` protocol only. Every provider gives the same answers,
-including the same exceptions, so a handler written against SQLite behaves the same on
-PostgreSQL or Cosmos DB.
+"""The storage contract: JSON documents in collections, partitioned by user, with etags;
+every provider gives the same answers and raises the same exceptions.
 """
 
 from __future__ import annotations
@@ -24,13 +21,10 @@ JsonScalar = str | int | float | bool | None
 
 # Field names reach SQL as JSON paths: allow plain identifiers only.
 FIELD_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
-#: How deep a body may nest, the body itself being level 1: an event's `data` fits, with as
-#: many levels again for the documents that carry it (an event record holds it at level 3).
+#: How deep a body may nest (the body is level 1): an event's `data`, and as many levels again.
 STORAGE_MAX_DEPTH = 2 * MAX_DATA_DEPTH
-# The largest offset every offset-paging database takes (a signed 64-bit integer).
-_MAX_OFFSET = 2**63 - 1
-# Characters no provider stores alike: NUL (PostgreSQL refuses it in text) and any surrogate
-# code point (a Python str holds one only when it is lone, which UTF-8 cannot encode).
+_MAX_OFFSET = 2**63 - 1  # a signed 64-bit integer
+# No provider stores these alike: NUL (PostgreSQL refuses it) and lone surrogates (not UTF-8).
 _UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
 _NOT_FINITE = "not a finite number (JSON has no NaN or Infinity)"
 _PLAIN_SCALARS = frozenset({int, float, bool, type(None)})
@@ -51,9 +45,7 @@ class Conflict(StorageError):
 
 
 class InvalidDocument(StorageError, ValueError):
-    """The body, partition or id holds what no provider can store the same way (a NUL
-    character, a lone surrogate, NaN or Infinity, nesting beyond STORAGE_MAX_DEPTH); the
-    message names the field."""
+    """The body, partition or id holds what no provider stores alike; the message says where."""
 
 
 class PreconditionFailed(StorageError):
@@ -75,13 +67,12 @@ class Page:
 
 
 def encode_offset(offset: int) -> str:
-    """An opaque continuation token for providers that page by offset (SQLite, PostgreSQL)."""
+    """An opaque continuation token for providers that page by offset."""
     return base64.urlsafe_b64encode(str(offset).encode()).decode()
 
 
 def decode_offset(token: str) -> int:
-    """The offset in `token`; ValueError for anything `encode_offset` cannot have made,
-    including offsets beyond what the databases take."""
+    """The offset in `token`; ValueError for anything `encode_offset` cannot have made."""
     try:
         offset = int(base64.urlsafe_b64decode(token.encode()).decode())
     except ValueError:  # binascii.Error and the Unicode errors are ValueErrors
@@ -98,9 +89,8 @@ def check_field_name(name: str) -> str:
 
 
 def check_document(body: Mapping[str, Any]) -> None:
-    """Raise InvalidDocument naming the first field (key or value, at any depth) holding a
-    NUL character, a lone surrogate, NaN or an infinity, or nesting deeper than
-    STORAGE_MAX_DEPTH."""
+    """Raise InvalidDocument naming the first field (key or value, at any depth) that no
+    provider stores alike (NUL, lone surrogate, NaN, infinity) or nests past STORAGE_MAX_DEPTH."""
     if _plainly_fine(body):
         return
     found = _first_problem(body, STORAGE_MAX_DEPTH)
@@ -110,8 +100,7 @@ def check_document(body: Mapping[str, Any]) -> None:
 
 
 def check_keys(**keys: str) -> None:
-    """Raise InvalidDocument naming the first key (a partition, an id) holding a character
-    no provider stores alike (NUL, a lone surrogate)."""
+    """Raise InvalidDocument naming the first key (a partition, an id) no provider stores alike."""
     for name, key in keys.items():
         if problem := _unstorable(key):
             raise InvalidDocument(f"document {name}: {problem}")
@@ -139,9 +128,8 @@ FieldPath = list[str | int]
 
 
 def _plainly_fine(body: Mapping[str, Any]) -> bool:
-    """True if the body certainly passes; False sends it to the exact walk (which names
-    the field). Every write runs this, so it searches all strings at once and leaves any
-    type but plain JSON ones to the exact walk."""
+    """True if the body certainly passes; False sends it to the exact walk, which names the
+    field. Every write runs this, so it searches all strings at once."""
     if type(body) is not dict:
         return False
     strings: list[str] = []
@@ -170,8 +158,7 @@ def _plainly_fine(body: Mapping[str, Any]) -> bool:
 
 
 def _first_problem(container: Any, room: int) -> tuple[FieldPath, str] | None:
-    """The path to the first unstorable key or value in `container` (a dict or list) and
-    what is wrong there; `room` is how many levels, this one included, may still nest."""
+    """The path to the first unstorable key or value and what is wrong; `room`: levels left."""
     if room == 0:
         return [], f"nested deeper than {STORAGE_MAX_DEPTH} levels"
     pairs = container.items() if isinstance(container, dict) else enumerate(container)
@@ -270,8 +257,7 @@ class Storage(Protocol):
 
 @dataclass(frozen=True)
 class After:
-    """Where a keyset page starts: after the document `id` whose order value (the JSON value
-    of the field ordered by, None when missing or when nothing is ordered by) is `value`."""
+    """Where a keyset page starts: after document `id`, whose order value is `value`."""
 
     id: str
     value: Any = None
@@ -302,8 +288,7 @@ def _no_constant(name: str) -> None:
 
 def decode_position(token: str, fingerprint: str, *, ordered: bool) -> After:
     """The position in `token`; ValueError for anything `encode_position` cannot have made
-    for this query (a token is read-only for its holder: an edited one can only move the
-    start of a page within the caller's own results)."""
+    for this query."""
     try:
         decoded = json.loads(base64.urlsafe_b64decode(token.encode()), parse_constant=_no_constant)
     except (ValueError, RecursionError):  # binascii and Unicode errors are ValueErrors
@@ -322,9 +307,7 @@ def decode_position(token: str, fingerprint: str, *, ordered: bool) -> After:
 
 
 class KeysetPaging(ABC):
-    """`query` and `query_all` for providers that page by keyset (SQLite, PostgreSQL),
-    written once over the provider's `_select`: a page starts after the previous page's
-    last (order value, id), so reading page n costs what reading page 1 does."""
+    """`query` and `query_all` for providers paging by keyset, over their `_select`."""
 
     @abstractmethod
     async def _select(

@@ -1,49 +1,14 @@
-"""Azure Cosmos DB storage for azure mode: one container per collection, partitioned by user.
-
-Each document is stored as `{"id", "partition", "body", "write"}`:
-- the partition key path is `/partition` (the user), and every query both names it in its
-  WHERE clause and passes it as the request's partition key, so a query is served by one
-  logical partition and can never return another user's documents;
-- the caller's JSON sits under `body`, so its field names never collide with ours or with
-  Cosmos DB's system properties (`_etag`, `_ts`, ...); filters and ordering address
-  `c.body["field"]` with bound parameters only;
-- `write` is a random token per write: a write resent after its response was lost (by the
-  retry loop here, or by the SDK, which resends writes after a dropped connection)
-  recognises its own result instead of reporting a false Conflict or PreconditionFailed.
-The etag is Cosmos DB's `_etag`, checked server-side with If-Match.
-
-Containers are declared, not discovered: `lightning_core.topology.COLLECTIONS` names each
-collection and the fields it is ordered by, and so the composite indexes `(/body/<field>,
-/id)` Cosmos DB needs for those ORDER BYs. A collection that is not declared is refused
-(ValueError) and so is an ordering it does not declare, instead of failing later in Azure.
-What connect does with the declaration depends on the credential:
-- an account key (COSMOS_CONNECTION_STRING: local azure-mode runs, tests) creates the
-  database and every declared container (partition key `/partition`, the declared composite
-  indexes), and gives an existing container the declared indexes it lacks. A replace resets
-  whatever container properties it omits, so the others are passed through unchanged, and
-  the stored policy is read back, since a concurrent replace may have dropped ours;
-- a managed identity (COSMOS_ENDPOINT), whose Cosmos DB Built-in Data Contributor role may
-  read metadata but not create or replace containers, only verifies: the database, each
-  container, its partition key path and composite indexes; anything missing fails at connect
-  with one line naming every missing piece and how to deploy it.
-The collections the declaration marks as expiring get the container default TTL
-`retention` (LIGHTNING_RETENTION_DAYS): Cosmos DB deletes their documents that long after
-their last write by itself; `purge` does the same on request, for documents written before
-the TTL was set.
-
-Losing the service is not fatal: an operation that failed on connection loss is retried with
-backoff for up to `retry_for` seconds, on top of the SDK's own short retries.
+"""Azure Cosmos DB storage for azure mode: a container per collection, partitioned by user;
+a write token per document lets a resent write recognise its own result (docs/core.md).
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import functools
 import hashlib
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import suppress
 from datetime import datetime, timedelta
@@ -63,7 +28,8 @@ from azure.cosmos.exceptions import (
 )
 from azure.identity.aio import DefaultAzureCredential
 
-from lightning_core.config import ConfigError, Settings
+from lightning_core.backoff import retry
+from lightning_core.config import ConfigError
 from lightning_core.ids import new_token
 from lightning_core.lifecycle import Connectable
 from lightning_core.storage.base import (
@@ -86,7 +52,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PARTITION_KEY = PartitionKey(path=PARTITION_KEY_PATH)
-# Cosmos DB refuses these in an id (they are path separators in its REST addresses).
+# Path separators in Cosmos DB's REST addresses: refused in an id.
 _ID_FORBIDDEN = frozenset("/\\?#")
 # Container properties a replace would reset unless given again, by their keyword in the SDK.
 _KEPT_PROPERTIES = {
@@ -99,8 +65,7 @@ _KEPT_PROPERTIES = {
 _BAD_REQUEST = 400
 _FORBIDDEN = 403
 _INDEX_ATTEMPTS = 5
-# The SDK reports connection loss as these: the first before the request was sent, the
-# second after, when the write may or may not have landed.
+# Connection loss before the request was sent, and after (the write may have landed).
 _CONNECTION_ERRORS = (ServiceRequestError, ServiceResponseError)
 DATA_ROLE = "Cosmos DB Built-in Data Contributor"
 DEPLOY_FIX = (
@@ -144,16 +109,9 @@ def _describe(index: Index) -> str:
 
 
 class CosmosStorage(Connectable):
-    """Storage in one Cosmos DB database holding the `collections` declared, reached with
-    an account key (connection string: provisions them) or with a managed identity
-    (endpoint + `credential`, by default DefaultAzureCredential: verifies them). Expiring
-    collections get the default TTL `retention` (None: their TTL is neither set nor checked).
-
-    There is deliberately no switch for TLS certificate checks: the SDK skips them by itself
-    for 127.0.0.1 and localhost only (its rule for the emulator), which is what the contract
-    suite's local server needs, and no deployment can turn them off. `client_options` go
-    to the SDK's client as they are (e.g. `preferred_locations`).
-    """
+    """One database holding the declared `collections`, provisioned through a
+    `connection_string` or verified through an `endpoint` and `credential` (by default
+    DefaultAzureCredential). Expiring collections get the default TTL `retention`."""
 
     def __init__(
         self,
@@ -219,7 +177,7 @@ class CosmosStorage(Connectable):
     async def _close(self) -> None:
         if self._client is not None:
             await self._client.close()
-        if self._credential is not None:  # only the one made here: a given one is the caller's
+        if self._credential is not None:  # the one made here; a given one is the caller's
             await self._credential.close()
         self._client = self._credential = self._database = None
         self._containers.clear()
@@ -229,20 +187,8 @@ class CosmosStorage(Connectable):
         await self.database.read()
 
     async def _retrying(self, operation: Callable[[], Awaitable[T]]) -> T:
-        """Run `operation`, retrying on connection loss with backoff until `retry_for`."""
-        deadline = time.monotonic() + self._retry_for
-        delay = 0.05
-        while True:
-            try:
-                return await operation()
-            except _CONNECTION_ERRORS as error:
-                if time.monotonic() + delay > deadline:
-                    raise
-                log.warning("Cosmos DB unreachable (%s); retrying in %.2fs", error, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
-
-    # -- the declared containers ------------------------------------------------------------
+        """Run `operation`, retrying on connection loss for up to `retry_for`."""
+        return await retry(operation, _CONNECTION_ERRORS, what="Cosmos DB", within=self._retry_for)
 
     async def _provision(self, client: CosmosClient, database: DatabaseProxy) -> None:
         """Create the database and the declared containers, add missing indexes."""
@@ -287,7 +233,6 @@ class CosmosStorage(Connectable):
             )
 
     def _ttl_option(self, collection: Collection) -> dict[str, int]:
-        """The container's declared default TTL as the SDK's keyword, if it has one."""
         declared = self._declared_ttl(collection)
         return {} if declared is None else {"default_ttl": declared}
 
@@ -301,9 +246,8 @@ class CosmosStorage(Connectable):
     async def _add_missing_indexes(
         self, database: DatabaseProxy, collection: Collection
     ) -> list[str]:
-        """Give the container the declared composite indexes and default TTL it lacks,
-        reading the stored properties back after each replace; the problems no replace
-        can fix."""
+        """Give the container the declared indexes and TTL it lacks (re-reading after each
+        replace, which a concurrent one may undo); the problems no replace can fix."""
         container = database.get_container_client(collection.name)
         for _ in range(_INDEX_ATTEMPTS):
             properties = await self._retrying(container.read)
@@ -398,8 +342,6 @@ class CosmosStorage(Connectable):
             f"{', '.join(sorted(self._declared))}): add it to lightning_core.topology.COLLECTIONS"
         )
 
-    # -- documents ----------------------------------------------------------------------------
-
     def _item(self, partition: str, doc_id: str, body: dict[str, Any]) -> dict[str, Any]:
         check_document(body)
         write = new_token()
@@ -408,9 +350,7 @@ class CosmosStorage(Connectable):
     async def _own_write(
         self, container: ContainerProxy, item: dict[str, Any], refusal: StorageError
     ) -> Document:
-        """A create refused as Conflict, or a replace as PreconditionFailed, may be this very
-        write landing twice: retried by us or by the SDK (which resends writes after a lost
-        connection). It is ours if the stored write token is ours; otherwise `refusal`."""
+        """The stored document if this very write landed before (resent); else raise `refusal`."""
         try:
             stored = await self._retrying(
                 functools.partial(container.read_item, item["id"], partition_key=item["partition"])
@@ -477,7 +417,6 @@ class CosmosStorage(Connectable):
         check_keys(partition=partition, id=doc_id)
         item = self._item(partition, doc_id, body)
         container = self._container(collection)
-        # Idempotent: a retry after a lost outcome writes the same document again.
         return _document(await self._retrying(functools.partial(container.upsert_item, item)))
 
     async def delete(
@@ -531,7 +470,7 @@ class CosmosStorage(Connectable):
         ).hexdigest()[:16]
         token = given = _decode_token(continuation, fingerprint) if continuation else None
         items: list[Document] = []
-        # Cosmos DB may end a page early (time or size budget): keep reading until full.
+        # Cosmos DB may end a page early (a time or size budget).
         while True:
             want = limit - len(items)
             try:
@@ -573,7 +512,6 @@ class CosmosStorage(Connectable):
 
         async def read() -> list[Document]:
             found: list[Document] = []
-            # No partition key: the SDK fans the query out and merges the ordered results.
             async for item in container.query_items(
                 sql, parameters=parameters, max_item_count=limit
             ):
@@ -709,23 +647,3 @@ def _decode_token(token: str, fingerprint: str) -> str:
     if not isinstance(sdk_token, str) or not (sdk_token.isascii() and sdk_token.isprintable()):
         raise ValueError("invalid continuation token")
     return sdk_token
-
-
-def from_settings(settings: Settings) -> CosmosStorage:
-    retention = timedelta(days=settings.retention_days)
-    if settings.cosmos_connection_string:
-        return CosmosStorage(
-            settings.cosmos_database,
-            connection_string=settings.cosmos_connection_string,
-            retention=retention,
-        )
-    if settings.cosmos_endpoint:
-        return CosmosStorage(
-            settings.cosmos_database, endpoint=settings.cosmos_endpoint, retention=retention
-        )
-    raise ConfigError(
-        [
-            "COSMOS_CONNECTION_STRING (or COSMOS_ENDPOINT with a managed identity) is missing "
-            "(needed by LIGHTNING_STORAGE_PROVIDER=cosmos)"
-        ]
-    )

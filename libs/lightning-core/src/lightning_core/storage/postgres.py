@@ -1,34 +1,9 @@
-"""PostgreSQL storage for local mode: one jsonb table behind an asyncpg connection pool.
-
-One table holds every collection, keyed by (collection, partition, id), as in SQLite:
-- a collection exists as soon as a document is written to it, with no DDL on the write
-  path (CREATE TABLE per collection would take exclusive locks and race between the API
-  and the processor creating the same collection at once);
-- collection names stay plain bound values, never identifiers to validate and quote;
-- every query filters on a leading prefix of the primary key (collection, partition), so
-  it is an index range scan over one user's documents in one collection.
-Keys are `COLLATE "C"`, so ids order byte-wise like SQLite's BINARY collation, whatever
-the database's locale. Both tables live in the first schema of the connection's
-search_path (`?search_path=NAME` in DATABASE_URL picks another one).
-
-Filters and ordering reproduce SQLite's `json_extract` semantics for JSON scalars, so a
-query answers the same on both: a missing field equals null; booleans compare as the
-numbers 1 and 0 (so `true` matches `1`); a number never equals a string; ascending order
-is null, then numbers and booleans by value, then strings byte-wise, ties broken by id.
-
-Losing the server is not fatal: an operation that failed on connection loss is retried
-with backoff for up to `retry_for` seconds while the pool reconnects. A write whose
-connection dropped may have committed, and neither the document (a later writer may have
-changed it since) nor the transaction id (PostgreSQL hands out again the ids of
-transactions a crash lost) can tell. So every write records a token of its own in
-`document_writes`, in the same statement: a retry that finds its row gone or changed looks
-for its token, and a write is applied once and reported once, never as a false Conflict,
-NotFound or PreconditionFailed. Tokens outlive any retry by far and are then pruned.
+"""PostgreSQL storage for local mode: one jsonb table, answering as SQLite does; each write
+records a token, so a retry after a dropped connection applies it once (docs/core.md).
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -38,7 +13,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from lightning_core.config import ConfigError, Settings
+from lightning_core.backoff import retry
 from lightning_core.ids import new_token
 from lightning_core.lifecycle import Connectable
 from lightning_core.storage.base import (
@@ -61,12 +36,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# One statement, so one transaction; the advisory lock serialises processes starting at
-# once, since concurrent CREATE TABLE IF NOT EXISTS can still fail on the catalog's unique
-# index. document_writes is append-only by time, so a BRIN index serves the pruning. The
-# column and indexes added since the first version are created only when missing (checked
-# in the catalog first: ALTER TABLE and CREATE INDEX lock the table even when IF NOT EXISTS
-# finds nothing to do).
+# The lock: concurrent CREATE TABLE IF NOT EXISTS can fail. The catalog is checked first:
+# ALTER TABLE and CREATE INDEX lock the table even when IF NOT EXISTS finds nothing to do.
 _SCHEMA = """
 DO $$ BEGIN
     PERFORM pg_advisory_xact_lock(328185899124);  -- "Light": this schema's lock
@@ -94,9 +65,7 @@ DO $$ BEGIN
 {indexes}
 END $$
 """
-# Partial indexes give the planner no statistics about their expressions, so each filtered
-# field gets its own (PostgreSQL 14 and later): the estimate picks the index of the query's
-# ordering instead of sorting what an index of the filter found.
+# Partial indexes give the planner no statistics on their expressions (docs/core.md).
 _STATISTICS = """
     IF current_setting('server_version_num')::int >= 140000 THEN
         EXECUTE 'CREATE STATISTICS IF NOT EXISTS "{name}" ON ({expression}) FROM documents';
@@ -106,8 +75,7 @@ _INDEX = """
         CREATE INDEX "{name}" ON documents ({columns}) WHERE collection = {collection};
     END IF;"""
 
-# Each write changes at most one document and, in the same statement, records its token
-# ($5) when it did; the status is then "INSERT 0 1".
+# Each write records its token ($5) in the same statement when it changed the document.
 _CREATE = """
 WITH written AS (
     INSERT INTO documents (collection, partition, id, body, etag)
@@ -141,7 +109,6 @@ WITH written AS (
 INSERT INTO document_writes (token) SELECT $5::text FROM written
 """
 _KEY = "collection=$1 AND partition=$2 AND id=$3"
-# Expired documents of one collection, a bounded batch at a time.
 _PURGE = """
 WITH expired AS (
     SELECT partition, id FROM documents
@@ -152,18 +119,12 @@ WHERE documents.collection = {collection}
 AND documents.partition = expired.partition AND documents.id = expired.id
 """
 
-# Tokens are kept far longer than any retry: one is looked for at most `retry_for` after
-# its write.
+# Far longer than any retry: a token is looked for at most `retry_for` after its write.
 _PRUNE = "DELETE FROM document_writes WHERE written_at < now() - interval '10 minutes'"
-_PRUNE_EVERY = 60.0  # seconds
+_PRUNE_EVERY = 60.0
 
-# What connection loss looks like through asyncpg: refused or reset sockets and timeouts
-# (OSError), a connection closed mid-operation (class 08), a server shutting down, crashing
-# or still recovering (57P01, 57P02, 57P03), and InternalClientError: an idle pooled
-# connection that received the dying server's FATAL message but not yet its EOF is handed
-# out stuck ("cannot switch to state 12; another operation (2) is in progress", asyncpg
-# issues 784 and 1069); the statement was never sent and the pool terminates that
-# connection on release, so a retry gets a fresh one.
+# Connection loss through asyncpg. InternalClientError: a pooled connection handed out stuck
+# on a dying server's FATAL message (asyncpg issues 784, 1069); the statement was never sent.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     asyncpg.PostgresConnectionError,
@@ -175,8 +136,7 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def _literal(text: str) -> str:
-    """`text` as an SQL string literal: for declared collection names and checked field
-    names, which the planner must see as constants to match a partial expression index."""
+    """`text` as an SQL string literal, so the planner can match a partial expression index."""
     return "'" + text.replace("'", "''") + "'"
 
 
@@ -186,9 +146,8 @@ def _field(name: str) -> str:
 
 
 def _sort_key(value: str) -> list[str]:
-    """SQL sorting the jsonb `value` as SQLite's json_extract sorts it: null (or missing),
-    then numbers and booleans (1 and 0) by value, then text byte-wise (objects and arrays as
-    their JSON text). Never NULL, so rows compare as a whole for keyset paging."""
+    """SQL sorting the jsonb `value` as SQLite's json_extract does; never NULL, so rows
+    compare as a whole for keyset paging."""
     kind = f"jsonb_typeof({value})"
     scalar = f"({value} #>> '{{}}')"
     return [
@@ -202,8 +161,7 @@ def _sort_key(value: str) -> list[str]:
 
 
 def _equal_numbers(value: float) -> list[str]:
-    """The JSON values SQLite's json_extract finds equal to the number (or boolean)
-    `value`: the number itself, and true or false when it is 1 or 0."""
+    """The JSON values SQLite's json_extract finds equal to the number (or boolean) `value`."""
     number = int(value) if isinstance(value, bool) else value
     matching = [json.dumps(number)]
     if number in (0, 1):
@@ -212,8 +170,7 @@ def _equal_numbers(value: float) -> list[str]:
 
 
 def schema(collections: Sequence[Collection]) -> str:
-    """The DDL creating the tables and, from the declaration, every index its queries and
-    its retention sweep need."""
+    """The DDL creating the tables and every index the declared collections need."""
     indexes = []
     filtered = sorted({field for collection in collections for field in collection.filters})
     statistics = [
@@ -274,7 +231,7 @@ class PostgresStorage(KeysetPaging, Connectable):
         self._pool_size = pool_size
         self._retry_for = retry_for
         self._pool: asyncpg.Pool | None = None
-        self._prune_at = 0.0  # monotonic time of the next pruning of write tokens
+        self._prune_at = 0.0  # monotonic
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -283,8 +240,7 @@ class PostgresStorage(KeysetPaging, Connectable):
         return self._pool
 
     async def _connect(self) -> None:
-        # No connection at creation: the first one is opened under the retry loop below,
-        # so a process starting while the server restarts waits for it instead of dying.
+        # min_size=0: the first connection opens under the retry loop, riding out a restart.
         self._pool = await asyncpg.create_pool(
             self._dsn, min_size=0, max_size=self._pool_size, reset=_rollback_if_open
         )
@@ -304,37 +260,30 @@ class PostgresStorage(KeysetPaging, Connectable):
         self._pool = None
 
     async def _run(self, operation: Callable[[Any], Awaitable[T]]) -> T:
-        """Run `operation(connection)`, retrying on connection loss with backoff."""
-        deadline = time.monotonic() + self._retry_for
-        delay = 0.05
-        while True:
+        """Run `operation(connection)`, retrying on connection loss for up to `retry_for`."""
+
+        async def once() -> T:
             outcome: list[T] = []
             try:
                 async with self.pool.acquire() as connection:
                     outcome.append(await operation(connection))
-            except CONNECTION_ERRORS as error:
-                if outcome:  # only handing the broken connection back failed: the pool drops it
-                    return outcome[0]
-                wait = min(delay, deadline - time.monotonic())
-                if wait <= 0:
+            except CONNECTION_ERRORS:
+                if not outcome:
                     raise
-                log.warning("PostgreSQL unreachable (%s); retrying in %.2fs", error, wait)
-                await asyncio.sleep(wait)
-                delay = min(delay * 2, 2.0)
-            else:
-                return outcome[0]
+                # Only handing the broken connection back failed: the pool drops it.
+            return outcome[0]
+
+        return await retry(once, CONNECTION_ERRORS, what="PostgreSQL", within=self._retry_for)
 
     async def _write(self, statement: str, *args: Any, token: str) -> bool:
-        """Run a write `statement` that records `token`; True if it (or an earlier attempt
-        of the same call, whose connection dropped) changed the document."""
+        """Run a write `statement` recording `token`; True if any attempt changed the document."""
 
         async def attempt(connection: Any) -> bool:
             try:
                 if await connection.execute(statement, *args) == "INSERT 0 1":
                     return True
             except asyncpg.UniqueViolationError:
-                pass  # the id is taken (create), perhaps by our own earlier attempt
-            # A concurrent earlier attempt still running held the row until it finished.
+                pass  # the id is taken, perhaps by our own earlier attempt
             recorded: bool = await connection.fetchval(
                 "SELECT EXISTS (SELECT FROM document_writes WHERE token=$1)", token
             )
@@ -345,7 +294,7 @@ class PostgresStorage(KeysetPaging, Connectable):
         return changed
 
     async def _prune_tokens(self) -> None:
-        """Forget old write tokens, at most once a minute per process, best effort."""
+        """Forget old write tokens, at most once a minute, best effort."""
         if time.monotonic() < self._prune_at:
             return
         self._prune_at = time.monotonic() + _PRUNE_EVERY
@@ -483,7 +432,7 @@ class PostgresStorage(KeysetPaging, Connectable):
         limit: int,
         after: After | None,
     ) -> tuple[str, list[Any]]:
-        """The SQL and parameters `_select` runs (also what EXPLAIN is asked about)."""
+        """The SQL and parameters `_select` runs."""
         if limit < 1:
             raise ValueError("limit must be at least 1")
         check_filter_values(where)
@@ -521,8 +470,7 @@ class PostgresStorage(KeysetPaging, Connectable):
             )
         direction = "DESC" if descending else "ASC"
         order = ", ".join(f"{key} {direction}" for key in keys)
-        # Built from fixed fragments, literals of declared names and checked field names;
-        # every value is a bound parameter.
+        # Fixed fragments, literals of declared names and checked fields; values are bound.
         sql = (
             f"SELECT id, partition, body::text AS body, etag FROM documents "  # noqa: S608
             f"WHERE {' AND '.join(clauses)} ORDER BY {order} LIMIT {bind(limit + 1)}"
@@ -547,17 +495,7 @@ class PostgresStorage(KeysetPaging, Connectable):
         return await self._run(delete)
 
 
-def from_settings(settings: Settings) -> PostgresStorage:
-    if not settings.database_url:
-        raise ConfigError(
-            ["DATABASE_URL is missing (needed by LIGHTNING_STORAGE_PROVIDER=postgres)"]
-        )
-    return PostgresStorage(settings.database_url)
-
-
 async def _rollback_if_open(connection: asyncpg.Connection) -> None:
-    """The pool's reset of a released connection: roll back what an interrupted call left
-    open. Calls keep no other session state (the schema lock is per transaction), so
-    asyncpg's default reset, a round trip per call, is not needed."""
+    """Roll back an interrupted transaction: the only session state calls leave behind."""
     if connection.is_in_transaction():
         await connection.execute("ROLLBACK")

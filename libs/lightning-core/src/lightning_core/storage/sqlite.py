@@ -1,16 +1,5 @@
-"""SQLite storage for embedded mode: one file, one table, documents as JSON text.
-
-One table holds every collection, so a collection exists as soon as a document is written
-to it. WAL mode lets other connections (a second process on the same file) read beside
-the writer.
-
-sqlite3 blocks, so one thread owns the connection and every operation is one trip to it.
-Writes are group-committed: writes that arrive while a commit is under way wait in a
-queue, and the writer task applies all of them in one transaction with one commit (one
-fsync). Each caller's write returns only after the commit that holds it, so a returned
-write is as durable as with a commit per write; under load (the API storing every
-accepted event while the processor marks others processed) there are far fewer fsyncs
-and thread trips than writes.
+"""SQLite storage for embedded mode: one file, one table, one thread owning the connection;
+writes are group-committed, each returning once its commit is done (docs/core.md).
 """
 
 from __future__ import annotations
@@ -28,7 +17,6 @@ from typing import Any, TypeVar
 
 from pydantic_core import to_json
 
-from lightning_core.config import Settings
 from lightning_core.ids import new_token
 from lightning_core.lifecycle import Connectable
 from lightning_core.storage.base import (
@@ -59,8 +47,7 @@ CREATE TABLE IF NOT EXISTS documents (
     PRIMARY KEY (collection, partition, id)
 )
 """
-# Files made before documents had a written_at get one; their documents count as written
-# when the column is added.
+# For files made before written_at; their documents count as written when it is added.
 _ADD_WRITTEN_AT = "ALTER TABLE documents ADD COLUMN written_at REAL NOT NULL DEFAULT 0"
 # Greater than no JSON value: missing and null order values sort first, as NULL did.
 _MISSING = "-9e999"
@@ -74,8 +61,7 @@ _PURGE = (
 
 
 def _literal(text: str) -> str:
-    """`text` as an SQL string literal: for declared collection names and checked field
-    names, which the planner must see as constants to match a partial expression index."""
+    """`text` as an SQL string literal, so the planner can match a partial expression index."""
     return "'" + text.replace("'", "''") + "'"
 
 
@@ -85,7 +71,7 @@ def _field(name: str) -> str:
 
 
 def _sort_key(value: str) -> str:
-    """SQL ordering the SQL `value` as before, never NULL, so rows compare as a whole."""
+    """SQL ordering `value` as it is, but never NULL, so rows compare as a whole."""
     return f"coalesce({value}, {_MISSING})"
 
 
@@ -112,14 +98,11 @@ def schema(collections: Sequence[Collection]) -> list[str]:
 
 
 Params = Sequence[Any]
-# One queued write: a single statement, and the caller waiting for its row count.
-Write = tuple[str, Params, "asyncio.Future[int]"]
+Write = tuple[str, Params, "asyncio.Future[int]"]  # resolved with the row count
 
 
 def _encode(body: dict[str, Any]) -> str:
-    """The body as JSON text (InvalidDocument if no provider can store it): pydantic-core's
-    encoder, about three times the stdlib's speed on a stored event, which every accepted
-    POST writes."""
+    """The body as JSON text; InvalidDocument if no provider can store it."""
     check_document(body)
     return to_json(body).decode()
 
@@ -147,14 +130,8 @@ def _open(path: str, indexes: Sequence[str] = ()) -> sqlite3.Connection:
 
 
 def _apply(db: sqlite3.Connection, statements: list[tuple[str, Params]]) -> list[int | Exception]:
-    """Run the statements in one transaction; each one's row count or its own error.
-
-    A failing statement (a duplicate id) is undone alone and the others still commit.
-    Some errors (a full disk, an I/O error) make SQLite roll the whole transaction back
-    by itself; the statements after it would then run outside any transaction and be
-    stored one by one, so none of them runs and every statement gets that error. If the
-    commit fails, every statement gets that error too: none of them is stored.
-    """
+    """Run the statements in one transaction; each one's row count or its own error. An error
+    ending the transaction (a full disk) or a failed commit is every statement's error."""
     try:
         cursor = db.cursor()  # one for the batch: `db.execute` makes one per statement
         cursor.execute("BEGIN IMMEDIATE")
@@ -163,7 +140,7 @@ def _apply(db: sqlite3.Connection, statements: list[tuple[str, Params]]) -> list
             try:
                 outcomes.append(cursor.execute(sql, params).rowcount)
             except sqlite3.Error as error:
-                if not db.in_transaction:  # the transaction is gone, with every write in it
+                if not db.in_transaction:  # SQLite rolled it all back by itself
                     return [error] * len(statements)
                 outcomes.append(error)
         cursor.execute("COMMIT")
@@ -212,8 +189,7 @@ class SqliteStorage(KeysetPaging, Connectable):
         writes, self._writes = self._writes, None  # writes from here on are refused
         if writes is not None and self._writer is not None:
             writes.put_nowait(None)
-            # Commits everything queued before the None; shielded, so that cancelling
-            # close() cannot cut a commit in half.
+            # Shielded: cancelling close() must not cut a commit in half.
             await asyncio.shield(self._writer)
         await self._run(self.db.close)
         self._db = None
@@ -249,8 +225,7 @@ class SqliteStorage(KeysetPaging, Connectable):
                 return
 
     def _writer_ended(self, writes: asyncio.Queue[Write | None], _task: object) -> None:
-        """However the writer ended (closed, cancelled, a bug), writes still queued fail
-        instead of waiting forever, and later writes are refused."""
+        """However the writer ended, queued writes fail instead of waiting forever."""
         if self._writes is writes:
             self._writes = None
         while not writes.empty():
@@ -392,8 +367,7 @@ class SqliteStorage(KeysetPaging, Connectable):
             params.append(after.id)
         direction = "DESC" if descending else "ASC"
         order = ", ".join(f"{key} {direction}" for key in keys)
-        # Built from fixed fragments, literals of declared names and checked field names;
-        # every value is a bound parameter.
+        # Fixed fragments, literals of declared names and checked fields; values are bound.
         sql = (
             f"SELECT id, partition, body, etag FROM documents "  # noqa: S608
             f"WHERE {' AND '.join(clauses)} ORDER BY {order} LIMIT ?"
@@ -408,7 +382,3 @@ class SqliteStorage(KeysetPaging, Connectable):
         params: list[Any] = []
         sql = _PURGE.format(collection=self._collection(collection, params))
         return await self._write(sql, [*params, before.timestamp(), limit])
-
-
-def from_settings(settings: Settings) -> SqliteStorage:
-    return SqliteStorage(settings.sqlite_path)
