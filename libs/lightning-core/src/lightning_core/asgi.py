@@ -1,5 +1,4 @@
-"""ASGI's shapes, typed loosely so that core needs no web framework (the services bring
-FastAPI or Starlette; core's middleware and server wrap any ASGI 3 app)."""
+"""ASGI's shapes, typed loosely so that core needs no web framework."""
 
 from __future__ import annotations
 

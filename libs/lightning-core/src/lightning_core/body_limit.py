@@ -1,10 +1,7 @@
 """`BodyLimit`: an ASGI middleware answering 413 to a request body over a byte limit.
 
-A declared `Content-Length` over the limit is answered at once, before the app runs; a body
-of unknown length is counted as the app reads it, and once over the limit the client gets
-the 413 and the app sees the client gone (`http.disconnect`), so no app ever holds more than
-the limit of one request's body. Its sends after that are dropped, and so is an error it
-raises on the disconnect.
+A declared `Content-Length` over the limit is refused before the app runs; otherwise the
+body is counted as the app reads it, and past the limit the app sees the client gone.
 """
 
 from __future__ import annotations
@@ -18,7 +15,7 @@ _DISCONNECT: Message = {"type": "http.disconnect"}
 
 class BodyLimit:
     """Wrap `app` so that no HTTP request body over `max_bytes` reaches it; `setting` names
-    the limit in the 413's message (what to change to allow more)."""
+    the limit in the 413's message."""
 
     def __init__(self, app: ASGIApp, *, max_bytes: int, setting: str) -> None:
         self.app = app
@@ -73,8 +70,7 @@ class _Limited:
         except Exception:
             if not self.refused:
                 raise
-            # The app failed on the disconnect it was handed (Starlette raises
-            # ClientDisconnect): the client already has its 413, nothing else went wrong.
+            # The app failed on the disconnect it was handed (Starlette's ClientDisconnect).
 
     async def receive(self) -> Message:
         if self.refused:

@@ -1,10 +1,5 @@
-"""One typed settings object for every service, read from the environment and .env files.
-
-The variable names are the ones users of the original system know from its `.env.local` and
-`.env.azure` (LIGHTNING_MODE, DATABASE_URL, REDIS_URL, ...). `LIGHTNING_MODE` picks the
-providers; the two provider variables override it. `load_settings` checks the whole
-combination at once so a bad deployment fails with one message naming every problem,
-instead of the first one and then the next one on the next restart.
+"""One typed settings object for every service, read from the environment and .env files;
+`load_settings` reports every problem of a combination in one ConfigError.
 """
 
 from __future__ import annotations
@@ -48,9 +43,7 @@ DEFAULT_PROVIDERS: dict[Mode, tuple[StorageProvider, BusProvider]] = {
 # Azure mode runs on managed services only: a laptop-only provider there is a misconfiguration.
 LOCAL_ONLY_PROVIDERS: frozenset[str] = frozenset({StorageProvider.SQLITE, BusProvider.MEMORY})
 
-# What the API's Entra app registration exposes and checks (infra declares both from these):
-# the delegated scope a signed-in user's token must carry, and the app role an app-only
-# token (a service principal calling without a user, e.g. CI's smoke test) must carry.
+# The API registration's delegated scope (a user's token) and app role (an app-only token).
 API_DELEGATED_SCOPE = "access_as_user"
 API_APP_ROLE = "access_as_application"
 
@@ -136,7 +129,6 @@ class Settings(BaseSettings):
     entra_required_scope: str = Field(
         default=API_DELEGATED_SCOPE, min_length=1, alias="ENTRA_REQUIRED_SCOPE"
     )
-    # The UI's own app registration: it signs users in and asks for tokens for the API.
     entra_authority: str | None = Field(default=None, alias="ENTRA_AUTHORITY")
     entra_ui_client_id: str | None = Field(default=None, alias="ENTRA_UI_CLIENT_ID")
     entra_ui_client_secret: SecretStr | None = Field(default=None, alias="ENTRA_UI_CLIENT_SECRET")
@@ -162,12 +154,11 @@ class Settings(BaseSettings):
     max_instructions_per_user: int = Field(
         default=100, ge=1, alias="LIGHTNING_MAX_INSTRUCTIONS_PER_USER"
     )
-    # Every follow-up a user's event causes, directly or through its follow-ups, in total.
+    # In total, through every generation of follow-ups.
     max_follow_ups_per_event: int = Field(
         default=100, ge=0, alias="LIGHTNING_MAX_FOLLOW_UPS_PER_EVENT"
     )
-    # Accepted events still `received` after this long are published again (an API that
-    # died between storing and publishing leaves such orphans).
+    # Accepted events still `received` after this long are published again.
     republish_after_seconds: float = Field(
         default=120.0, gt=0, alias="LIGHTNING_REPUBLISH_AFTER_SECONDS"
     )
@@ -178,7 +169,6 @@ class Settings(BaseSettings):
     )
     max_connections: int = Field(default=1000, ge=1, alias="LIGHTNING_MAX_CONNECTIONS")
 
-    # Capacity: what the processor does at once, and what the API admits.
     processor_concurrency: int = Field(
         default=32, ge=1, le=1000, alias="LIGHTNING_PROCESSOR_CONCURRENCY"
     )
@@ -200,7 +190,6 @@ class Settings(BaseSettings):
         description="How long event records and ledger entries are kept",
     )
 
-    # Logs, traces and metrics (lightning_core.telemetry, lightning_core.metrics).
     log_format: LogFormat | None = Field(
         default=None,
         alias="LIGHTNING_LOG_FORMAT",
@@ -251,8 +240,7 @@ class Settings(BaseSettings):
     @property
     def api_scope(self) -> str | None:
         """The scope the UI asks for on the user's behalf: ENTRA_API_SCOPE, or by default
-        `<ENTRA_AUDIENCE>/.default` (every permission the UI's registration holds on the API;
-        Entra accepts the client id as well as the identifier URI there)."""
+        `<ENTRA_AUDIENCE>/.default`."""
         if self.entra_api_scope:
             return self.entra_api_scope
         if self.entra_audience:
@@ -271,8 +259,7 @@ class Settings(BaseSettings):
 
     @property
     def token_keys_url(self) -> str | None:
-        """Where the signing keys (JWKS) of that issuer are published (its OpenID metadata's
-        `jwks_uri`), unless ENTRA_JWKS_URL overrides it."""
+        """Where that issuer publishes its signing keys, unless ENTRA_JWKS_URL overrides it."""
         if self.entra_jwks_url:
             return self.entra_jwks_url
         if not self.entra_tenant_id:
@@ -370,8 +357,7 @@ def sign_in_problems(settings: Settings) -> list[str]:
         "ENTRA_API_SCOPE (or ENTRA_AUDIENCE) is missing (the API scope the UI asks for)": (
             settings.api_scope
         ),
-        # Behind an ingress the request's own address is not the browser's: the redirect
-        # URI and the cookie's Secure flag must come from the public one.
+        # Behind an ingress, the redirect URI and the cookie's Secure flag need the public one.
         "LIGHTNING_UI_PUBLIC_URL is missing (the UI's https address as browsers reach it)": (
             settings.ui_public_url
         ),
@@ -389,8 +375,7 @@ def _field_problem(location: tuple[int | str, ...], message: str, value: object)
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Read the settings and check them for the providers SERVICE_TYPE's services need;
-    raise ConfigError naming every problem found."""
+    """Read and check the settings; ConfigError naming every problem found."""
     try:
         settings = Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as error:

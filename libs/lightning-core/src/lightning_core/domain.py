@@ -1,21 +1,5 @@
-"""The Lightning OS domain: instructions react to events; tasks run; notifications tell.
-
-Shared by the API (which creates and lists these records) and the event processor (whose
-drivers act on them); neither imports the other, so the shapes live here. Every record
-belongs to one user, who is its storage partition: no query can cross users.
-
-How they connect:
-- an **instruction** matches events by type pattern (fnmatch, e.g. `order.*`) and equality
-  on top-level data fields, and then runs its action: request a task, request a
-  notification, or emit another event;
-- a **task** is requested with the `lightning.task.requested` event; the task runner
-  moves it pending -> running -> succeeded | failed (retrying up to `max_attempts`), and
-  reports with `lightning.task.succeeded` / `lightning.task.failed`;
-- a **notification** is requested with `lightning.notification.requested`; the notifier
-  stores it for the user.
-Follow-up events carry the causing event's correlation id and one more hop; events at
-`MAX_HOPS` or of the internal `lightning.*` types never trigger instructions, so rules
-cannot loop an event through the system forever.
+"""The Lightning OS domain, shared by the API and the event processor: instructions react to
+events, tasks run, notifications tell; every record belongs to one user (docs/processor.md).
 """
 
 from __future__ import annotations
@@ -43,8 +27,7 @@ TASK_SUCCEEDED = "lightning.task.succeeded"
 TASK_FAILED = "lightning.task.failed"
 NOTIFICATION_REQUESTED = "lightning.notification.requested"
 
-#: A chain of emitted events stops here (an instruction emitting what it matches, or two
-#: instructions emitting each other's events, would otherwise never end).
+#: A chain of emitted events stops here, so instructions emitting each other's events end.
 MAX_HOPS = 8
 
 EventType = Annotated[
@@ -82,8 +65,7 @@ class _Strict(BaseModel):
 
 
 def _require_kind(schema: JsonDict) -> None:
-    """Validation needs an action's `kind` (the union's tag) though Python callers may omit
-    it: say so in the JSON schema, or clients generated from it send actions we refuse."""
+    """Mark `kind` required in the JSON schema: validation needs it, though Python may omit it."""
     required = schema.get("required")
     schema["required"] = ["kind", *(required if isinstance(required, list) else [])]
 

@@ -1,12 +1,5 @@
-"""The one event envelope: CloudEvents 1.0 with the extensions Lightning OS needs.
-
-Every bus carries exactly this shape in exactly this JSON encoding (`to_json`/`from_json`),
-so an event published by the API on Redis reads the same as one delivered by Service Bus.
-Extension attribute names follow the CloudEvents rule (lower-case letters and digits only).
-
-How large and deep an event's `data` may be is declared here once (`EventData`): producers
-that take data from users (the API's door) hold it to these limits, so every bus can carry
-the envelope and every consumer can decode it.
+"""The one event envelope every bus carries: CloudEvents 1.0 with Lightning OS's extensions,
+and the `EventData` limits producers taking data from users hold it to.
 """
 
 from __future__ import annotations
@@ -19,14 +12,11 @@ from pydantic_core import to_json
 
 from lightning_core.ids import new_id
 
-#: How deep `data` may nest, `data` itself being level 1 (`{}` is 1 deep, `{"a": []}` 2).
-#: Far below what the JSON decoders on the way accept (pydantic's stops near 250).
+#: How deep `data` may nest (`{}` is 1 deep, `{"a": []}` 2); far below the JSON decoders' limits.
 MAX_DATA_DEPTH = 32
-#: The most bytes an encoded envelope (`to_json`) takes: a Service Bus Standard message holds
-#: 256 KiB with its headers, which keeps 56 KiB for those.
+#: The most bytes an encoded envelope takes: a Service Bus Standard message holds 256 KiB.
 MAX_EVENT_BYTES = 200 * 1024
-#: The most bytes `data` encodes to; the rest of the envelope (id, type, source, subject,
-#: user, correlation and trace ids, as the API bounds them) fits in what is left.
+#: The most bytes `data` encodes to; the rest of the envelope, as the API bounds it, fits.
 MAX_DATA_BYTES = MAX_EVENT_BYTES - 8 * 1024
 
 

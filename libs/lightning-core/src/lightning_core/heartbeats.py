@@ -1,14 +1,5 @@
-"""Which services are alive, by their own word: each running instance of a service writes
-a heartbeat document every `INTERVAL`, and readers call it alive while its last beat is
-younger than `STALE_AFTER`.
-
-Beats go through the storage contract, so they work in every mode with nothing more to
-run or expose: an event processor on Container Apps or Functions has no address the API
-could probe, but it shares the API's storage. A beat that cannot be written is logged
-and tried again at the next interval (the API's readiness check reports the storage).
-A worker deletes its beat when it stops; one that crashed leaves its last beat, which
-readers ignore once older than `FORGET_AFTER` and which the next instance of its service
-deletes when it starts.
+"""Which services are alive, by their own word: each instance upserts a beat every
+`INTERVAL`, and counts as alive while its last beat is younger than `STALE_AFTER`.
 """
 
 from __future__ import annotations
@@ -27,11 +18,11 @@ from lightning_core.storage.base import Document, Storage
 log = logging.getLogger(__name__)
 
 COLLECTION = "heartbeats"
-PARTITION = "_services"  # one partition for all: a handful of documents, read together
-INTERVAL = 10.0  # seconds between beats
+PARTITION = "_services"  # a handful of documents, read together
+INTERVAL = 10.0  # seconds
 STALE_AFTER = timedelta(seconds=3 * INTERVAL)
 FORGET_AFTER = timedelta(hours=1)
-FORGET_BATCH = 200  # old beats removed per start: more are left for the next one
+FORGET_BATCH = 200  # old beats removed per start
 
 
 def instance_name() -> str:
@@ -69,23 +60,21 @@ class Heart:
             {
                 "service": self.service,
                 "instance": self.instance,
-                # One fixed width, so that the strings sort as the times do.
+                # One fixed width, so the strings sort as the times do.
                 "started_at": self._started_at.isoformat(timespec="microseconds"),
                 "seen_at": seen_at.isoformat(timespec="microseconds"),
             },
         )
 
     async def try_beat(self) -> None:
-        """Beat; whatever goes wrong is logged and nothing more: a heartbeat must never
-        take down (or fail an invocation of) the service it speaks for."""
+        """Beat; a failure is only logged: a heartbeat must never take its service down."""
         try:
             await self.beat()
         except Exception as error:  # any provider's error, throttling included
             log.warning("heartbeat of %s not written: %s", self.service, error)
 
     async def beat_until(self, stop: asyncio.Event, interval: float = INTERVAL) -> None:
-        """Beat now and every `interval` until `stop` is set; forget long-gone instances
-        first, and this instance's beat at the end (a stopped worker is not running)."""
+        """Forget long-gone instances, beat every `interval` until `stop`, then delete the beat."""
         await self.forget_gone()
         while not stop.is_set():
             await self.try_beat()
@@ -93,7 +82,7 @@ class Heart:
                 await asyncio.wait_for(stop.wait(), interval)
         try:
             await self._storage.delete(COLLECTION, PARTITION, self._doc_id)
-        except Exception as error:  # it ages out by itself
+        except Exception as error:  # any provider's error; the beat ages out by itself
             log.warning("heartbeat of %s not removed at stop: %s", self.service, error)
 
     async def forget_gone(self) -> None:
@@ -105,7 +94,7 @@ class Heart:
             for beat in _beats(page.items):
                 if beat.service == self.service and now() - beat.seen_at > FORGET_AFTER:
                     await self._storage.delete(COLLECTION, PARTITION, _doc_id(beat))
-        except Exception as error:  # tried again at the next start
+        except Exception as error:  # any provider's error; tried again at the next start
             log.warning("old heartbeats of %s not removed: %s", self.service, error)
 
 

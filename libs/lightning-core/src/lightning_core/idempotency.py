@@ -1,14 +1,5 @@
-"""Effects happen once: a ledger of processed events, kept in the same storage.
-
-Every bus delivers at least once, so a handler sees an event again after a crash, a lost
-ack or a replay. Wrapping the handler with `idempotent` records `(group, event id)` in the
-`ledger` collection after the effect succeeded and skips the effect when the record exists.
-
-The record is written after the effect, so a failure between the two (the store becomes
-unreachable in that instant) repeats the effect on redelivery: an effect that must never
-repeat writes its own result keyed by the event id (`Storage.create` refuses a second one).
-Recording first instead would lose the effect when the handler fails after the record,
-which at-least-once delivery exists to prevent.
+"""Effects happen once: a ledger of processed events, written after the effect (a failure in
+between repeats it; an effect that must never repeat keys its own result by the event id).
 """
 
 from __future__ import annotations

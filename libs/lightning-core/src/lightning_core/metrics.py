@@ -1,9 +1,4 @@
-"""Prometheus metrics of a Lightning OS process: requests, publishes, handling, backlog.
-
-The API serves them on /metrics; the processor worker, which has no HTTP server, on
-LIGHTNING_METRICS_PORT. In embedded mode every service shares the process, so the API's
-/metrics shows all of them.
-"""
+"""Prometheus metrics of a Lightning OS process (docs/observability.md)."""
 
 from __future__ import annotations
 

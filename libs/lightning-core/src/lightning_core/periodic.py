@@ -14,9 +14,8 @@ Sweep = Callable[[], Awaitable[int]]
 
 
 async def run_every(every: float, stop: asyncio.Event, sweeps: Mapping[str, Sweep]) -> None:
-    """Run each sweep (named by what it does) now and every `every` seconds until `stop`
-    is set; a round that handled something is logged, a failure is one warning and the
-    next round tries again."""
+    """Run each sweep (named by what it does) now and every `every` seconds until `stop` is
+    set; a failure is logged and the next round tries again."""
     while not stop.is_set():
         for what, sweep in sweeps.items():
             try:

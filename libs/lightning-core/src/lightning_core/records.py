@@ -1,10 +1,5 @@
-"""The event record both the API and the processor keep: one document per event.
-
-The API writes it `received` when it accepts an event and marks it `failed` (with the
-reason) if the bus does not take it; the processor marks it `processed`, also a `failed` one
-whose event the broker took despite the error.
-The shape lives in core because both services read and write it and neither imports
-the other.
+"""The event record the API and the processor both keep: one document per event, written
+`received` on acceptance, then marked `processed` or `failed`.
 """
 
 from __future__ import annotations
@@ -61,13 +56,8 @@ def is_processed(document: Document | None) -> bool:
 
 
 async def settle_processed(storage: Storage, event: CloudEvent, document: Document | None) -> bool:
-    """Mark the event processed, given its record as read before (one write); False when it
-    already was.
-
-    The replace is conditional on that read's etag, so two consumers racing on a
-    redelivered event cannot both apply it: the loser gets PreconditionFailed and the bus
-    retries it, then finds it processed. A missing record is created processed.
-    """
+    """Mark the event processed, given its record as read before (None: create it processed);
+    False when it already was. PreconditionFailed if it changed since that read."""
     if document is None:
         record = EventRecord(
             event=event,
@@ -96,9 +86,7 @@ async def mark_processed(storage: Storage, event: CloudEvent) -> bool:
 
 
 async def mark_failed(storage: Storage, event: CloudEvent, reason: str) -> bool:
-    """Mark a `received` event failed with `reason`; False when it is no longer `received`
-    (the processor got it after all), which the conditional replace also guarantees against
-    a processor marking it in between."""
+    """Mark a `received` event failed with `reason`; False when it is no longer `received`."""
     document = await storage.get(EVENTS, event.user, event.id)
     record = EventRecord.from_document(document)
     if record.status is not EventStatus.RECEIVED:

@@ -1,15 +1,5 @@
-"""Publish again the events still `received` long after they were accepted.
-
-An API that dies between storing an event's record and publishing it leaves the record
-`received` with nothing on the bus to process it. A sweep finds the oldest such records
-in every partition and publishes their events again. Republishing is safe because
-processing is idempotent: `mark_processed` skips an event already processed and each
-driver's ledger skips work already done. A stale event the processor dead-lettered is
-marked `failed` with the dead letter's reason instead (replaying it marks it processed).
-
-The same loop enforces retention: the collections topology declares as expiring lose
-their documents last written more than the retention ago, a bounded batch per round
-(Cosmos DB's container TTL does it by itself; the purge finds what it left).
+"""Publish again the events still `received` long after they were accepted (an API died
+between storing and publishing them), and purge expired documents (docs/core.md).
 """
 
 from __future__ import annotations
@@ -40,13 +30,9 @@ async def republish_stale(
     limit: int = 100,
     now: datetime | None = None,
 ) -> int:
-    """Publish again the events of the oldest `limit` records still `received` whose
-    `received_at` is more than `older_than` before `now`, or mark them `failed` if the
-    processor's group holds them as dead letters; how many were published.
-
-    An event still queued behind a backlog longer than `older_than` is published again at
-    every sweep until processed: `limit` bounds those duplicates per sweep.
-    """
+    """Publish again the events of the oldest `limit` records still `received` more than
+    `older_than` before `now`, or mark them `failed` if the processor's group holds them as
+    dead letters; how many were published (`limit` bounds the duplicates per sweep)."""
     cutoff = (now or utc_now()) - older_than
     documents = await storage.query_all(
         EVENTS, where={"status": EventStatus.RECEIVED.value}, order_by="received_at", limit=limit
@@ -59,7 +45,7 @@ async def republish_stale(
             log.warning("event record %s unreadable, not republished: %s", document.id, error)
             continue
         received_at = record.received_at
-        if received_at.tzinfo is None:  # written by a producer that sent a naive time
+        if received_at.tzinfo is None:  # a producer sent a naive time
             received_at = received_at.replace(tzinfo=UTC)
         if received_at < cutoff:
             events.append(record.event)
@@ -96,8 +82,7 @@ async def run_republisher(
     stop: asyncio.Event,
     retention: timedelta | None = None,
 ) -> None:
-    """Sweep now and every `every` seconds until `stop` is set, and purge what is older
-    than `retention` (if given); a failed round is logged and tried again at the next."""
+    """Sweep now and every `every` s until `stop` is set, purging past `retention` (if given)."""
     sweeps: dict[str, Sweep] = {}
     if retention is not None:
         sweeps[f"purging documents older than {retention}"] = functools.partial(

@@ -1,8 +1,5 @@
-"""What a service is to the runtime: an async callable registered as a package entry point.
-
-Services register under the `lightning.services` entry-point group (see each service's
-pyproject.toml), so core finds them by name and never imports one. What each needs is
-declared in lightning_core.topology.SERVICES; its context holds only that.
+"""What a service is to the runtime: an async callable registered under the
+`lightning.services` entry-point group, so core finds it by name and never imports it.
 """
 
 from __future__ import annotations
@@ -19,11 +16,7 @@ ENTRY_POINT_GROUP = "lightning.services"
 
 
 class ServiceContext:
-    """What the runtime hands a service: settings and the connected providers it declared.
-
-    Reading `storage` or `bus` when the context has none raises RuntimeError: the service
-    uses a provider that lightning_core.topology.SERVICES does not declare for it.
-    """
+    """Settings and the providers the service declared; an undeclared one raises RuntimeError."""
 
     __slots__ = ("_bus", "_storage", "settings")
 

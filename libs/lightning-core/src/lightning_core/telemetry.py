@@ -1,12 +1,4 @@
-"""Logs and traces of a Lightning OS process, set up once when it starts (`configure`).
-
-Every log record carries the trace id and, while an event is handled, the event and
-correlation ids, so one grep follows an event. Traces follow an event from its POST
-through the bus to the processor's effects: the envelope's `traceparent` links the spans.
-Spans go to Azure Monitor when APPLICATIONINSIGHTS_CONNECTION_STRING is set, to an OTLP
-collector when OTEL_EXPORTER_OTLP_ENDPOINT is set, and to the console with
-LIGHTNING_TRACE_CONSOLE; with none of them they are still made, for the ids in the logs.
-"""
+"""Logs and traces of a Lightning OS process, set up once at start (docs/observability.md)."""
 
 from __future__ import annotations
 
@@ -28,8 +20,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, ParentBased
 from lightning_core.config import ConfigError, LogFormat, Mode, Settings
 from lightning_core.events import CloudEvent
 
-# Libraries that log a line per request or per retry at INFO.
-QUIET_LOGGERS = ("httpx", "httpcore", "azure", "aio_pika", "aiormq", "asyncio")
+QUIET_LOGGERS = ("httpx", "httpcore", "azure", "aio_pika", "aiormq", "asyncio")  # INFO per request
 
 _handling: contextvars.ContextVar[CloudEvent | None] = contextvars.ContextVar(
     "lightning_handling", default=None
@@ -182,8 +173,7 @@ def span_exporters(settings: Settings) -> list[SpanExporter]:
 
 
 def tracer_provider(settings: Settings, service: str) -> TracerProvider:
-    """A provider naming this service, exporting to `span_exporters(settings)`; with none,
-    spans are not recorded (trace context still flows to logs and downstream events)."""
+    """A provider naming this service, exporting to `span_exporters(settings)` (none: unsampled)."""
     exporters = span_exporters(settings)
     provider = TracerProvider(
         resource=Resource.create(
@@ -198,10 +188,8 @@ def tracer_provider(settings: Settings, service: str) -> TracerProvider:
 
 
 def configure(settings: Settings, service: str) -> TracerProvider:
-    """Logging and tracing for this process; call once, before any service starts.
-
-    Returns the provider, whose `shutdown()` flushes the spans still queued at exit.
-    """
+    """Logging and tracing for this process, once before any service starts; the provider
+    returned flushes queued spans on `shutdown()`."""
     configure_logging(settings, service)
     provider = tracer_provider(settings, service)
     trace.set_tracer_provider(provider)

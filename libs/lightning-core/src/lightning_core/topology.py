@@ -1,8 +1,5 @@
 """What the infrastructure must provide, declared once: collections, bus topology, services.
-
-The Cosmos DB and Service Bus providers verify (or, where their credential may, create)
-exactly this; their test backends build it; the Pulumi program in infra/ deploys it. So a
-new collection, ordering or consumer group is added here and nowhere else.
+The providers verify or create exactly this, and infra/ deploys it.
 """
 
 from __future__ import annotations
@@ -27,8 +24,7 @@ ID_PATH = "/id"
 
 @dataclass(frozen=True)
 class KeyIndex:
-    """An index the SQL providers build over one collection: the partition (unless the
-    index serves queries across partitions), the `equal` fields, the `order` field, then id."""
+    """A SQL index: the partition (if `per_partition`), the `equal` fields, `order`, then id."""
 
     collection: str
     per_partition: bool
@@ -45,9 +41,8 @@ class KeyIndex:
 
 @dataclass(frozen=True)
 class Collection:
-    """A collection, the body fields its queries test for equality and order by, the
-    (filter, ordering) pairs `query_all` sweeps every partition with, and whether its
-    documents expire (`LIGHTNING_RETENTION_DAYS` after their last write)."""
+    """A collection: the fields its queries filter and order by, the (filter, ordering) pairs
+    `query_all` sweeps with, and whether documents expire (LIGHTNING_RETENTION_DAYS)."""
 
     name: str
     filters: tuple[str, ...] = ()
@@ -56,20 +51,15 @@ class Collection:
     expires: bool = False
 
     def composite_indexes(self) -> list[list[tuple[str, str]]]:
-        """Cosmos DB composite indexes `[(path, order), ...]` its ordered queries need.
-
-        Queries order by `(field, id)`, both one way; an index also serves the reverse
-        direction, so one descending index per ordering covers both.
-        """
+        """The Cosmos DB composite indexes `[(path, order), ...]` its ordered queries need."""
         return [
             [(BODY_PATH.format(field=field), "descending"), (ID_PATH, "descending")]
             for field in self.orderings
         ]
 
     def key_indexes(self) -> list[KeyIndex]:
-        """The SQL indexes its queries need: per partition, each ordering alone and after
-        each filter (a filtered query without ordering uses that index's prefix); across
-        partitions, each sweep. Either direction of a query uses the same index."""
+        """The SQL indexes its queries need: per partition, each ordering alone and after each
+        filter; across partitions, each sweep."""
         per_partition = [
             KeyIndex(self.name, True, equal, order)
             for order in self.orderings
@@ -102,8 +92,6 @@ def collection(name: str) -> Collection:
             return declared
     raise KeyError(f"collection {name!r} is not declared in lightning_core.topology")
 
-
-# -- the bus ----------------------------------------------------------------------------
 
 #: Consumer groups: each is a Service Bus subscription (a queue on RabbitMQ, a group on Redis).
 CONSUMER_GROUPS: tuple[str, ...] = (PROCESSOR_GROUP,)
@@ -150,12 +138,8 @@ class BusTopology:
 def bus_topology(
     namespace: str, max_attempts: int, groups: tuple[str, ...] = CONSUMER_GROUPS
 ) -> BusTopology:
-    """The topic and subscriptions for a bus namespace (`LIGHTNING_BUS_NAMESPACE`) whose
-    retry policy makes `max_attempts` (`LIGHTNING_BUS_MAX_ATTEMPTS`).
-
-    Max delivery stays above the retry policy: abandoning at shutdown also counts as a
-    delivery, and the bus dead-letters by its own count with a reason first.
-    """
+    """The topic and subscriptions for a bus namespace whose retry policy makes
+    `max_attempts`; max delivery stays above it, since abandoning at shutdown counts too."""
     return BusTopology(
         topic=topic_name(namespace),
         subscriptions=tuple(
@@ -169,9 +153,6 @@ def bus_topology(
             for group in groups
         ),
     )
-
-
-# -- the services -----------------------------------------------------------------------
 
 
 class BusRight(StrEnum):
@@ -189,8 +170,7 @@ class ServiceNeeds:
 
 _SEND_AND_RECEIVE = frozenset({BusRight.SEND, BusRight.RECEIVE})
 
-#: By `SERVICE_TYPE` name. The API publishes and lists and replays dead letters; the
-#: processor consumes and publishes follow-ups; the UI talks only to the API over HTTP.
+#: By `SERVICE_TYPE` name.
 SERVICES: dict[str, ServiceNeeds] = {
     "api": ServiceNeeds(storage=True, bus=_SEND_AND_RECEIVE),
     "event-processor": ServiceNeeds(storage=True, bus=_SEND_AND_RECEIVE),
@@ -199,8 +179,7 @@ SERVICES: dict[str, ServiceNeeds] = {
 
 
 def service_needs(names: Iterable[str]) -> ServiceNeeds:
-    """What the named services need together; a name topology does not declare needs nothing
-    (the runtime reports it as not an installed service)."""
+    """What the named services need together; an undeclared name needs nothing."""
     declared = [SERVICES[name] for name in names if name in SERVICES]
     return ServiceNeeds(
         storage=any(needs.storage for needs in declared),
