@@ -20,7 +20,6 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import free_port
 from lightning_api.app import create_app
 from lightning_core.bus.base import EventBus
 from lightning_core.config import Settings
@@ -29,8 +28,9 @@ from lightning_core.events import MAX_DATA_BYTES, MAX_DATA_DEPTH, CloudEvent
 from lightning_core.records import record_received
 from lightning_core.service import ServiceContext
 from lightning_core.storage.sqlite import SqliteStorage
-from lightning_processor.service import service
-from provider_backends import listed
+from lightning_core.testing.backends import listed
+from lightning_core.testing.machine import free_port
+from lightning_processor.main import service
 
 SETTLE_WITHIN = 60.0  # seconds for every accepted event to end processed or dead
 REPUBLISH_AFTER = 1.0  # seconds: the orphan sweep's bound, short for the test

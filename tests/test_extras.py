@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, require
+from lightning_core.testing.machine import require
 from lightning_core.topology import SERVICES
+
+REPO = Path(__file__).resolve().parents[1]
 
 PROBE = """
 import sys

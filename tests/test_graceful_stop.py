@@ -12,8 +12,8 @@ import re
 import sqlite3
 from pathlib import Path
 
-from conftest import start_runtime
-from lightning_devtools.bench_api import asyncio_load
+from lightning_core.testing.runtime import start_runtime
+from lightning_devtools.bench.api import asyncio_load
 
 CONNECTIONS = 32
 BURST = 1.5  # seconds

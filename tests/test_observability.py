@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from lightning_api.app import create_app
 from lightning_core.domain import PROCESSOR_GROUP
 from lightning_core.service import ServiceContext
-from lightning_processor.service import service
+from lightning_processor.main import service
 
 
 @pytest.fixture

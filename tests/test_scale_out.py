@@ -24,7 +24,7 @@ from lightning_core.records import EVENTS, EventRecord, record_received
 from lightning_core.service import ServiceContext
 from lightning_core.storage.base import Document
 from lightning_core.storage.sqlite import SqliteStorage
-from lightning_processor.service import service
+from lightning_processor.main import service
 
 EVENTS_SENT = 200
 USERS = 20

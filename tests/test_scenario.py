@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
-from stacks import Stack
 
-from conftest import start_runtime
+from lightning_core.testing.runtime import start_runtime
+from lightning_core.testing.stacks import Stack
 
 DEADLINE = 30.0  # seconds for the whole chain: event -> instruction -> task -> notification
 STOP_TIMEOUT = 30.0

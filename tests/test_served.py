@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import RunningSystem, start_runtime
+from lightning_core.testing.runtime import RunningSystem, start_runtime
 
 
 @pytest.fixture

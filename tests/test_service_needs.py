@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import clean_environment, free_port, require
 from lightning_core.config import load_settings
 from lightning_core.runtime import prepare
 from lightning_core.service import ENTRY_POINT_GROUP
+from lightning_core.testing.health import wait_until_healthy
+from lightning_core.testing.machine import free_port, require
+from lightning_core.testing.runtime import clean_environment
 from lightning_core.topology import SERVICES
-from lightning_devtools.dev import wait_until_healthy
 
 PROVIDER_SDKS = ("azure", "asyncpg", "redis", "aio_pika")
 # What the UI's Entra ID sign-in needs to start (nothing is asked of Entra until a sign-in).

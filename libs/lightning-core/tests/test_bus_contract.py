@@ -1,7 +1,7 @@
 """The event-bus contract, written once; every provider runs it unchanged.
 
-Providers come from provider_backends (one module each); nothing here names one. Each is
-built with the `fast_retry` policy.
+Providers come from lightning_core.testing.backends (one module each); nothing here names
+one. Each is built with the `fast_retry` policy.
 """
 
 import asyncio
@@ -12,7 +12,7 @@ from lightning_core.bus.base import BusBase, EventBus, Handler, RetryPolicy
 from lightning_core.events import CloudEvent
 from lightning_core.idempotency import idempotent
 from lightning_core.storage.sqlite import SqliteStorage
-from provider_backends import listed
+from lightning_core.testing.backends import listed
 
 
 @pytest.fixture(params=listed("BUSES"))

@@ -21,8 +21,12 @@ from lightning_core.idempotency import LEDGER
 from lightning_core.records import EVENTS
 from lightning_core.storage.base import Conflict, PreconditionFailed
 from lightning_core.storage.cosmos import CosmosStorage
+from lightning_core.testing.backends.cosmos import (
+    COLLECTIONS_UNDER_TEST,
+    StaticToken,
+    cosmos_endpoint,
+)
 from lightning_core.topology import COLLECTIONS, Collection
-from provider_backends.cosmos import COLLECTIONS_UNDER_TEST, StaticToken, cosmos_endpoint
 
 
 def composite_indexes(properties: dict[str, object]) -> list[list[tuple[str, str]]]:

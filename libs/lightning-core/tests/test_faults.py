@@ -1,9 +1,9 @@
 """Kill a provider's private server in the middle of a stream of events.
 
-For every FAULTY backend (see provider_backends): a publisher and a consumer run while the
-server is killed with SIGKILL and restarted. Afterwards every event must have been handled
-and its effect applied exactly once, with no help from the test: publishers and consumers
-reconnect by themselves, redeliveries are absorbed by the idempotency ledger.
+For every FAULTY backend (see lightning_core.testing.backends): a publisher and a consumer
+run while the server is killed with SIGKILL and restarted. Afterwards every event must have
+been handled and its effect applied exactly once, with no help from the test: publishers and
+consumers reconnect by themselves, redeliveries are absorbed by the idempotency ledger.
 
 For every BACK_EMPTY bus, the server also comes back with no data (a broker that keeps
 nothing on disk, or a fresh node): what it held is lost with it, but the consumer keeps
@@ -26,7 +26,7 @@ from lightning_core.events import CloudEvent
 from lightning_core.idempotency import idempotent
 from lightning_core.storage.base import Storage
 from lightning_core.storage.sqlite import SqliteStorage
-from provider_backends import Faulty, listed
+from lightning_core.testing.backends import Faulty, listed
 
 TOTAL = 5_000
 BATCH = 50
@@ -75,7 +75,7 @@ async def publish(bus: EventBus, events: list[CloudEvent]) -> None:
 async def test_every_event_is_applied_once_across_a_server_kill(
     faulty: Faulty, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.ERROR)  # the outage logs a warning per retry; keep output short
+    caplog.set_level(logging.ERROR)  # the outage logs a warning per operation; keep output short
     bus, storage = providers(faulty, tmp_path)
     events = stream()
     applied: collections.Counter[str] = collections.Counter()

@@ -147,8 +147,10 @@ async def test_the_settings_bus_slows_its_publishers_to_its_consumer() -> None:
     """Publishing far faster than a slow handler: the backlog never passes high water."""
     from lightning_core.bus import memory  # noqa: PLC0415
     from lightning_core.config import load_settings  # noqa: PLC0415
+    from lightning_core.providers import build_bus  # noqa: PLC0415
 
-    bus = memory.from_settings(load_settings(LIGHTNING_MODE="embedded"))
+    bus = build_bus(load_settings(LIGHTNING_MODE="embedded"))
+    assert isinstance(bus, MemoryBus)
     assert bus.high_water == memory.HIGH_WATER
     bus.high_water = 20
     handled = 0

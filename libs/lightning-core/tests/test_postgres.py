@@ -11,13 +11,13 @@ from typing import Any, cast
 
 import pytest
 
-from conftest import free_port
 from lightning_core.config import Settings, StorageProvider
 from lightning_core.providers import build_storage
 from lightning_core.storage.base import PreconditionFailed, Storage
 from lightning_core.storage.postgres import PostgresStorage
 from lightning_core.storage.sqlite import SqliteStorage
-from provider_backends import Faulty
+from lightning_core.testing.backends import Faulty
+from lightning_core.testing.machine import free_port
 
 # Every JSON scalar shape SQLite distinguishes, with ties, case and non-ASCII bytes.
 VALUES: list[Any] = [

@@ -18,7 +18,7 @@ from lightning_core.events import CloudEvent
 from lightning_core.idempotency import idempotent
 from lightning_core.providers import build_bus
 from lightning_core.storage.sqlite import SqliteStorage
-from provider_backends.redis import REDIS_URL, TEST_CLAIM_IDLE
+from lightning_core.testing.backends.redis import REDIS_URL, TEST_CLAIM_IDLE
 
 
 def make_event(n: int) -> CloudEvent:

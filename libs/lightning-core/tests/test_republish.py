@@ -19,7 +19,7 @@ from lightning_core.records import EVENTS, EventRecord, EventStatus, mark_proces
 from lightning_core.republish import purge_expired, republish_stale, run_republisher
 from lightning_core.storage.base import Document, JsonScalar, NotFound, Storage
 from lightning_core.storage.sqlite import SqliteStorage
-from provider_backends import listed
+from lightning_core.testing.backends import listed
 
 GROUP = "sweep-test"
 BOUND = timedelta(minutes=5)

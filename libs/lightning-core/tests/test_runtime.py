@@ -11,15 +11,16 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import clean_environment, free_port, require
 from lightning_core.bus.memory import MemoryBus
 from lightning_core.config import ConfigError, load_settings
 from lightning_core.providers import STARTUP_WAIT
 from lightning_core.runtime import EXIT_CONFIG, EXIT_UNAVAILABLE
-from lightning_core.service import ServiceContext
+from lightning_core.service import ENTRY_POINT_GROUP, ServiceContext
 from lightning_core.storage.sqlite import SqliteStorage
+from lightning_core.testing.backends.postgres import ADMIN_URL, PROVIDE_POSTGRES, database_url
+from lightning_core.testing.machine import free_port, require
+from lightning_core.testing.runtime import clean_environment
 from lightning_core.topology import SERVICES, BusRight, ServiceNeeds, service_needs
-from provider_backends.postgres import ADMIN_URL, PROVIDE_POSTGRES, database_url
 
 AZURE_SERVERS = ("COSMOS_CONNECTION_STRING", "SERVICE_BUS_CONNECTION_STRING")
 
@@ -73,7 +74,7 @@ async def test_a_context_without_a_provider_says_where_to_declare_it(tmp_path: P
         assert (api.storage, api.bus) == (storage, bus)
 
 
-# In a process of its own: `run` installs signal handlers and settles the collector.
+# In a process of its own: `run` installs signal handlers.
 RUN_TWO_SERVICES = """
 import asyncio, sys
 from lightning_core.bus.memory import MemoryBus
@@ -108,10 +109,32 @@ def test_each_service_runs_with_only_what_it_declared(tmp_path: Path) -> None:
     ]
 
 
+def stand_in_services(directory: Path) -> str:
+    """A directory for PYTHONPATH declaring `api` and `event-processor` as services of the
+    test's own (entry points as a service package declares them, running until stopped),
+    so the runtime's start-up is tested with lightning-core alone installed."""
+    info = directory / "stand_in_services-0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: stand-in-services\nVersion: 0\n")
+    entry = "stand_in_services:service"
+    (info / "entry_points.txt").write_text(
+        f"[{ENTRY_POINT_GROUP}]\napi = {entry}\nevent-processor = {entry}\n"
+    )
+    (directory / "stand_in_services.py").write_text(
+        "async def service(context, stop):\n    await stop.wait()\n"
+    )
+    return str(directory)
+
+
 def start_runtime_with(env: dict[str, str], tmp_path: Path) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "lightning_core.runtime"],
-        env={**clean_environment(), "LIGHTNING_API_PORT": str(free_port()), **env},
+        env={
+            **clean_environment(),
+            "LIGHTNING_API_PORT": str(free_port()),
+            "PYTHONPATH": stand_in_services(tmp_path / "services"),
+            **env,
+        },
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -5,7 +5,7 @@
 - The fake behaves like the service where the bus depends on it (delivery counts, abandon,
   lock expiry, automatic dead-lettering, rules): pinned here against the fake, and against a
   real namespace too when LIGHTNING_TEST_SERVICEBUS_CONNECTION is set (see
-  provider_backends/servicebus.py for how to run that).
+  lightning_core/testing/backends/servicebus.py for how to run that).
 - The bus's own choices: with a connection string it provisions exactly the declared
   topology; with a managed identity (no administration client) it verifies it with
   data-plane calls and names whatever is missing or refused in one line; replay reaches
@@ -33,7 +33,25 @@ from azure.servicebus.exceptions import (
     ServiceBusAuthenticationError,
     ServiceBusAuthorizationError,
 )
-from servicebus_fake import (
+
+from lightning_core.bus.base import RetryPolicy
+from lightning_core.bus.servicebus import (
+    Clients,
+    ServiceBusBus,
+    connection_string_clients,
+    entity_missing,
+    managed_identity_clients,
+)
+from lightning_core.config import ConfigError, Settings, load_settings
+from lightning_core.events import CloudEvent
+from lightning_core.providers import build_bus
+from lightning_core.testing.backends.servicebus import (
+    LIVE_CONNECTION,
+    delete_live_topic,
+    fake_clients,
+    unique_namespace,
+)
+from lightning_core.testing.servicebus_fake import (
     DATA_PLANE_CLAIMS,
     LISTEN,
     SEND,
@@ -45,25 +63,7 @@ from servicebus_fake import (
     FakeServiceBusClient,
     RecordingBatch,
 )
-
-from lightning_core.bus.base import RetryPolicy
-from lightning_core.bus.servicebus import (
-    Clients,
-    ServiceBusBus,
-    connection_string_clients,
-    entity_missing,
-    from_settings,
-    managed_identity_clients,
-)
-from lightning_core.config import ConfigError, Settings, load_settings
-from lightning_core.events import CloudEvent
 from lightning_core.topology import CONSUMER_GROUPS, bus_topology
-from provider_backends.servicebus import (
-    LIVE_CONNECTION,
-    delete_live_topic,
-    fake_clients,
-    unique_namespace,
-)
 
 # -- the fake against the SDK's types ----------------------------------------------------
 
@@ -557,7 +557,8 @@ def test_settings_choose_the_clients_topic_and_retries(
     setting: str, value: str, factory: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    bus = from_settings(servicebus_settings(**{setting: value}))
+    bus = build_bus(servicebus_settings(**{setting: value}))
+    assert isinstance(bus, ServiceBusBus)
     assert bus.topic == "prod-events"
     assert bus.retry.max_attempts == 7
     clients = cast(Any, bus._clients)

@@ -1,6 +1,6 @@
 """The storage contract, written once; every provider runs it unchanged.
 
-Providers come from provider_backends (one module each); nothing here names one.
+Providers come from lightning_core.testing.backends (one module each); nothing here names one.
 """
 
 import asyncio
@@ -22,7 +22,7 @@ from lightning_core.storage.base import (
     PreconditionFailed,
     Storage,
 )
-from provider_backends import listed
+from lightning_core.testing.backends import listed
 
 
 @pytest.fixture(params=listed("STORAGE"))

@@ -4,14 +4,17 @@ asked at most once per second however many requests come."""
 
 import asyncio
 import json
+from collections.abc import Callable
 
+import httpx
 import pytest
 
-from conftest import api_client_as as client_as
 from lightning_api.admission import MAX_RETRY_AFTER, Backlog, retry_after
 from lightning_core.bus.memory import MemoryBus
 from lightning_core.records import EVENTS
 from lightning_core.service import ServiceContext
+
+ClientAs = Callable[[ServiceContext, str], httpx.AsyncClient]  # the `client_as` fixture
 
 EVENT = {"type": "door.opened"}
 BATCH = [{"specversion": "1.0", "id": "1", "source": "s", "type": "a.b"}]
@@ -50,7 +53,7 @@ async def nothing_stored(context: ServiceContext) -> bool:
     ],
 )
 async def test_past_the_bound_new_work_is_503_with_retry_after(
-    context: ServiceContext, path: str, body: object, content_type: str
+    context: ServiceContext, path: str, body: object, content_type: str, client_as: ClientAs
 ) -> None:
     async with BackloggedBus(11) as bus, client_as(bounded(context, bus), "alice") as alice:
         response = await alice.post(
@@ -64,7 +67,7 @@ async def test_past_the_bound_new_work_is_503_with_retry_after(
 
 @pytest.mark.parametrize("depth", [10, None])
 async def test_within_the_bound_or_untold_events_are_accepted(
-    context: ServiceContext, depth: int | None
+    context: ServiceContext, depth: int | None, client_as: ClientAs
 ) -> None:
     async with BackloggedBus(depth) as bus, client_as(bounded(context, bus), "alice") as alice:
         assert (await alice.post("/api/events", json=EVENT)).status_code == 202
@@ -72,6 +75,7 @@ async def test_within_the_bound_or_untold_events_are_accepted(
 
 async def test_readyz_shows_the_backlog_and_stays_ready_past_the_bound(
     context: ServiceContext,
+    client_as: ClientAs,
 ) -> None:
     async with BackloggedBus(11) as bus, client_as(bounded(context, bus), "alice") as alice:
         ready = await alice.get("/readyz")
@@ -79,7 +83,9 @@ async def test_readyz_shows_the_backlog_and_stays_ready_past_the_bound(
     assert ready.json() == {"storage": "ok", "bus": "ok", "backlog": 11, "max_backlog": 10}
 
 
-async def test_concurrent_requests_ask_the_bus_once(context: ServiceContext) -> None:
+async def test_concurrent_requests_ask_the_bus_once(
+    context: ServiceContext, client_as: ClientAs
+) -> None:
     async with BackloggedBus(0) as bus, client_as(bounded(context, bus), "alice") as alice:
         bus.gate.clear()
         posts = [asyncio.create_task(alice.post("/api/events", json=EVENT)) for _ in range(20)]
@@ -122,7 +128,9 @@ async def test_a_slow_read_after_the_first_holds_no_caller() -> None:
         bus.gate.set()
 
 
-async def test_an_unreadable_backlog_admits_and_says_why(context: ServiceContext) -> None:
+async def test_an_unreadable_backlog_admits_and_says_why(
+    context: ServiceContext, client_as: ClientAs
+) -> None:
     class BrokenBus(MemoryBus):
         async def backlog(self, _group: str) -> int | None:
             raise ConnectionError("gone")

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import schemathesis
-from entra_fake import EntraTokens
 from fastapi import FastAPI
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
@@ -27,6 +26,7 @@ from lightning_core.bus.memory import MemoryBus
 from lightning_core.config import Mode, load_settings
 from lightning_core.service import ServiceContext
 from lightning_core.storage.sqlite import SqliteStorage
+from lightning_core.testing.entra_fake import EntraTokens
 
 _workdir = Path(tempfile.mkdtemp(prefix="lightning-schema-"))
 _settings = load_settings(

@@ -11,19 +11,19 @@ from typing import Any
 import fastapi.routing
 import httpx
 import pytest
-from entra_fake import EntraTokens, new_key
 
-from conftest import free_port
-from lightning_api import changes, stream
+from lightning_api import event_changes, stream
 from lightning_api.app import create_app
 from lightning_api.auth import TokenValidator
-from lightning_api.pace import SLOW
+from lightning_api.stream_watchers import SLOW
 from lightning_core.config import Mode, TokenVersion
 from lightning_core.events import CloudEvent
 from lightning_core.http import serve_asgi
 from lightning_core.records import EventRecord, mark_processed, record_received
 from lightning_core.service import ServiceContext
 from lightning_core.storage.sqlite import SqliteStorage
+from lightning_core.testing.entra_fake import EntraTokens, new_key
+from lightning_core.testing.machine import free_port
 
 
 @dataclass
@@ -272,7 +272,7 @@ async def test_a_forged_or_garbled_last_event_id_starts_a_fresh_stream(
 async def test_a_client_too_far_behind_gets_a_fresh_stream_to_list_from(
     server: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(changes, "REPLAY_LIMIT", 2)
+    monkeypatch.setattr(event_changes, "REPLAY_LIMIT", 2)
     async with httpx.AsyncClient(base_url=server.url, timeout=10) as client:
         async with client.stream("GET", "/api/events/stream") as response:
             ready = await next_message(messages(response))
@@ -388,8 +388,8 @@ async def test_a_resumed_stream_reports_once_what_its_replay_and_its_watcher_bot
 ) -> None:
     go = asyncio.Event()
 
-    class HeldResume(changes.EventChanges):
-        async def resume(self, after: changes.Position) -> list[EventRecord] | None:
+    class HeldResume(event_changes.EventChanges):
+        async def resume(self, after: event_changes.Position) -> list[EventRecord] | None:
             await go.wait()
             return await super().resume(after)
 

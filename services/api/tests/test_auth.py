@@ -7,12 +7,12 @@ from typing import Any
 
 import httpx
 import pytest
-from entra_fake import EntraTokens, new_key
 
 from lightning_api.app import create_app, entra_validator
 from lightning_api.auth import JwksFetcher, TokenValidator, Unauthorized
 from lightning_core.config import ConfigError, Mode, Settings, TokenVersion
 from lightning_core.service import ServiceContext
+from lightning_core.testing.entra_fake import EntraTokens, new_key
 
 TENANT = "8c2b6a47-5c39-4d8a-9b0e-1f2a3b4c5d6e"
 OTHER_TENANT = "0d4e2f61-93a7-4b1c-8e5d-6a7b8c9d0e1f"

@@ -2,16 +2,17 @@
 index, one publish), and the same event sent again answered, not stored twice."""
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
 
-from conftest import api_client_as as client_as
 from lightning_core.bus.memory import MemoryBus
 from lightning_core.events import MAX_DATA_DEPTH, CloudEvent
 from lightning_core.records import EVENTS
 from lightning_core.service import ServiceContext
+
+ClientAs = Callable[[ServiceContext, str], httpx.AsyncClient]  # the `client_as` fixture
 
 CLOUDEVENT = {"content-type": "application/cloudevents+json"}
 BATCH = {"content-type": "application/cloudevents-batch+json"}
@@ -76,6 +77,7 @@ async def test_a_structured_cloudevent_is_accepted_with_its_attributes(
 
 async def test_the_same_cloudevent_sent_again_answers_the_kept_record(
     context: ServiceContext,
+    client_as: ClientAs,
 ) -> None:
     async with CountingBus() as bus, client_as(context_with(context, bus), "alice") as alice:
         first = await post(alice, cloudevent(1), CLOUDEVENT)
@@ -98,7 +100,9 @@ async def test_the_same_client_id_of_two_users_or_sources_is_two_events(
     assert len(await stored(context, "alice")) == 2
 
 
-async def test_a_failed_cloudevent_sent_again_is_published_again(context: ServiceContext) -> None:
+async def test_a_failed_cloudevent_sent_again_is_published_again(
+    context: ServiceContext, client_as: ClientAs
+) -> None:
     async with RefusingBus() as refusing, client_as(context_with(context, refusing), "alice") as a:
         assert (await post(a, cloudevent(1), CLOUDEVENT)).status_code == 503
     async with CountingBus() as bus, client_as(context_with(context, bus), "alice") as alice:
@@ -108,7 +112,9 @@ async def test_a_failed_cloudevent_sent_again_is_published_again(context: Servic
     assert bus.calls == [("publish", 1)]
 
 
-async def test_a_batch_is_stored_in_order_and_published_once(context: ServiceContext) -> None:
+async def test_a_batch_is_stored_in_order_and_published_once(
+    context: ServiceContext, client_as: ClientAs
+) -> None:
     async with CountingBus() as bus, client_as(context_with(context, bus), "alice") as alice:
         response = await post(alice, [cloudevent(n) for n in range(100)], BATCH)
     assert response.status_code == 202
@@ -117,7 +123,9 @@ async def test_a_batch_is_stored_in_order_and_published_once(context: ServiceCon
     assert bus.calls == [("publish_batch", 100)]
 
 
-async def test_a_batch_sent_again_publishes_only_what_is_new(context: ServiceContext) -> None:
+async def test_a_batch_sent_again_publishes_only_what_is_new(
+    context: ServiceContext, client_as: ClientAs
+) -> None:
     async with CountingBus() as bus, client_as(context_with(context, bus), "alice") as alice:
         await post(alice, [cloudevent(1), cloudevent(2)], BATCH)
         response = await post(alice, [cloudevent(2), cloudevent(3), cloudevent(3)], BATCH)
@@ -162,7 +170,7 @@ async def test_a_nul_character_in_a_batch_is_named_by_index(
     assert await stored(context) == []
 
 
-async def test_a_batch_past_the_bound_is_422(context: ServiceContext) -> None:
+async def test_a_batch_past_the_bound_is_422(context: ServiceContext, client_as: ClientAs) -> None:
     settings = context.settings.model_copy(update={"max_batch_events": 3})
     async with client_as(ServiceContext(settings, context.storage, context.bus), "alice") as a:
         response = await post(a, [cloudevent(n) for n in range(4)], BATCH)
@@ -173,6 +181,7 @@ async def test_a_batch_past_the_bound_is_422(context: ServiceContext) -> None:
 
 async def test_a_batch_the_bus_refuses_is_503_with_every_record_failed(
     context: ServiceContext,
+    client_as: ClientAs,
 ) -> None:
     async with RefusingBus() as refusing, client_as(context_with(context, refusing), "alice") as a:
         response = await post(a, [cloudevent(n) for n in range(3)], BATCH)

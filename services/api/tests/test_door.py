@@ -7,7 +7,6 @@ from typing import Any
 
 import httpx
 import pytest
-from entra_fake import EntraTokens
 
 from lightning_api import resource
 from lightning_api.app import create_app
@@ -17,6 +16,7 @@ from lightning_core.events import MAX_DATA_BYTES, MAX_DATA_DEPTH, MAX_EVENT_BYTE
 from lightning_core.records import EVENTS
 from lightning_core.service import ServiceContext
 from lightning_core.storage.base import InvalidDocument
+from lightning_core.testing.entra_fake import EntraTokens
 
 JSON = {"content-type": "application/json"}
 JSON_CHARSET = "application/json; charset=utf-8"

@@ -3,10 +3,11 @@ that says `failed` (never silently `received`), unless the processor got it afte
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from conftest import api_client_as as client_as
-from lightning_api.changes import EventChanges
+import httpx
+
+from lightning_api.event_changes import EventChanges
 from lightning_core.bus.memory import MemoryBus
 from lightning_core.events import CloudEvent
 from lightning_core.records import (
@@ -19,6 +20,8 @@ from lightning_core.records import (
 )
 from lightning_core.service import ServiceContext
 from lightning_core.storage.base import Storage
+
+ClientAs = Callable[[ServiceContext, str], httpx.AsyncClient]  # the `client_as` fixture
 
 EVENT = {"type": "door.opened", "data": {"by": "alice"}}
 
@@ -59,7 +62,9 @@ async def only_record(context: ServiceContext) -> EventRecord:
     return EventRecord.from_document(document)
 
 
-async def test_a_refused_publish_is_503_and_the_record_failed(context: ServiceContext) -> None:
+async def test_a_refused_publish_is_503_and_the_record_failed(
+    context: ServiceContext, client_as: ClientAs
+) -> None:
     async with (
         RefusingBus() as refusing,
         client_as(ServiceContext(context.settings, context.storage, refusing), "alice") as alice,
@@ -74,7 +79,9 @@ async def test_a_refused_publish_is_503_and_the_record_failed(context: ServiceCo
     assert failed == [listed]
 
 
-async def test_a_silent_bus_costs_the_publish_timeout_not_more(context: ServiceContext) -> None:
+async def test_a_silent_bus_costs_the_publish_timeout_not_more(
+    context: ServiceContext, client_as: ClientAs
+) -> None:
     settings = context.settings.model_copy(update={"publish_timeout_seconds": 0.3})
     async with (
         SilentBus() as silent,
@@ -93,6 +100,7 @@ async def test_a_silent_bus_costs_the_publish_timeout_not_more(context: ServiceC
 
 async def test_an_event_the_processor_got_despite_a_publish_error_is_accepted(
     context: ServiceContext,
+    client_as: ClientAs,
 ) -> None:
     async with (
         LateProcessorBus(context.storage) as late,
@@ -123,6 +131,7 @@ async def test_a_failed_event_the_broker_took_after_all_turns_processed(
 
 async def test_a_silent_bus_fails_a_task_request_within_the_timeout(
     context: ServiceContext,
+    client_as: ClientAs,
 ) -> None:
     settings = context.settings.model_copy(update={"publish_timeout_seconds": 0.3})
     async with (

@@ -7,11 +7,10 @@ from contextlib import AsyncExitStack
 from typing import Any
 
 import pytest
-from clock import Clock
 
-from lightning_api import pace
-from lightning_api.changes import Change
-from lightning_api.pace import (
+from lightning_api import stream_watchers
+from lightning_api.event_changes import Change
+from lightning_api.stream_watchers import (
     ACTIVE_FOR,
     BACKLOG_LIMIT,
     FAST,
@@ -25,6 +24,7 @@ from lightning_api.pace import (
 from lightning_core.events import CloudEvent
 from lightning_core.records import EventRecord, record_received
 from lightning_core.storage.sqlite import SqliteStorage
+from lightning_core.testing.clock import Clock
 
 
 class CountingStorage(SqliteStorage):
@@ -68,7 +68,7 @@ def test_fast_for_a_while_after_activity_then_slow() -> None:
 async def test_one_watcher_feeds_every_stream_of_its_user_and_only_theirs(
     storage: CountingStorage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(pace, "SLOW", 60)  # only a notification makes a watcher look
+    monkeypatch.setattr(stream_watchers, "SLOW", 60)  # only a notification makes a watcher look
     activity = Activity()
     async with AsyncExitStack() as streams:
         first, second, bobs = [

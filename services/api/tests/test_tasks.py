@@ -1,11 +1,10 @@
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
 import pytest
 
-from conftest import api_client_as as client_as
 from lightning_core.bus.memory import MemoryBus
 from lightning_core.config import Settings
 from lightning_core.domain import FINAL_TASK_STATUSES, TASK_REQUESTED, TASKS, Task, TaskStatus
@@ -13,6 +12,8 @@ from lightning_core.events import CloudEvent
 from lightning_core.service import ServiceContext
 from lightning_core.storage.base import Document, Storage
 from lightning_core.storage.sqlite import SqliteStorage
+
+ClientAs = Callable[[ServiceContext, str], httpx.AsyncClient]  # the `client_as` fixture
 
 WAIT = {"kind": "wait", "params": {"seconds": 1}}
 
@@ -168,6 +169,7 @@ class LateRunnerBus(MemoryBus):
 
 async def test_a_task_that_could_not_be_queued_is_marked_failed(
     context: ServiceContext,
+    client_as: ClientAs,
 ) -> None:
     async with RefusingBus() as refusing:
         broken = ServiceContext(context.settings, context.storage, refusing)
@@ -182,6 +184,7 @@ async def test_a_task_that_could_not_be_queued_is_marked_failed(
 
 async def test_a_task_the_runner_got_despite_a_publish_error_is_accepted(
     context: ServiceContext,
+    client_as: ClientAs,
 ) -> None:
     async with (
         LateRunnerBus(context.storage) as late,
@@ -219,9 +222,14 @@ class RacingStorage(SqliteStorage):
     [(TaskStatus.RUNNING, 200, "cancelled"), (TaskStatus.SUCCEEDED, 409, "succeeded")],
 )
 async def test_cancel_never_overwrites_what_the_runner_wrote_meanwhile(
-    settings: Settings, bus: MemoryBus, runner_writes: TaskStatus, answer: int, final: str
+    settings: Settings,
+    runner_writes: TaskStatus,
+    answer: int,
+    final: str,
+    client_as: ClientAs,
 ) -> None:
     async with (
+        MemoryBus() as bus,
         RacingStorage(settings.sqlite_path) as storage,
         client_as(ServiceContext(settings, storage, bus), "alice") as alice,
     ):

@@ -45,7 +45,7 @@ from lightning_processor.drivers import (
 from lightning_processor.drivers.base import SOURCE, matches
 from lightning_processor.drivers.instructions import render
 from lightning_processor.handler import Processor
-from lightning_processor.service import service
+from lightning_processor.main import service
 
 
 class RecordingBus(MemoryBus):

@@ -32,7 +32,7 @@ from lightning_core.storage.sqlite import SqliteStorage
 from lightning_processor.drivers.base import SOURCE
 from lightning_processor.drivers.budget import FanOutBound, allot
 from lightning_processor.handler import CONSUMER_GROUP, Processor
-from lightning_processor.service import service
+from lightning_processor.main import service
 
 LIMIT = 100
 REASON = "FanOutBound: fan-out bound: 3 follow-ups asked, 2 left of "

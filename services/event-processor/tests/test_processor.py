@@ -14,7 +14,7 @@ from lightning_core.service import ServiceContext
 from lightning_core.storage.base import Document, Page
 from lightning_core.storage.sqlite import SqliteStorage
 from lightning_processor.handler import CONSUMER_GROUP, Processor
-from lightning_processor.service import service
+from lightning_processor.main import service
 
 
 @pytest.fixture

@@ -27,8 +27,8 @@ from lightning_core.storage.base import Storage
 from lightning_core.storage.sqlite import SqliteStorage
 from lightning_processor.background import Attempt, LongTasks
 from lightning_processor.handler import Processor
+from lightning_processor.main import service
 from lightning_processor.recovery import request_stalled_tasks
-from lightning_processor.service import service
 
 WAIT = 2.0  # seconds per task: long against the bound below, short for a unit test
 BOUND = 1.0  # the bound on the delay, generous against the handling itself

@@ -2,14 +2,16 @@
 past the bound at which the API refuses new events."""
 
 import re
+from collections.abc import Callable
 
 import httpx
 
-from conftest import ui_client
 from lightning_api.app import create_app as create_api
 from lightning_core.bus.memory import MemoryBus
 from lightning_core.service import ServiceContext
 from lightning_ui.api_client import ApiClient
+
+UiClient = Callable[[ApiClient], httpx.AsyncClient]  # the `ui_client` fixture
 
 
 class BackloggedBus(MemoryBus):
@@ -21,7 +23,7 @@ class BackloggedBus(MemoryBus):
         return self.depth
 
 
-async def dashboard(context: ServiceContext, depth: int) -> str:
+async def dashboard(context: ServiceContext, depth: int, ui_client: UiClient) -> str:
     settings = context.settings.model_copy(update={"max_backlog": 10})
     async with BackloggedBus(depth) as bus:
         app = create_api(ServiceContext(settings, context.storage, bus))
@@ -34,14 +36,18 @@ async def dashboard(context: ServiceContext, depth: int) -> str:
     return found.group()
 
 
-async def test_the_dashboard_shows_the_backlog_within_the_bound(context: ServiceContext) -> None:
-    line = await dashboard(context, 3)
+async def test_the_dashboard_shows_the_backlog_within_the_bound(
+    context: ServiceContext, ui_client: UiClient
+) -> None:
+    line = await dashboard(context, 3, ui_client)
     assert 'class="dot ok"' in line
     assert "3 waiting (at most 10)" in line
 
 
-async def test_the_dashboard_says_when_new_events_are_refused(context: ServiceContext) -> None:
-    line = await dashboard(context, 11)
+async def test_the_dashboard_says_when_new_events_are_refused(
+    context: ServiceContext, ui_client: UiClient
+) -> None:
+    line = await dashboard(context, 11, ui_client)
     assert 'class="dot bad"' in line
     assert "11 waiting, past 10: new events are refused" in line
 

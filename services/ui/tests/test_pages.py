@@ -2,12 +2,11 @@
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
 
-from conftest import ui_client
 from lightning_api.app import create_app as create_api
 from lightning_core.bus.base import RetryPolicy
 from lightning_core.bus.memory import MemoryBus
@@ -19,6 +18,8 @@ from lightning_core.service import ServiceContext
 from lightning_ui.api_client import ApiClient
 from lightning_ui.app import create_app as create_ui
 from lightning_ui.forms import field_errors, format_mapping, parse_mapping
+
+UiClient = Callable[[ApiClient], httpx.AsyncClient]  # the `ui_client` fixture
 
 
 @pytest.fixture
@@ -39,7 +40,7 @@ async def api(api_app: httpx.ASGITransport) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-async def ui(api_app: httpx.ASGITransport) -> AsyncIterator[httpx.AsyncClient]:
+async def ui(api_app: httpx.ASGITransport, ui_client: UiClient) -> AsyncIterator[httpx.AsyncClient]:
     client = ApiClient("http://api", transport=api_app)
     async with ui_client(client) as http:
         yield http
@@ -100,7 +101,7 @@ async def test_an_event_the_bus_did_not_take_shows_failed_with_its_reason(
     ) in events.text
 
 
-async def test_a_record_this_ui_cannot_read_is_said_not_a_server_error() -> None:
+async def test_a_record_this_ui_cannot_read_is_said_not_a_server_error(ui_client: UiClient) -> None:
     def newer_api(_request: httpx.Request) -> httpx.Response:
         record = {"event": {}, "status": "archived", "received_at": "2026-01-01T00:00:00Z"}
         return httpx.Response(200, json={"items": [record], "continuation": None})
@@ -300,7 +301,7 @@ async def test_dead_letters_page_and_replay(
     assert (await ui.post(f"/dead-letters/{event.id}/replay")).status_code == 404
 
 
-async def test_api_down_is_shown_on_every_page_and_action() -> None:
+async def test_api_down_is_shown_on_every_page_and_action(ui_client: UiClient) -> None:
     api = ApiClient("http://127.0.0.1:9")  # discard port: nothing listens
     async with ui_client(api) as http:
         for path in ("/", "/instructions", "/tasks", "/notifications", "/dead-letters"):
@@ -426,6 +427,7 @@ class OlderApi(httpx.AsyncBaseTransport):
 
 async def test_dashboard_still_shows_when_the_api_cannot_list_services(
     context: ServiceContext,
+    ui_client: UiClient,
 ) -> None:
     client = ApiClient("http://api", transport=OlderApi(httpx.ASGITransport(create_api(context))))
     async with ui_client(client) as http:

@@ -9,14 +9,14 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from clock import Clock
-from entra_fake import EntraTokens
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from lightning_core.testing.clock import Clock
+from lightning_core.testing.entra_fake import EntraTokens
 from lightning_ui.sessions import (
     CHUNK_SIZE,
     COOKIE,

@@ -1,16 +1,17 @@
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import pytest
 
-from conftest import ui_client
 from lightning_api.app import create_app as create_api
 from lightning_core.service import ServiceContext
 from lightning_ui.api_client import ApiClient
 
+UiClient = Callable[[ApiClient], httpx.AsyncClient]  # the `ui_client` fixture
+
 
 @pytest.fixture
-async def ui(ui_api: ApiClient) -> AsyncIterator[httpx.AsyncClient]:
+async def ui(ui_api: ApiClient, ui_client: UiClient) -> AsyncIterator[httpx.AsyncClient]:
     async with ui_client(ui_api) as http:
         yield http
 
@@ -44,7 +45,7 @@ async def test_static_script_is_served_from_the_package(ui: httpx.AsyncClient) -
     assert "new EventSource(" in script.text
 
 
-async def test_unreachable_api_is_shown_not_raised() -> None:
+async def test_unreachable_api_is_shown_not_raised(ui_client: UiClient) -> None:
     api = ApiClient("http://127.0.0.1:9")  # discard port: nothing listens
     async with ui_client(api) as http:
         page = await http.get("/")

@@ -27,11 +27,9 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 import uvicorn
-from entra_fake import KEY_ID, FakeEntra, jwks, self_signed_tls
 from playwright.sync_api import Browser, BrowserContext, expect
 from pydantic import SecretStr
 
-from conftest import ARTIFACTS, free_port
 from lightning_api.app import create_app as create_api
 from lightning_api.auth import TokenValidator
 from lightning_core.asgi import ASGIApp
@@ -39,6 +37,8 @@ from lightning_core.bus.memory import MemoryBus
 from lightning_core.config import ConfigError, Mode, Settings
 from lightning_core.service import ServiceContext
 from lightning_core.storage.sqlite import SqliteStorage
+from lightning_core.testing.entra_fake import KEY_ID, FakeEntra, jwks, self_signed_tls
+from lightning_core.testing.machine import free_port
 from lightning_ui.api_client import ApiClient
 from lightning_ui.app import create_app as create_ui
 from lightning_ui.auth import Gate
@@ -539,19 +539,22 @@ def bearer(token: str) -> dict[str, str]:
 
 
 def test_the_browser_signs_in_with_entra_and_the_ui_acts_as_that_user(
-    browser: Browser, azure_system: AzureSystem
+    browser: Browser, azure_system: AzureSystem, artifacts: Path
 ) -> None:
     entra = azure_system.entra
     authorize = re.compile(re.escape(f"{entra.authority}/oauth2/v2.0/authorize?"))
-    ARTIFACTS.mkdir(exist_ok=True)
     # Contexts of their own (one per user), closed before the servers stop: the stand-in's
     # TLS connections would otherwise hold its shutdown up. It has its own certificate.
     with contexts(browser, 2) as (alice, bob):
-        signed_in_story(alice, bob, azure_system, authorize)
+        signed_in_story(alice, bob, azure_system, authorize, artifacts)
 
 
 def signed_in_story(
-    alice: BrowserContext, bob: BrowserContext, system: AzureSystem, authorize: re.Pattern[str]
+    alice: BrowserContext,
+    bob: BrowserContext,
+    system: AzureSystem,
+    authorize: re.Pattern[str],
+    artifacts: Path,
 ) -> None:
     ui, api, entra = system.ui_url, system.api_url, system.entra
     page = alice.new_page()
@@ -560,7 +563,7 @@ def signed_in_story(
     query = parse_qs(urlsplit(page.url).query)
     assert query["code_challenge_method"] == ["S256"]
     assert query["redirect_uri"] == [f"{ui}/auth/callback"]
-    page.screenshot(path=ARTIFACTS / "ui-azure-sign-in.png")
+    page.screenshot(path=artifacts / "ui-azure-sign-in.png")
 
     [pending] = alice.cookies()
     page.get_by_role("button", name="Sign in as alice@contoso.test").click()
@@ -578,7 +581,7 @@ def signed_in_story(
     page.get_by_label("Task params").fill("title=Door opened")
     page.get_by_role("button", name="Create instruction").click()
     expect(page.locator("#instructions tbody tr[data-instruction-id]")).to_have_count(1)
-    page.screenshot(path=ARTIFACTS / "ui-azure-instructions.png", full_page=True)
+    page.screenshot(path=artifacts / "ui-azure-instructions.png", full_page=True)
 
     as_alice = httpx.get(f"{api}/api/instructions", headers=bearer(entra.access_token("alice-oid")))
     [created] = as_alice.json()["items"]

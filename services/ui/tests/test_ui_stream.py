@@ -7,13 +7,13 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from conftest import free_port
 from lightning_api.app import create_app as create_api
 from lightning_core.asgi import ASGIApp
 from lightning_core.events import CloudEvent
 from lightning_core.http import serve_asgi
 from lightning_core.records import mark_processed
 from lightning_core.service import ServiceContext
+from lightning_core.testing.machine import free_port
 from lightning_ui import sse
 from lightning_ui.api_client import ApiClient, ApiUnavailable
 from lightning_ui.app import create_app

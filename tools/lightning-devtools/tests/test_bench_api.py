@@ -1,4 +1,4 @@
-"""`python -m lightning_devtools.bench_api` with tiny counts, so the benchmark cannot rot.
+"""`python -m lightning_devtools.bench.api` with tiny counts, so the benchmark cannot rot.
 
 Only that every path runs and reports: the numbers themselves are never asserted (these
 machines are shared and noisy; a benchmark is not a timed test)."""
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from lightning_devtools import bench_api
+from lightning_devtools.bench import api
 
 
 @pytest.mark.parametrize(
@@ -20,18 +20,18 @@ from lightning_devtools import bench_api
         "asyncio",
         pytest.param(
             "wrk",
-            marks=pytest.mark.skipif(not shutil.which("wrk"), reason=bench_api.INSTALL_WRK),
+            marks=pytest.mark.skipif(not shutil.which("wrk"), reason=api.INSTALL_WRK),
         ),
     ],
 )
-def test_every_measurement_runs_and_is_reported(generator: bench_api.Generator) -> None:
-    measurements = bench_api.measure(
+def test_every_measurement_runs_and_is_reported(generator: api.Generator) -> None:
+    measurements = api.measure(
         generator, connections=4, duration=1, warmup=0.2, events=5, rounds=2, batch_size=10
     )
 
     assert measurements.generator == generator
     assert len(measurements.throughput.pairs) == 2
-    assert all(bare > 0 and api > 0 for bare, api in measurements.throughput.pairs)
+    assert all(bare > 0 and real > 0 for bare, real in measurements.throughput.pairs)
     assert len(measurements.batching.pairs) == 2
     assert all(one > 0 and many > 0 for one, many in measurements.batching.pairs)
     assert [(latency.path, latency.count) for latency in measurements.latencies] == [
@@ -43,7 +43,7 @@ def test_every_measurement_runs_and_is_reported(generator: bench_api.Generator) 
     assert all(0 < latency.p50 <= latency.p99 for latency in measurements.latencies)
 
     console = Console(record=True, width=200)
-    bench_api.report(measurements, console)
+    api.report(measurements, console)
     text = console.export_text()
     assert "POST /api/events" in text
     assert "events/s in batches of 10, embedded" in text
@@ -54,7 +54,7 @@ def test_every_measurement_runs_and_is_reported(generator: bench_api.Generator) 
 def test_the_ratio_is_the_median_of_each_pairs_ratio() -> None:
     # The machine slows down during the run, and one pair is disturbed: each side's median
     # comes from a different pair, and their ratio (1800 / 3000) would say 0.6.
-    throughput = bench_api.Throughput([(4000, 3600), (3000, 1500), (2000, 1800)], "label")
+    throughput = api.Throughput([(4000, 3600), (3000, 1500), (2000, 1800)], "label")
 
     assert throughput.ratios == [0.9, 0.5, 0.9]
     assert throughput.ratio == 0.9
@@ -75,11 +75,11 @@ def test_the_side_that_goes_first_alternates(
         order.append(url)
         return next(rates)
 
-    monkeypatch.setattr(bench_api, "bare_server", lambda: fake_server("bare"))
-    monkeypatch.setattr(bench_api, "embedded_server", lambda _path: fake_server("api"))
-    monkeypatch.setattr(bench_api, "post_rate", fake_rate)
+    monkeypatch.setattr(api, "bare_server", lambda: fake_server("bare"))
+    monkeypatch.setattr(api, "embedded_server", lambda _path: fake_server("api"))
+    monkeypatch.setattr(api, "post_rate", fake_rate)
 
-    throughput = bench_api.measure_throughput("wrk", 4, 1, 0, rounds=3, work=tmp_path)
+    throughput = api.measure_throughput("wrk", 4, 1, 0, rounds=3, work=tmp_path)
 
     assert order == ["bare", "api", "api", "bare", "bare", "api"]
     assert throughput.pairs == [(100, 80), (100, 90), (100, 70)]

@@ -1,4 +1,4 @@
-"""`python -m lightning_devtools.bench_peers` for each kind, against the machine's servers.
+"""`python -m lightning_devtools.bench.peers` for each kind, against the machine's servers.
 
 Each run drains a small backlog in a scratch database; no timing is asserted (the machines
 are shared and noisy; a benchmark is not a timed test), only that every event ends up
@@ -25,13 +25,13 @@ import pytest
 from aiormq.exceptions import ChannelNotFoundEntity
 from redis.asyncio import Redis
 
-from conftest import require
-from lightning_devtools import bench
-from provider_backends.postgres import PROVIDE_POSTGRES
-from provider_backends.rabbitmq import PROVIDE_RABBITMQ
-from provider_backends.rabbitmq import reachable as rabbitmq_reachable
-from provider_backends.redis import PROVIDE_REDIS
-from provider_backends.redis import reachable as redis_reachable
+from lightning_core.testing.backends.postgres import PROVIDE_POSTGRES
+from lightning_core.testing.backends.rabbitmq import PROVIDE_RABBITMQ
+from lightning_core.testing.backends.rabbitmq import reachable as rabbitmq_reachable
+from lightning_core.testing.backends.redis import PROVIDE_REDIS
+from lightning_core.testing.backends.redis import reachable as redis_reachable
+from lightning_core.testing.machine import require
+from lightning_devtools.bench import servers
 
 COUNT, USERS = 300, 10
 TIMEOUT = 45.0  # seconds per run; a run takes a few
@@ -42,9 +42,9 @@ async def database_url() -> AsyncIterator[str]:
     """A scratch database on the shared PostgreSQL server, dropped afterwards."""
     scratch = contextlib.AsyncExitStack()
     try:
-        url = await scratch.enter_async_context(bench.scratch_database())
+        url = await scratch.enter_async_context(servers.scratch_database())
     except (OSError, asyncpg.PostgresError) as error:
-        require(False, f"PostgreSQL at {bench.SERVER_URL} ({error})", PROVIDE_POSTGRES)
+        require(False, f"PostgreSQL at {servers.SERVER_URL} ({error})", PROVIDE_POSTGRES)
     async with scratch:
         yield url
 
@@ -52,12 +52,12 @@ async def database_url() -> AsyncIterator[str]:
 async def require_servers(kind: str) -> None:
     if kind.endswith("redis"):
         require(
-            await redis_reachable(bench.REDIS_URL), f"Redis at {bench.REDIS_URL}", PROVIDE_REDIS
+            await redis_reachable(servers.REDIS_URL), f"Redis at {servers.REDIS_URL}", PROVIDE_REDIS
         )
     else:
         require(
-            await rabbitmq_reachable(bench.RABBITMQ_URL),
-            f"RabbitMQ at {bench.RABBITMQ_URL}",
+            await rabbitmq_reachable(servers.RABBITMQ_URL),
+            f"RabbitMQ at {servers.RABBITMQ_URL}",
             PROVIDE_RABBITMQ,
         )
     if kind.startswith("faststream"):
@@ -75,7 +75,7 @@ async def run_peer(kind: str, database_url: str, name: str, cwd: Path) -> tuple[
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "lightning_devtools.bench_peers",
+        "lightning_devtools.bench.peers",
         kind,
         "--database-url",
         database_url,
@@ -103,9 +103,9 @@ async def run_peer(kind: str, database_url: str, name: str, cwd: Path) -> tuple[
 async def leftovers(kind: str, name: str) -> list[str]:
     """The stream's keys or the queue still on the shared server."""
     if kind.endswith("redis"):
-        async with Redis.from_url(bench.REDIS_URL) as client:
+        async with Redis.from_url(servers.REDIS_URL) as client:
             return [key.decode() async for key in client.scan_iter(match=f"{name}*")]
-    connection = await aio_pika.connect(bench.RABBITMQ_URL)
+    connection = await aio_pika.connect(servers.RABBITMQ_URL)
     try:
         channel = await connection.channel()
         await channel.declare_queue(name, passive=True)
@@ -155,7 +155,7 @@ def test_an_unreachable_server_is_one_line_of_stderr_and_a_failed_exit(tmp_path:
         [
             sys.executable,
             "-m",
-            "lightning_devtools.bench_peers",
+            "lightning_devtools.bench.peers",
             "plain-redis",
             "--database-url",
             "postgresql://127.0.0.1:1/nothing",

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from lightning_devtools import bench_pipeline
+from lightning_devtools.bench import pipeline
 
 SHORT = ["--drain-events", "200", "--saturation", "2", "--duration", "2"]
 
 
 def test_help_describes_the_options_and_runs_nothing() -> None:
     shown = subprocess.run(
-        [sys.executable, "-m", "lightning_devtools.bench_pipeline", "--help"],
+        [sys.executable, "-m", "lightning_devtools.bench.pipeline", "--help"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -31,7 +31,7 @@ def test_help_describes_the_options_and_runs_nothing() -> None:
 
 def test_an_unknown_bus_is_refused_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
-        bench_pipeline.main(["--buses", "kafka"])
+        pipeline.main(["--buses", "kafka"])
     assert exited.value.code == 2
     assert "unknown bus kafka" in capsys.readouterr().err
 
@@ -42,7 +42,7 @@ async def test_a_short_run_measures_every_path_and_writes_json_and_plots(tmp_pat
     """On Redis (where the FastStream peer runs) and embedded mode; RabbitMQ's drains and
     runs are the same code with another bus setting."""
     argv = ["--buses", "redis,embedded", *SHORT, "--out", str(tmp_path)]
-    assert await asyncio.to_thread(bench_pipeline.main, argv) == 0
+    assert await asyncio.to_thread(pipeline.main, argv) == 0
     check_written(tmp_path)
 
 

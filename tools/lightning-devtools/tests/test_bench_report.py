@@ -9,8 +9,8 @@ import pytest
 from rich.console import Console
 from rich.table import Table
 
-from lightning_devtools import bench_report
-from lightning_devtools.bench_timeline import Drain, PipelineRun, Results, Sample
+from lightning_devtools.bench import report
+from lightning_devtools.bench.timeline import Drain, PipelineRun, Results, Sample
 
 START = 1_700_000_000.0
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -72,19 +72,19 @@ def column(table: Table, name: str) -> list[str]:
 
 
 def test_the_drains_table_shows_rates_ratios_and_cpu() -> None:
-    drains, _runs = bench_report.tables(results())
+    drains, _runs = report.tables(results())
     assert column(drains, "path") == ["faststream peer", "processor", "processor rabbitmq"]
     assert column(drains, "events/s") == ["5,000", "2,500", "5,000"]
-    assert column(drains, bench_report.RATIO) == ["", "0.50", ""]  # no baseline; not measured
+    assert column(drains, report.RATIO) == ["", "0.50", ""]  # no baseline; not measured
     assert column(drains, "baseline") == ["", "faststream peer", "missing path"]
     assert column(drains, "CPU") == ["peer 99%", "processor 97%", ""]
-    assert bench_report.cpu_text({"processor": 0.97, "postgres": 0.61}) == (
+    assert report.cpu_text({"processor": 0.97, "postgres": 0.61}) == (
         "processor 97% · postgres 61%"
     )
 
 
 def test_the_runs_table_shows_load_latency_and_backlog() -> None:
-    _drains, runs = bench_report.tables(results())
+    _drains, runs = report.tables(results())
     assert column(runs, "run") == ["saturation, 2 processors", "fixed 100/s"]
     assert column(runs, "load") == ["saturation", "fixed 100/s"]
     assert column(runs, "accepted/s") == ["500", "100"]
@@ -101,15 +101,15 @@ def test_the_runs_table_shows_load_latency_and_backlog() -> None:
 
 
 def test_only_tables_with_rows_are_made() -> None:
-    assert [t.title for t in bench_report.tables(results(drains=False))] == [
+    assert [t.title for t in report.tables(results(drains=False))] == [
         "Runs: the pipeline under load"
     ]
-    assert bench_report.tables(results(drains=False, runs=False)) == []
+    assert report.tables(results(drains=False, runs=False)) == []
 
 
 def test_the_json_holds_derived_figures_and_a_short_cdf(tmp_path: Path) -> None:
     path = tmp_path / "out" / "bench.json"
-    bench_report.write_json(results(), path)
+    report.write_json(results(), path)
     document = json.loads(path.read_text())
     assert document["machine"] == {"cpus": 8, "python": "3.11"}
     assert [d["ratio"] for d in document["drains"]] == [None, 0.5, None]
@@ -125,7 +125,7 @@ def test_the_json_holds_derived_figures_and_a_short_cdf(tmp_path: Path) -> None:
     assert len(run["series"]["time"]) == 30  # processing goes on 10 s after the load
     assert run["series"]["backlog"][19] == 4_000
     cdf = run["latency_cdf"]
-    assert len(cdf["quantile"]) == len(cdf["seconds"]) == bench_report.CDF_STEPS + 1
+    assert len(cdf["quantile"]) == len(cdf["seconds"]) == report.CDF_STEPS + 1
     assert cdf["seconds"] == sorted(cdf["seconds"])
     assert cdf["seconds"][-1] == run["latency"]["max"]
     assert "samples" not in run
@@ -134,11 +134,11 @@ def test_the_json_holds_derived_figures_and_a_short_cdf(tmp_path: Path) -> None:
 
 def test_the_cdf_ranks_exactly() -> None:
     values = [float(n) for n in range(1, 101)]
-    quantiles, ranked = bench_report.cdf(values, 100)
+    quantiles, ranked = report.cdf(values, 100)
     assert ranked == values[:1] + values  # quantile 0 is the minimum, k/100 is the k-th
     assert quantiles[7] == 0.07
-    assert bench_report.cdf([3.0], 4) == ([0.0, 0.25, 0.5, 0.75, 1.0], [3.0] * 5)
-    assert bench_report.cdf([], 100) == ([], [])
+    assert report.cdf([3.0], 4) == ([0.0, 0.25, 0.5, 0.75, 1.0], [3.0] * 5)
+    assert report.cdf([], 100) == ([], [])
 
 
 @pytest.mark.parametrize(
@@ -152,7 +152,7 @@ def test_the_cdf_ranks_exactly() -> None:
 def test_plot_writes_pngs_for_what_there_is(
     tmp_path: Path, drains: bool, runs: bool, expected: list[str]
 ) -> None:
-    written = bench_report.plot(results(drains=drains, runs=runs), tmp_path / "plots")
+    written = report.plot(results(drains=drains, runs=runs), tmp_path / "plots")
     assert [path.name for path in written] == expected
     for path in written:
         data = path.read_bytes()
@@ -164,4 +164,4 @@ def test_no_latency_figure_when_nothing_was_processed() -> None:
     run = PipelineRun(
         "stuck", "redis", 1, "fixed", 10.0, START, START + 1, [Sample(START, START, None)]
     )
-    assert bench_report._latency(Results(machine={}, runs=[run])) is None
+    assert report._latency(Results(machine={}, runs=[run])) is None

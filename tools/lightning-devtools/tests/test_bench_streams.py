@@ -1,16 +1,16 @@
-"""`python -m lightning_devtools.bench_streams` with tiny counts, so the benchmark cannot rot.
+"""`python -m lightning_devtools.bench.streams` with tiny counts, so the benchmark cannot rot.
 
 Only that every measurement runs and is reported: the numbers themselves are never
 asserted (these machines are shared and noisy; a benchmark is not a timed test)."""
 
 from rich.console import Console
 
-from lightning_devtools import bench_streams
+from lightning_devtools.bench import streams
 
 
 def test_every_measurement_runs_and_is_reported() -> None:
     console = Console(record=True, width=200)
-    measurements = bench_streams.measure(
+    measurements = streams.measure(
         streams=3, window=0.5, load_streams=4, events=20, count=5, console=console
     )
 
@@ -26,7 +26,7 @@ def test_every_measurement_runs_and_is_reported() -> None:
     ]
     assert all(0 < result.p50 <= result.p99 for result in measurements.posts)
 
-    bench_streams.report(measurements, console)
+    streams.report(measurements, console)
     text = console.export_text()
     assert "PostgreSQL transactions/s" in text
     assert "target (< 100 ms)" in text

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lightning_devtools.bench_timeline import Drain, PipelineRun, Results, Sample, percentile
+from lightning_devtools.bench.timeline import Drain, PipelineRun, Results, Sample, percentile
 
 
 def run(samples: list[Sample], started: float = 100.0, ended: float = 103.0) -> PipelineRun:

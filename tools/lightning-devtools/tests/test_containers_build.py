@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from conftest import require
+from lightning_core.testing.machine import require
 from lightning_devtools import containers, podman
 
 pytestmark = [pytest.mark.containers, pytest.mark.timeout(1800)]

@@ -12,9 +12,9 @@ import httpx
 import pytest
 from rich.console import Console
 
-from conftest import free_port
 from lightning_core.config import load_settings
 from lightning_core.runtime import EXIT_CONFIG
+from lightning_core.testing.machine import free_port
 from lightning_core.topology import SERVICES
 from lightning_devtools.dev import api_url, banner, dev_environment, run_dev
 

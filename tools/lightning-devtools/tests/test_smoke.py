@@ -12,8 +12,8 @@ import httpx
 import pytest
 from rich.console import Console
 
-from conftest import free_port
-from lightning_devtools.bench_api import embedded_server
+from lightning_core.testing.machine import free_port
+from lightning_devtools.bench.api import embedded_server
 from lightning_devtools.errors import ToolError
 from lightning_devtools.smoke import (
     TOKEN_VARIABLE,

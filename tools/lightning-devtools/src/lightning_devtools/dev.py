@@ -1,9 +1,7 @@
 """`invoke dev`: the whole system on a laptop with nothing but Python.
 
-Runs the same entry point the images run (`python -m lightning_core.runtime`) with every
-declared service in one process, because embedded mode's in-memory bus only reaches within a
-process; the runtime builds the storage and bus they need together. Prints the URLs once the
-services answer, and turns Ctrl-C or SIGTERM into a graceful stop of the runtime with exit 0.
+The images' entry point with every service in one process (embedded mode's bus is in-process);
+Ctrl-C or SIGTERM stops the runtime gracefully.
 """
 
 from __future__ import annotations
@@ -12,23 +10,19 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import FrameType
 
-import httpx
 from rich.console import Console
 from rich.table import Table
 
 from lightning_core.config import ConfigError, Settings, load_settings
-from lightning_core.providers import STARTUP_WAIT
 from lightning_core.runtime import EXIT_CONFIG
+from lightning_core.testing.health import READY_TIMEOUT, wait_until_healthy
 from lightning_core.topology import SERVICES as DECLARED_SERVICES
 
 SERVICES = ",".join(DECLARED_SERVICES)
-# The runtime may wait STARTUP_WAIT for its servers before it says why it cannot start.
-READY_TIMEOUT = STARTUP_WAIT + 30.0
 
 
 @dataclass(frozen=True)
@@ -67,23 +61,6 @@ def banner(settings: Settings) -> str:
     return (
         f"Lightning OS, {settings.mode} mode: storage {settings.storage}, bus {settings.event_bus}"
     )
-
-
-def wait_until_healthy(
-    process: subprocess.Popen[bytes], urls: list[str], timeout: float = READY_TIMEOUT
-) -> bool:
-    """Poll the health URLs until all answer 200; False if the runtime exits or time runs out."""
-    deadline = time.monotonic() + timeout
-    pending = list(dict.fromkeys(urls))
-    while pending and time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(pending[0], timeout=1.0).status_code == 200:
-                pending.pop(0)
-                continue
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    return not pending
 
 
 def run_dev(console: Console | None = None) -> int:

@@ -23,9 +23,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import asyncpg
 import pytest
 
-from conftest import free_port, require
 from lightning_core.storage.postgres import PostgresStorage
-from provider_backends import Faulty, ServerProcess
+from lightning_core.testing.backends import Faulty, ServerProcess
+from lightning_core.testing.machine import free_port, require
 
 STORAGE = ["storage_postgres"]
 FAULTY = ["faulty_postgres"]

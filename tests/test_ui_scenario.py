@@ -12,9 +12,9 @@ from pathlib import Path
 
 import httpx
 from playwright.sync_api import Browser, Page, expect
-from stacks import Stack
 
-from conftest import ARTIFACTS, start_runtime
+from lightning_core.testing.runtime import start_runtime
+from lightning_core.testing.stacks import Stack
 
 TITLE = "Front door opened"
 
@@ -30,22 +30,21 @@ def still_loaded_once(page: Page) -> bool:
     return page.evaluate("window.loadedOnce") is True
 
 
-def screenshot(page: Page, stack: Stack, name: str) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
+def screenshot(page: Page, artifacts: Path, stack: Stack, name: str) -> None:
     prefix = "ui" if stack.name == "embedded" else f"ui-{stack.name}"
-    page.screenshot(path=ARTIFACTS / f"{prefix}-{name}.png", full_page=True)
+    page.screenshot(path=artifacts / f"{prefix}-{name}.png", full_page=True)
 
 
 def test_instruction_to_task_to_notification_without_reload(
-    stack: Stack, browser: Browser, tmp_path: Path
+    stack: Stack, browser: Browser, tmp_path: Path, artifacts: Path
 ) -> None:
     # `stack` first: it sets up (and cleans up) with asyncio.run, which cannot run while
     # Playwright's sync API has its event loop going.
     with start_runtime(stack.env, tmp_path, services="api,event-processor,ui") as system:
-        story(browser, system.ui_url, system.api_url, stack)
+        story(browser, system.ui_url, system.api_url, stack, artifacts)
 
 
-def story(browser: Browser, ui: str, api: str, stack: Stack) -> None:
+def story(browser: Browser, ui: str, api: str, stack: Stack, artifacts: Path) -> None:
     editor = opened(browser, f"{ui}/instructions")
     expect(editor.get_by_text("No instructions yet")).to_be_visible()
     editor.get_by_label("Name").fill("Door alert")
@@ -59,7 +58,7 @@ def story(browser: Browser, ui: str, api: str, stack: Stack) -> None:
     expect(error).to_contain_text("use letters, digits and . _ : / -")
     expect(editor.locator('input[name="event_type"]')).to_have_attribute("aria-invalid", "")
     expect(editor.locator('[data-error-for="name"]')).to_be_empty()
-    screenshot(editor, stack, "instructions-invalid")
+    screenshot(editor, artifacts, stack, "instructions-invalid")
 
     editor.get_by_label("Event type pattern").fill("door.opened")
     editor.get_by_role("button", name="Create instruction").click()
@@ -67,7 +66,7 @@ def story(browser: Browser, ui: str, api: str, stack: Stack) -> None:
     expect(editor.locator("#instructions")).to_contain_text("Door alert")
     expect(error).to_be_empty()
     expect(editor.get_by_text("Created.")).to_be_visible()
-    screenshot(editor, stack, "instructions")
+    screenshot(editor, artifacts, stack, "instructions")
 
     dashboard = opened(browser, ui)
     tasks = opened(browser, f"{ui}/tasks")
@@ -108,6 +107,6 @@ def story(browser: Browser, ui: str, api: str, stack: Stack) -> None:
         ("notifications", notifications),
         ("dead-letters", dead_letters),
     ]:
-        screenshot(page, stack, name)
+        screenshot(page, artifacts, stack, name)
     for page in (editor, dashboard, tasks, notifications):
         assert still_loaded_once(page)

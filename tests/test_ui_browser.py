@@ -6,7 +6,7 @@ from pathlib import Path
 import httpx
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect
 
-from conftest import ARTIFACTS, RunningSystem
+from lightning_core.testing.runtime import RunningSystem
 
 
 def csp_violations(page: Page) -> list[str]:
@@ -22,7 +22,7 @@ def csp_violations(page: Page) -> list[str]:
 
 
 def test_new_event_shows_processed_within_a_second_without_reload(
-    browser: Browser, embedded_system: RunningSystem, tmp_path: Path
+    browser: Browser, embedded_system: RunningSystem, tmp_path: Path, artifacts: Path
 ) -> None:
     page = browser.new_page()
     refused = csp_violations(page)
@@ -39,8 +39,7 @@ def test_new_event_shows_processed_within_a_second_without_reload(
     status = page.locator(f'tr[data-event-id="{event_id}"] .status')
     expect(status).to_have_text("processed", timeout=1_000)  # counted from the POST's answer
     assert page.evaluate("window.loadedOnce") is True
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=ARTIFACTS / "ui-events.png", full_page=True)
+    page.screenshot(path=artifacts / "ui-events.png", full_page=True)
     assert refused == []
     log = (tmp_path / "runtime.log").read_text()  # the UI called the API dozens of times
     assert "HTTP Request:" not in log  # httpx's line per call stays out of the terminal
@@ -68,7 +67,7 @@ def test_unknown_addresses_get_a_page_in_the_uis_style_and_there_is_a_favicon(
 
 
 def test_an_instruction_is_edited_in_place_and_a_stale_edit_is_refused(
-    browser: Browser, embedded_system: RunningSystem
+    browser: Browser, embedded_system: RunningSystem, artifacts: Path
 ) -> None:
     api = httpx.Client(base_url=embedded_system.api_url)
     spec = {
@@ -108,8 +107,7 @@ def test_an_instruction_is_edited_in_place_and_a_stale_edit_is_refused(
     page.get_by_label("Name").fill("My late edit")
     page.get_by_role("button", name="Save changes").click()
     expect(page.locator('[data-error-for="form"]')).to_contain_text("changed elsewhere")
-    ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=ARTIFACTS / "ui-instructions-stale-edit.png", full_page=True)
+    page.screenshot(path=artifacts / "ui-instructions-stale-edit.png", full_page=True)
     assert api.get(f"/api/instructions/{instruction_id}").json()["name"] == "Changed by a script"
     expect(row).to_contain_text("Changed by a script")  # the list shows what is stored
     page.get_by_role("button", name="Cancel editing").click()

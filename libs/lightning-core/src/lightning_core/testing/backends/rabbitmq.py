@@ -26,10 +26,10 @@ import aio_pika
 import pytest
 from aiormq.exceptions import AMQPConnectionError
 
-from conftest import free_port, require
 from lightning_core.bus.base import RetryPolicy
 from lightning_core.bus.rabbitmq import RabbitMqBus
-from provider_backends import Faulty, ServerProcess, emptier
+from lightning_core.testing.backends import Faulty, ServerProcess, emptier
+from lightning_core.testing.machine import free_port, require
 
 BUSES = ["bus_rabbitmq"]
 FAULTY = ["faulty_rabbitmq"]

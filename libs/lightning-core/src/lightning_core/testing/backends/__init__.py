@@ -9,7 +9,8 @@ A module defines pytest fixtures and lists them, so adding a provider never edit
   shared one) the fault suite kills and restarts;
 - `BACK_EMPTY = ["faulty_<name>"]`: those of the FAULTY bus fixtures whose `Faulty` can
   also `wipe` the server's data while it is down, so it comes back empty.
-Modules are registered as pytest plugins by the repository's root conftest.py.
+A package's conftest.py registers them, after the fixtures they build on:
+`pytest_plugins = ["lightning_core.testing.fixtures", *backends.PLUGINS]`.
 """
 
 from __future__ import annotations

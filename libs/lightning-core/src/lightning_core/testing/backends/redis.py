@@ -17,10 +17,10 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from conftest import free_port, require
 from lightning_core.bus.base import RetryPolicy
 from lightning_core.bus.redis import RedisBus
-from provider_backends import Faulty, ServerProcess, emptier
+from lightning_core.testing.backends import Faulty, ServerProcess, emptier
+from lightning_core.testing.machine import free_port, require
 
 BUSES = ["bus_redis"]
 FAULTY = ["faulty_redis"]

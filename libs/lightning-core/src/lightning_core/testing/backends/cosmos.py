@@ -5,10 +5,10 @@ directory outside the repository (keyed by the lock, so a new lock installs afre
 unchanged one is reused across runs), starts it on a free port, and gives each test a
 database of its own, deleted afterwards, provisioned (as an account key provisions it) with
 `COLLECTIONS_UNDER_TEST`: core's declaration plus the collections the tests use, declared
-the same way. `tests/cosmos-server/serve.js` starts it with
-the fixes that make it answer like the real service (see that file). It serves HTTPS with a
-self-signed certificate, which the SDK accepts because the address is 127.0.0.1 (the SDK's
-own rule for the emulator); its `--no-ssl` mode does not work with the SDK. The server does
+the same way. `cosmos_server/serve.js` (beside this module) starts it with the fixes that
+make it answer like the real service (see that file). It serves HTTPS with a self-signed
+certificate, which the SDK accepts because the address is 127.0.0.1 (the SDK's own rule
+for the emulator); its `--no-ssl` mode does not work with the SDK. The server does
 not check credentials, so an Entra token from `StaticToken` stands in for a managed identity
 when a test connects through `cosmos_endpoint` (the verifying path).
 
@@ -33,10 +33,10 @@ from azure.core.credentials import AccessToken
 from azure.cosmos.aio import CosmosClient
 from azure.cosmos.exceptions import CosmosResourceNotFoundError
 
-from conftest import free_port, require
 from lightning_core.storage.cosmos import CosmosStorage
+from lightning_core.testing.backends import ServerProcess
+from lightning_core.testing.machine import free_port, require
 from lightning_core.topology import COLLECTIONS, Collection
-from provider_backends import ServerProcess
 
 STORAGE = ["storage_cosmos"]
 
@@ -47,7 +47,7 @@ COLLECTIONS_UNDER_TEST: tuple[Collection, ...] = (
     Collection("others"),
 )
 
-SERVER_FILES = Path(__file__).resolve().parent.parent / "cosmos-server"
+SERVER_FILES = Path(__file__).resolve().parent / "cosmos_server"
 SOURCES = ("package.json", "package-lock.json", "serve.js")
 MIN_NODE = 20  # the package's engines field
 # The server accepts any key; the SDK only needs a valid base64 string to sign requests.

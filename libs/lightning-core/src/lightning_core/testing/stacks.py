@@ -19,11 +19,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from conftest import require
 from lightning_core.bus.rabbitmq import RabbitMqBus
 from lightning_core.bus.redis import RedisBus
 from lightning_core.domain import PROCESSOR_GROUP
-from provider_backends import postgres, rabbitmq, redis
+from lightning_core.testing.backends import postgres, rabbitmq, redis
+from lightning_core.testing.machine import require
 
 
 @dataclass

@@ -32,7 +32,6 @@ import pytest
 from azure.core.exceptions import ResourceNotFoundError
 from azure.servicebus.aio import ServiceBusClient
 from azure.servicebus.aio.management import ServiceBusAdministrationClient
-from servicebus_fake import ALL_CLAIMS, FakeNamespace
 
 from lightning_core.bus.base import RetryPolicy
 from lightning_core.bus.servicebus import (
@@ -41,6 +40,7 @@ from lightning_core.bus.servicebus import (
     ServiceBusBus,
     connection_string_clients,
 )
+from lightning_core.testing.servicebus_fake import ALL_CLAIMS, FakeNamespace
 
 LIVE_ENV = "LIGHTNING_TEST_SERVICEBUS_CONNECTION"
 LIVE_CONNECTION = os.environ.get(LIVE_ENV, "")
