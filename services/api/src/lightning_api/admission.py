@@ -1,11 +1,5 @@
-"""Admission: new work is refused while the processor's backlog is past LIGHTNING_MAX_BACKLOG.
-
-An event accepted behind a backlog of minutes is late however it is handled; a 503 with
-`Retry-After` lets the client hold it instead. The backlog is the bus's count for the
-processor's group (`EventBus.backlog`), read at most once per `ttl` per process and
-shared by every request meanwhile. A bus that does not tell (Service Bus with data-plane
-rights) or cannot be asked admits everything: the bound then does not apply.
-"""
+"""Admission: new work is refused (503, Retry-After) while the processor's backlog is past
+LIGHTNING_MAX_BACKLOG; a backlog the bus does not tell, or cannot, admits everything."""
 
 from __future__ import annotations
 
@@ -39,10 +33,8 @@ class Reading:
 
 
 class Backlog:
-    """The processor group's backlog, read from the bus at most once per `ttl` seconds
-    and within `timeout` seconds. Callers wait only for the first read (concurrent ones
-    for the same read); later reads run in the background, callers meanwhile getting the
-    one before, so a slow bus never holds a request."""
+    """The processor group's backlog, read from the bus at most once per `ttl` seconds and
+    within `timeout`; only the first read is waited for, later ones run in the background."""
 
     def __init__(
         self,
@@ -96,7 +88,7 @@ class Backlog:
             return Reading(None, self.clock(), problem)
         if depth is None:
             return Reading(None, self.clock(), "not told by this bus")
-        BACKLOG.labels(self.group).set(depth)  # /metrics shows the last one read
+        BACKLOG.labels(self.group).set(depth)
         return Reading(depth, self.clock(), None)
 
 
@@ -117,8 +109,7 @@ class Admission:
         self.backlog, self.bound = backlog, bound
 
     async def check(self) -> None:
-        """Return when the backlog is within the bound (or unknown); else HTTPException 503
-        with Retry-After."""
+        """Return when the backlog is within the bound (or unknown); else 503 with Retry-After."""
         depth = (await self.backlog.reading()).depth
         if depth is None or depth <= self.bound:
             return
@@ -143,8 +134,3 @@ async def _admit(request: Request) -> None:
 
 #: A route dependency: 503 with Retry-After while the backlog is past the bound.
 Admitted = Depends(_admit)
-
-#: The 503 the dependency adds to a route's documented responses.
-BACKLOGGED = {
-    503: {"description": "The processor's backlog is past LIGHTNING_MAX_BACKLOG (Retry-After)"}
-}

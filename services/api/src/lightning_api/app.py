@@ -13,34 +13,31 @@ from starlette.routing import Match
 
 from lightning_api import (
     dead_letters,
+    events,
+    health,
+    heartbeats,
     instructions,
     notifications,
-    routes,
-    services,
     stream,
     submit,
     tasks,
 )
 from lightning_api.admission import Admission, Backlog
 from lightning_api.auth import TokenValidator, http_jwks
-from lightning_api.pace import Activity
+from lightning_api.stream_watchers import Activity
 from lightning_core.body_limit import BodyLimit
 from lightning_core.config import ConfigError, Mode, Settings, entra_problems
 from lightning_core.metrics import RequestMetrics
 from lightning_core.service import ServiceContext
 from lightning_core.storage.base import InvalidDocument
 
-#: Where /docs and /redoc load their scripts and styles from (this app serves them): under
-#: /api/ because that is what an ingress routing only the API's paths sends here.
+#: Where /docs and /redoc load their assets from: under /api/, which an ingress routes here.
 DOCS_ASSETS = "/api/docs-assets"
 
 
 def entra_validator(settings: Settings) -> TokenValidator | None:
-    """The azure-mode token validator; None in modes that use the dev identity.
-
-    Raises ConfigError naming what is missing, so an API in azure mode never starts
-    without a way to authenticate anyone (the runtime prints it as one line).
-    """
+    """The azure-mode token validator (ConfigError naming what is missing); None in modes
+    that use the dev identity."""
     if settings.mode is not Mode.AZURE:
         return None
     problems = entra_problems(settings)
@@ -59,11 +56,8 @@ HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 async def method_not_allowed(request: Request, error: Exception) -> JSONResponse:
-    """405 with `Allow` naming every method the path serves.
-
-    Starlette matches one method's route per path and lists only that route's methods,
-    so `DELETE /api/events` would answer `Allow: POST` although GET works too.
-    """
+    """405 with `Allow` naming every method the path serves (Starlette names only those of
+    the one route it matched)."""
     methods = {
         method
         for method in HTTP_METHODS
@@ -79,8 +73,7 @@ async def method_not_allowed(request: Request, error: Exception) -> JSONResponse
 
 
 async def invalid_document(_request: Request, error: Exception) -> JSONResponse:
-    """422 for a body storage refuses (`InvalidDocument` names the field), should one pass
-    the door's own checks."""
+    """422 for a body storage refuses that passed the door's own checks."""
     detail = [{"type": "value_error", "loc": ["body"], "msg": str(error)}]
     return JSONResponse({"detail": detail}, status_code=422)
 
@@ -91,11 +84,8 @@ def create_app(
     *,
     stop: asyncio.Event | None = None,
 ) -> FastAPI:
-    """The API over connected providers; `stop` (the runtime's) ends open event streams.
-
-    uvicorn waits for running responses before it exits, so a stream that ignored `stop`
-    would hold the whole process up for as long as a browser tab stays open.
-    """
+    """The API over connected providers; `stop` (the runtime's) ends open event streams,
+    which uvicorn would otherwise wait for before it exits."""
     app = FastAPIOffline(
         title="Lightning OS API",
         version="0.1.0",
@@ -105,16 +95,17 @@ def create_app(
     app.state.context = context
     app.state.token_validator = validator or entra_validator(context.settings)
     app.state.stop = stop or asyncio.Event()
-    app.state.activity = Activity()  # POSTs wake their user's event streams
+    app.state.activity = Activity()
     app.state.admission = Admission(Backlog(context.bus), context.settings.max_backlog)
     for resource in (
         stream,
-        routes,
+        health,
+        events,
         instructions,
         tasks,
         notifications,
         dead_letters,
-        services,
+        heartbeats,
     ):
         app.include_router(resource.router)
     app.include_router(submit.router(context.settings.max_batch_events))
@@ -126,7 +117,6 @@ def create_app(
         setting="LIGHTNING_MAX_REQUEST_BYTES",
     )
     app.add_middleware(RequestMetrics, service="api")
-    # A server span per request; POST /api/events puts its traceparent in the envelope.
     FastAPIInstrumentor.instrument_app(
         app,
         excluded_urls="healthz,readyz,metrics",

@@ -1,16 +1,4 @@
-"""Who is calling: Entra ID access tokens in azure mode, the dev identity elsewhere.
-
-A token is accepted only if its RS256 signature verifies against a key the issuer
-publishes (JWKS), it has not expired, it is an access token of the version the API's
-registration issues (`ver`: a v2 registration never issues v1 tokens, and the two carry
-different `iss` and `aud`) from the configured issuer for this API's audience, and it grants
-this API: a user's (delegated) token the scope in `scp`, an app-only token (no `scp`: a
-service principal calling on its own) the app role in `roles`. The caller is the token's
-`oid`: the Entra object id of the user or service principal, stable across apps. Keys are
-cached and fetched again when a token names an unknown key id (Entra rotates keys), at most
-once per `refresh_interval`, so a flood of forged key ids cannot turn the API into a JWKS
-hammer.
-"""
+"""Who is calling in azure mode: the `oid` of an Entra ID access token (`TokenValidator`)."""
 
 from __future__ import annotations
 
@@ -45,6 +33,10 @@ def http_jwks(url: str) -> JwksFetcher:
 
 
 class TokenValidator:
+    """Accepts RS256 access tokens of `version` from `issuer` for `audience` that grant
+    `required_scope` (`scp`) or, app-only, `app_role` (`roles`); signing keys are fetched
+    again for an unknown key id at most once per `refresh_interval` seconds."""
+
     def __init__(
         self,
         *,
@@ -82,8 +74,8 @@ class TokenValidator:
         return caller
 
     def _signed_claims(self, token: str, key: jwt.PyJWK) -> dict[str, Any]:
-        """The claims of a token signed with `key` and within its lifetime; who it is from and
-        for is checked afterwards, so that a refusal can say which of those is wrong."""
+        """The claims of a token signed with `key` and within its lifetime (issuer and
+        audience are checked afterwards, so a refusal can say which is wrong)."""
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,

@@ -1,14 +1,5 @@
-"""The bodies POST /api/events takes, by media type, read into the events to accept.
-
-- `application/json`: one `EventIn`; the API assigns the id and the time;
-- `application/cloudevents+json`: one `CloudEventIn` (CloudEvents' JSON format, structured
-  mode);
-- `application/cloudevents-batch+json`: a JSON array of them (CloudEvents' JSON batch
-  format), at most LIGHTNING_MAX_BATCH_EVENTS.
-
-Refusals are FastAPI's own 422s, located in the body; a batch's by index
-(`["body", 3, "data"]`).
-"""
+"""The bodies POST /api/events takes (`EventIn`, a `CloudEventIn` or a batch of them, by
+media type), read into the events to accept."""
 
 from __future__ import annotations
 
@@ -57,7 +48,7 @@ def read_submission(
     media_type: str, value: Any, *, user: str, traceparent: str | None, max_events: int
 ) -> Submission:
     """The events in `value`, a body sent as `media_type` (one of MEDIA_TYPES), owned by
-    `user`; RequestValidationError or a 422 HTTPException saying what is refused."""
+    `user`; RequestValidationError or a 422 HTTPException (a batch's item by index)."""
     if media_type == JSON:
         body = _validate(_EVENT, value)
         return Submission([CloudEvent(user=user, traceparent=traceparent, **body.model_dump())])

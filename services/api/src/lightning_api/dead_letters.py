@@ -1,11 +1,5 @@
-"""The dead-letters resource: events the processor gave up on, listed and replayed per user.
-
-The bus keeps dead letters per consumer group, not per user, so the routes filter by the
-event's owner; another user's dead letter is a 404 like a missing one. Pages have the
-shape of every other list (`items`, `continuation`) and its bound (MAX_PAGE_BYTES); the
-continuation is an offset into the caller's letters newest first, so a replay between two
-pages shifts the later ones.
-"""
+"""The dead-letters resource: the caller's events the processor gave up on, listed (the
+continuation is an offset, newest first) and replayed."""
 
 from __future__ import annotations
 
@@ -13,7 +7,6 @@ from fastapi import APIRouter, HTTPException, status
 
 from lightning_api.dependencies import BusDep, CurrentUser
 from lightning_api.door import DoorRoute
-from lightning_api.models import DeadLetterOut
 from lightning_api.resource import (
     BAD_CONTINUATION,
     NOT_FOUND,
@@ -25,6 +18,7 @@ from lightning_api.resource import (
 )
 from lightning_core.domain import PROCESSOR_GROUP
 from lightning_core.storage.base import decode_offset, encode_offset
+from lightning_core.wire import DeadLetterOut
 
 router = APIRouter(
     prefix="/api/dead-letters", tags=["dead letters"], responses=UNAUTHORIZED, route_class=DoorRoute

@@ -1,9 +1,5 @@
-"""The request-scoped things routes need, as Annotated aliases (`CurrentUser`, `StorageDep`).
-
-They are `async def` although they do no I/O: FastAPI runs a plain `def` dependency in
-its thread pool, a thread hop per dependency per request (a quarter of the API's time
-under load, measured with py-spy).
-"""
+"""The request-scoped things routes need, as Annotated aliases (`CurrentUser`, `StorageDep`);
+`async def`, though they do no I/O, so FastAPI does not run them in its thread pool."""
 
 from __future__ import annotations
 
@@ -79,8 +75,7 @@ async def current_user(
     request: Request,
     _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> str:
-    """The caller (`authenticate`); `_credentials` declares the bearer scheme in OpenAPI,
-    the token itself having been checked by `DoorRoute` before the body was read."""
+    """The caller (`authenticate`); `_credentials` only declares the bearer scheme in OpenAPI."""
     return await authenticate(request)
 
 

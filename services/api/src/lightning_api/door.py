@@ -1,14 +1,4 @@
-"""`DoorRoute`: what every API route checks before FastAPI reads, parses or validates a body.
-
-In order: the caller (a route that depends on `CurrentUser` authenticates first, so an
-unauthenticated request never has its body read: FastAPI reads it before it solves
-dependencies); the content type (415 unless JSON: `application/json` or a `+json` type;
-a route reading its own body, like POST /api/events, names the types it takes); then the
-JSON itself, parsed here with the rules every store and consumer can keep: no NaN or
-Infinity, no nesting past what the parser or a store takes, no NUL character or lone
-surrogate in any key or string (422 naming the field; a batch's item by its index). How
-many bytes a body may have is `lightning_core.body_limit`'s job, in front of the whole app.
-"""
+"""`DoorRoute`: what every API route checks before FastAPI reads, parses or validates a body."""
 
 from __future__ import annotations
 
@@ -30,7 +20,9 @@ JSON_TYPE = "application/json"
 
 
 class DoorRoute(APIRoute):
-    """An APIRoute that authenticates, checks the content type and parses JSON as above."""
+    """An APIRoute that authenticates the caller before FastAPI reads the body; a route with
+    a declared body then answers 415 unless it is JSON (`application/json` or `+json`) and
+    parses it with `parse_json`."""
 
     def get_route_handler(self) -> Handler:
         handle = super().get_route_handler()
@@ -54,17 +46,16 @@ class _JsonRequest(Request):
 
 
 def parse_json(raw: bytes) -> Any:
-    """The JSON value in `raw`, or HTTPException 422 saying what in it is refused.
-
-    Malformed JSON raises json.JSONDecodeError, which FastAPI answers as for any route.
-    """
+    """The JSON value in `raw`; HTTPException 422 for NaN or Infinity, nesting too deep, or
+    what `check_document` refuses (a batch's item named by index); json.JSONDecodeError
+    when malformed."""
     try:
         value = json.loads(raw, parse_constant=_refuse_constant)
     except RecursionError:
         _refuse("the body nests too deep to parse")
     if isinstance(value, dict):
         _check_document(value, ("body",))
-    elif isinstance(value, list):  # a batch: each object's problem named by its index
+    elif isinstance(value, list):
         for index, item in enumerate(value):
             if isinstance(item, dict):
                 _check_document(item, ("body", index))

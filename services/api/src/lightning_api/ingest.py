@@ -1,11 +1,4 @@
-"""Accepting submitted events: store each `received`, then publish the new ones at once.
-
-The records are created concurrently, so a store that group-commits (SQLite) writes a
-batch in one commit; the bus gets one `publish` for a single event and one
-`publish_batch` for a batch. An event whose id is already stored (a CloudEvent sent
-again) is answered with its record and not published again, unless that record is
-`failed`: then it is `received` again and published, as a new one would be.
-"""
+"""Accepting submitted events: store each `received`, then publish the new ones at once."""
 
 from __future__ import annotations
 
@@ -33,12 +26,9 @@ class Accepted:
 async def accept(
     context: ServiceContext, events: list[CloudEvent], *, batch: bool
 ) -> list[Accepted]:
-    """Store `events` and publish the new ones (as one batch when `batch`), in order.
-
-    If the bus does not take them within LIGHTNING_PUBLISH_TIMEOUT_SECONDS, each is marked
-    `failed` with the reason and HTTPException 503 says so, unless the processor got every
-    one after all.
-    """
+    """Store `events` and publish the new ones (as one batch when `batch`), in order; those the
+    bus does not take within LIGHTNING_PUBLISH_TIMEOUT_SECONDS are marked `failed` and
+    HTTPException 503 says so, unless the processor got every one after all."""
     accepted = await asyncio.gather(*(store(context.storage, event) for event in events))
     fresh = [item.record.event for item in accepted if item.new]
     if not fresh:

@@ -1,15 +1,6 @@
-"""The instructions resource: the caller's rules, with optimistic concurrency on edits.
-
-GET, POST and PUT return the record's `ETag`. PUT replaces the spec and requires
-`If-Match` with that ETag: two editors (a browser tab left open, a script) must not
-silently overwrite each other, so an edit without one is refused (422, the header is
-required in the schema, which names it) and a stale one gets 412. DELETE takes an
-optional `If-Match`. Enable/disable need none: they set one flag, whatever else changed.
-
-A spec is checked as a client may write it (`InstructionIn`: no internal event type to
-emit, data within the event limits, the params a task of its kind runs with), and a user
-has at most LIGHTNING_MAX_INSTRUCTIONS_PER_USER instructions: one more is a 409.
-"""
+"""The instructions resource: the caller's rules. GET, POST and PUT return the `ETag`; PUT
+requires it in `If-Match` (412 when stale), DELETE takes it optionally, enable and disable
+need none; a user has at most LIGHTNING_MAX_INSTRUCTIONS_PER_USER (409)."""
 
 from __future__ import annotations
 

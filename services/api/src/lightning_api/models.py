@@ -1,8 +1,7 @@
-"""Request and response bodies the API adds to the domain records of lightning-core."""
+"""Request bodies the API accepts, and its error body (responses: lightning_core.wire)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -27,7 +26,7 @@ from lightning_core.domain import (
     WaitParams,
     WebhookParams,
 )
-from lightning_core.events import CloudEvent, EventData
+from lightning_core.events import EventData
 
 
 def _not_internal(event_type: str) -> str:
@@ -61,13 +60,8 @@ def _timestamp_text(value: Any) -> Any:
 
 
 class CloudEventIn(_In):
-    """A CloudEvents 1.0 event in the JSON format (structured mode), as a client may send it.
-
-    The API keeps `source`, `type`, `subject`, `time`, `data` and the `correlationid`
-    extension; other extensions, `dataschema` and `data_base64` are refused. The stored
-    event's `id` is the API's own, derived from the caller, `source` and `id`, so sending
-    the same event again answers the record already kept.
-    """
+    """A CloudEvents 1.0 event in the JSON format (structured mode), as a client may send it;
+    the stored `id` derives from the caller, `source` and `id` (sent again: the kept record)."""
 
     specversion: Literal["1.0"]
     id: str = Field(min_length=1, max_length=256)
@@ -178,29 +172,3 @@ class ErrorDetail(BaseModel):
     """What an error response carries (FastAPI's HTTPException body)."""
 
     detail: str
-
-
-class DeadLetterOut(BaseModel):
-    """An event the processor gave up on, with the last error, for the caller to replay."""
-
-    event: CloudEvent
-    reason: str
-    attempts: int
-    failed_at: datetime
-
-
-class InstanceOut(BaseModel):
-    """One running instance of a service, by its last heartbeat."""
-
-    instance: str
-    started_at: datetime
-    seen_at: datetime
-    alive: bool  # beat within the last lightning_core.heartbeats.STALE_AFTER
-
-
-class ServiceOut(BaseModel):
-    """A service that beats (the event processor), with every instance seen lately."""
-
-    service: str
-    alive: int  # instances alive now; 0 means the service is down or scaled to zero
-    instances: list[InstanceOut]

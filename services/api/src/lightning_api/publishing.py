@@ -1,5 +1,4 @@
-"""Publishing a request's events with a bounded wait: a bus that is down costs a client
-`LIGHTNING_PUBLISH_TIMEOUT_SECONDS`, not however long the provider would keep retrying."""
+"""Publishing a request's events with a bounded wait (LIGHTNING_PUBLISH_TIMEOUT_SECONDS)."""
 
 from __future__ import annotations
 

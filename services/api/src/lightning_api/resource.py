@@ -1,9 +1,5 @@
 """What every per-user resource shares: error declarations, paging, lookups, etags, updates.
-
-Every route reads and writes only the caller's partition (`storage.*(collection, user,
-...)`), so another user's record is indistinguishable from a missing one: 404, never 403,
-which would confirm that the id exists.
-"""
+Routes touch only the caller's partition: another user's record is a 404, like a missing one."""
 
 from __future__ import annotations
 
@@ -54,12 +50,9 @@ Continuation = Annotated[
 
 M = TypeVar("M", bound=BaseModel)
 
-#: A read-modify-write that keeps losing to concurrent writers gives up after this many tries.
 UPDATE_ATTEMPTS = 3
 
 #: A page holds fewer items than asked for when they would encode to more bytes than this.
-#: Records are bounded by the event limits (lightning_core.events.MAX_EVENT_BYTES, 200 KiB),
-#: so a page of the largest ones still holds 20 and one response stays near 4 MiB.
 MAX_PAGE_BYTES = 4 * 1024 * 1024
 
 
@@ -79,11 +72,8 @@ async def list_page(
     continuation: str | None,
     order_by: str = "created_at",
 ) -> Page[M]:
-    """One page of the caller's records, newest first; 400 for a forged continuation.
-
-    At most `limit` items, and fewer when they would pass MAX_PAGE_BYTES (at least one):
-    the page is then read again that short, so its continuation follows its last item.
-    """
+    """One page of the caller's records, newest first; 400 for a forged continuation. At
+    most `limit` items, fewer (at least one) when they would pass MAX_PAGE_BYTES."""
 
     async def read(count: int) -> StoredPage:
         return await storage.query(
@@ -144,14 +134,9 @@ async def modify(
     doc_id: str,
     change: Callable[[dict[str, Any]], dict[str, Any]],
 ) -> Document:
-    """Apply `change` to the current body and write it only if nobody wrote in between.
-
-    For server-side transitions (enable, cancel, mark read) the client has no etag to
-    offer, yet a concurrent writer (the task runner moving a task to running) must not
-    be overwritten: the write is conditional on the etag read and re-read on conflict.
-    `change` may raise HTTPException to refuse, or return the body unchanged to skip
-    the write (the transition already happened).
-    """
+    """Apply `change` to the current body and write it only if nobody wrote in between,
+    trying UPDATE_ATTEMPTS times (then 409). `change` may raise HTTPException to refuse, or
+    return the body unchanged to skip the write."""
     for _ in range(UPDATE_ATTEMPTS):
         document = await get_or_404(storage, collection, user, doc_id)
         body = change(document.body)

@@ -9,13 +9,12 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from lightning_api.changes import Change, EventChanges, Position
 from lightning_api.dependencies import ContextDep, CurrentUser, StopDep, StorageDep
 from lightning_api.door import DoorRoute
+from lightning_api.event_changes import Change, EventChanges, Position
 from lightning_api.models import ErrorDetail
-from lightning_api.pace import Feed, TooManyStreams, first_of
 from lightning_api.resource import UNAUTHORIZED
-from lightning_api.routes import activity
+from lightning_api.stream_watchers import Feed, TooManyStreams, activity, first_of
 from lightning_core.records import EventStatus
 
 router = APIRouter(route_class=DoorRoute)
@@ -69,18 +68,14 @@ async def stream_events(
 ) -> AsyncIterator[ServerSentEvent]:
     """The caller's new events and status changes, as Server-Sent Events.
 
-    The first message, `ready`, says the stream is watching. Its data `{"resumed": true}`
-    answers a `Last-Event-ID` this stream continues from: the changes missed since then
-    follow. With `{"resumed": false}` (no such header, or one naming no position it can
-    replay from) a client that wants the full picture lists `/api/events` after it and
-    applies the later messages on top. Each later message is named after the record's
-    status (`received`, `processed`), carries the EventRecord as JSON and an `id` to
-    resume after. A comment line keeps idle connections open every 15 s, below proxies'
-    idle timeouts (Front Door's origin response timeout: 60 s by default). The stream
-    ends when the client goes or the service stops; EventSource clients reconnect after
-    `retry` ms. A user has at most LIGHTNING_MAX_STREAMS_PER_USER streams open per
-    replica (429 past it). How changes are found (one watcher per user polling storage,
-    not the bus) and resumed is explained in `lightning_api.changes` and `lightning_api.pace`.
+    The first message, `ready`, says the stream is watching; its data `{"resumed": true}`
+    answers a `Last-Event-ID` it continues from (the missed changes follow). With
+    `{"resumed": false}` a client that wants the full picture lists `/api/events` after it
+    and applies the later messages on top. Each later message is named after the record's
+    status, carries the EventRecord as JSON and an `id` to resume after. A comment line
+    keeps idle connections open every 15 s. The stream ends when the client goes or the
+    service stops; EventSource reconnects after `retry` ms. A user has at most
+    LIGHTNING_MAX_STREAMS_PER_USER streams open per replica (429 past it).
     """
     await feed.started()
     after = Position.parse(last_event_id)

@@ -1,10 +1,5 @@
-"""POST /api/events: a client's event, or a CloudEvent, or a batch of CloudEvents.
-
-The route reads its own body, because the media type decides its shape
-(`lightning_api.cloudevents`); `DoorRoute` has authenticated the caller before, and
-admission (`lightning_api.admission`) refuses while the backlog is past its bound before
-a byte of the body is read.
-"""
+"""POST /api/events: a client's event, or a CloudEvent, or a batch of CloudEvents; the
+route reads its own body, whose shape its media type decides."""
 
 from __future__ import annotations
 
@@ -19,7 +14,7 @@ from lightning_api.door import DoorRoute, media_type, read_json, unsupported
 from lightning_api.ingest import accept
 from lightning_api.models import CloudEventIn, ErrorDetail, EventIn
 from lightning_api.resource import BAD_BODY, UNAUTHORIZED, Responses
-from lightning_api.routes import activity
+from lightning_api.stream_watchers import activity
 from lightning_core.records import EventRecord
 from lightning_core.telemetry import current_traceparent
 

@@ -1,14 +1,4 @@
-"""The tasks resource: request a task (queued for the task runner), follow it, cancel it.
-
-A request is stored `pending` before its `lightning.task.requested` event is published,
-so the runner always finds the task it is told about. If the publish fails (or takes
-longer than LIGHTNING_PUBLISH_TIMEOUT_SECONDS), the task is marked `failed` (error "not
-queued: ...") rather than deleted and the request answered 503: the record says what
-happened, and if the broker did take the event despite the error, the runner finds a
-final task and leaves it alone instead of a missing one. A request's params are those of
-its kind (`TaskIn`), checked before anything is stored (422 naming the param). While the
-processor's backlog is past LIGHTNING_MAX_BACKLOG a request is refused (503, Retry-After).
-"""
+"""The tasks resource: request a task (queued for the task runner), follow it, cancel it."""
 
 from __future__ import annotations
 
@@ -65,7 +55,9 @@ router = APIRouter(
     },
 )
 async def request_task(body: TaskIn, user: CurrentUser, context: ContextDep) -> Task:
-    """Store the task `pending` and ask the task runner for it (202: it runs later)."""
+    """Store the task `pending` and ask the task runner for it (202: it runs later); if the
+    bus does not take the request, the task is marked `failed` ("not queued: ...") and the
+    answer is 503."""
     storage = context.storage
     correlationid = body.correlationid or new_id()
     task = Task.model_validate({**body.model_dump(), "user": user, "correlationid": correlationid})

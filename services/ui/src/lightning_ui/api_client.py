@@ -6,7 +6,6 @@ import asyncio
 import copy
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, TypeVar
 
 import httpx
@@ -14,13 +13,13 @@ from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from pydantic import BaseModel, ValidationError
 
 from lightning_core.domain import Instruction, Notification, Task, TaskStatus
-from lightning_core.events import CloudEvent
 from lightning_core.records import EventRecord, EventStatus
+from lightning_core.wire import DeadLetterOut, ServiceOut
 from lightning_ui import sse
 
 # The API sends a heartbeat every 15 s: a stream silent for twice that is dead.
 STREAM_TIMEOUT = httpx.Timeout(5.0, read=30.0)
-STATUSES = frozenset(EventStatus)  # stream messages named after a status carry a record
+STATUSES = frozenset(EventStatus)
 COUNT_LIMIT = 500  # counts are one page long; more shows as "500+"
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -46,36 +45,10 @@ class Change:
     record: EventRecord | None = None
 
 
-class DeadLetter(BaseModel):
-    """An event the processor gave up on (the API's DeadLetterOut)."""
-
-    event: CloudEvent
-    reason: str
-    attempts: int
-    failed_at: datetime
-
-
-class InstanceState(BaseModel):
-    """One instance of a background service, by its last heartbeat (the API's InstanceOut)."""
-
-    instance: str
-    started_at: datetime
-    seen_at: datetime
-    alive: bool
-
-
-class ServiceState(BaseModel):
-    """A background service and its instances seen lately (the API's ServiceOut)."""
-
-    service: str
-    alive: int
-    instances: list[InstanceState]
-
-
 @dataclass(frozen=True)
 class Count:
     value: int
-    more: bool = False  # there were more than one page
+    more: bool = False
 
     def __str__(self) -> str:
         return f"{self.value}+" if self.more else str(self.value)
@@ -83,9 +56,8 @@ class Count:
 
 @dataclass(frozen=True)
 class Readiness:
-    """The API's /readyz: `checks` per dependency (storage, bus), or why it did not answer;
-    `backlog`, the events waiting for the processor (why not, when unknown; None from an
-    API that does not say), and `max_backlog`, past which the API refuses new events."""
+    """The API's /readyz: `checks` per dependency, or why it did not answer; `backlog` (or
+    why unknown; None if not told) and `max_backlog`, past which the API refuses events."""
 
     ok: bool
     checks: dict[str, str] = field(default_factory=dict)
@@ -159,7 +131,6 @@ class ApiClient:
         params: dict[str, str | int] | None = None,
         json: Any = None,
     ) -> Any:
-        """The answer's JSON body (None when empty)."""
         response = await self._send(method, path, params=params, json=json)
         return response.json() if response.content else None
 
@@ -212,10 +183,10 @@ class ApiClient:
             dead_letters=letters,
         )
 
-    async def services(self) -> dict[str, ServiceState]:
+    async def services(self) -> dict[str, ServiceOut]:
         """Background services by name, from their heartbeats."""
         body = await self._call("GET", "/api/services")
-        states = [self._read(ServiceState, item) for item in body]
+        states = [self._read(ServiceOut, item) for item in body]
         return {state.service: state for state in states}
 
     async def instructions(self) -> list[Instruction]:
@@ -239,9 +210,11 @@ class ApiClient:
         )
         return self._read(Instruction, response.json())
 
-    async def set_instruction_enabled(self, instruction_id: str, enabled: bool) -> None:
-        verb = "enable" if enabled else "disable"
-        await self._call("POST", f"/api/instructions/{instruction_id}/{verb}")
+    async def enable_instruction(self, instruction_id: str) -> None:
+        await self._call("POST", f"/api/instructions/{instruction_id}/enable")
+
+    async def disable_instruction(self, instruction_id: str) -> None:
+        await self._call("POST", f"/api/instructions/{instruction_id}/disable")
 
     async def delete_instruction(self, instruction_id: str) -> None:
         await self._call("DELETE", f"/api/instructions/{instruction_id}")
@@ -260,9 +233,9 @@ class ApiClient:
     async def mark_read(self, notification_id: str) -> None:
         await self._call("POST", f"/api/notifications/{notification_id}/read")
 
-    async def dead_letters(self) -> list[DeadLetter]:
+    async def dead_letters(self) -> list[DeadLetterOut]:
         body = await self._call("GET", "/api/dead-letters", params={"limit": 100})
-        return [self._read(DeadLetter, item) for item in body["items"]]
+        return [self._read(DeadLetterOut, item) for item in body["items"]]
 
     async def replay(self, event_id: str) -> None:
         await self._call("POST", f"/api/dead-letters/{event_id}/replay")
@@ -280,8 +253,8 @@ class ApiClient:
             raise ApiUnavailable(f"API stream at {self.base_url} failed: {error}") from None
 
     def _change(self, message: sse.Message) -> Change:
-        """A stream message as a Change: a keep-alive or a message this UI does not know
-        is a heartbeat; ApiUnavailable when a status message's record is unreadable."""
+        """A stream message as a Change (one it does not know: a heartbeat); ApiUnavailable
+        when a status message's record is unreadable."""
         if message.event == "ready":
             return Change("ready")
         if message.event not in STATUSES:

@@ -1,12 +1,5 @@
 """Who the UI calls the API as: the signed-in Entra ID user in azure mode, the API's dev
-identity elsewhere.
-
-`Gate.caller(request)` gives each request its API client: in azure mode one carrying the
-user's access token (from the session the browser brings, renewed when due), or it raises
-SignInRequired, which the handler here turns into the right answer for what was asked: a
-redirect to sign in for a page, a 401 with a sign-in link for a polled partial, a 401
-JSON error for a button's POST. `Gate.middleware()` reads and writes those sessions.
-"""
+identity elsewhere; and the answers when neither will do."""
 
 from __future__ import annotations
 
@@ -43,6 +36,8 @@ class Caller:
 
 
 class Gate:
+    """Gives each request its API client (`caller`); `sign_in` None means the dev identity."""
+
     def __init__(
         self, api: ApiClient, sign_in: EntraSignIn | None, public_url: str | None = None
     ) -> None:
@@ -51,6 +46,8 @@ class Gate:
         self._public_url = public_url.rstrip("/") if public_url else None
 
     async def caller(self, request: Request) -> Caller:
+        """The caller (SignInRequired without a session); CrossSiteRequest for a non-GET
+        request from another site's page."""
         if request.method != "GET" and _cross_site(request, self._public_url):
             raise CrossSiteRequest
         if self._sign_in is None:
@@ -80,6 +77,12 @@ class Gate:
             return []
         seal = SessionSeal(self._sign_in.session_secret)
         return [Middleware(SessionMiddleware, seal=seal, public_url=self._public_url)]
+
+
+async def caller_of(request: Request) -> Caller:
+    """The request's caller, as the app's gate (`create_app` sets it) says."""
+    gate: Gate = request.app.state.gate
+    return await gate.caller(request)
 
 
 def _sign_in_routes(sign_in: EntraSignIn, public_url: str | None) -> list[Route]:
@@ -130,9 +133,8 @@ class CrossSiteRequest(Exception):
 
 
 def _cross_site(request: Request, public_url: str | None) -> bool:
-    """Browsers name the page's origin on every POST; one that is not this site's (scheme,
-    host and port) is refused. No Origin: not a browser (a script), which has no cookie of
-    a user to abuse."""
+    """Whether the request's Origin is another site's (scheme, host, port); none is not a
+    browser, which holds no user's cookie to abuse."""
     origin = request.headers.get("origin")
     if origin is None:
         return False
@@ -140,8 +142,7 @@ def _cross_site(request: Request, public_url: str | None) -> bool:
 
 
 def _origin(url: str) -> tuple[str, str, int | None] | None:
-    """The scheme, host and port of `url` (the scheme's default port when it names none);
-    None when it has no such parts (`null`, an unreadable port)."""
+    """The scheme, host and port (or the scheme's default) of `url`; None without them."""
     parts = urlsplit(url)
     try:
         port = parts.port or _DEFAULT_PORTS.get(parts.scheme.lower())
@@ -178,7 +179,8 @@ def _failure_page(message: str, status_code: int) -> HTMLResponse:
 
 
 async def sign_in_required(request: Request, _error: Exception) -> Response:
-    """SignInRequired, answered for what was asked (see the module docstring)."""
+    """SignInRequired: a redirect to sign in for a page, a 401 sign-in link for a partial or
+    the stream, a 401 JSON error for a POST."""
     login = "/auth/login?" + urlencode({"next": request.url.path})
     if request.method != "GET":
         return JSONResponse({"error": "signed out: reload the page to sign in"}, 401)

@@ -1,6 +1,5 @@
-"""The instruction form: its fields to an InstructionSpec body and an Instruction back to
-its fields (for editing), and the API's 422 back to the fields, so each message can be
-shown next to the input it is about."""
+"""The instruction form: its fields to an InstructionSpec body, an Instruction back to its
+fields (for editing), and the API's 422 to messages per field."""
 
 from __future__ import annotations
 
@@ -44,8 +43,7 @@ _LOCATIONS: dict[tuple[str, ...], str] = {
 _KIND_FIELDS: dict[tuple[str, ...], str] = {("action", "request_task"): "task_kind"}
 
 
-# What a pattern mismatch means, in words, for the fields whose API type has a pattern:
-# the API's own message quotes the regular expression, which is for programs.
+# A pattern mismatch in words: the API's own message quotes the regular expression.
 _PATTERN_HINTS = {
     "event_type": (
         "use letters, digits and . _ : / - (starting with a letter or digit), with * ? [ ]"
@@ -171,8 +169,7 @@ def spec_from_form(form: dict[str, Any]) -> dict[str, Any]:
 
 
 def _without_task_kind(loc: tuple[str, ...]) -> tuple[str, ...]:
-    """`loc` without the task kind the API names a task's params by (`action.request_task.
-    notify.params.title` is `action.request_task.params.title`)."""
+    """`loc` without the task kind in a task's params' location (`request_task.notify.params`)."""
     head = ("action", "request_task")
     if loc[:2] == head and len(loc) > 3 and loc[2] in TASK_KINDS and loc[3] == "params":
         return (*head, *loc[3:])
@@ -188,7 +185,7 @@ def field_errors(detail: Any) -> dict[str, str]:
         loc = _without_task_kind(tuple(str(part) for part in item.get("loc", ()) if part != "body"))
         depth = next((n for n in range(len(loc), 0, -1) if loc[:n] in _LOCATIONS), 0)
         field = _LOCATIONS[loc[:depth]] if depth else FORM
-        if item.get("type") == "union_tag_invalid":  # the kind itself is unknown
+        if item.get("type") == "union_tag_invalid":
             field = _KIND_FIELDS.get(loc, field)
         message = str(item.get("msg", "invalid"))
         if field == "task_params" and loc[depth:]:  # which param: the field holds them all

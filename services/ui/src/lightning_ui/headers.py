@@ -1,9 +1,5 @@
-"""Security headers on every response of the UI.
-
-The pages load only the UI's own scripts, styles and images (no inline ones, nothing from
-elsewhere), so the Content-Security-Policy allows just those: markup injected past the
-templates' escaping still cannot run a script, and no other site may frame the UI.
-"""
+"""Security headers on every response of the UI: a CSP allowing only the UI's own scripts,
+styles and images, and no framing."""
 
 from __future__ import annotations
 
@@ -14,8 +10,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 def content_security_policy(form_targets: Iterable[str] = ()) -> str:
-    """The policy; `form_targets`: origins a form's post may lead to besides the UI's own
-    (Entra's sign-out, which the sign-out form redirects to)."""
+    """The policy; `form_targets`: origins a form's post may lead to besides the UI's own."""
     directives = {
         "default-src": "'self'",
         "script-src": "'self'",
@@ -31,8 +26,7 @@ def content_security_policy(form_targets: Iterable[str] = ()) -> str:
 
 
 class SecurityHeaders:
-    """Adds the CSP, `X-Frame-Options`, `X-Content-Type-Options` and `Referrer-Policy` to
-    every HTTP response that does not set them itself."""
+    """Adds the CSP and the other security headers to every HTTP response that lacks them."""
 
     def __init__(self, app: ASGIApp, policy: str) -> None:
         self._app = app

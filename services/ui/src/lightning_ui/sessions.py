@@ -1,18 +1,5 @@
-"""Browser sessions of the signed-in UI, kept by the browser in sealed cookies.
-
-The UI has no storage, and any replica may get any request, so the session travels with
-the browser: a sign-in in progress (MSAL's flow), or who signed in and what gets their
-API token (the access token and the refresh token). It is sealed with AES-GCM under a key
-derived from the secret every replica shares: the browser can neither read nor change
-it, and a cookie changed, forged or sealed under another key reads as no session (signed
-out). A sealed session longer than `CHUNK_SIZE` is split over several cookies, since
-browsers drop a cookie over 4,096 bytes.
-
-Sign-ins in progress cost the server nothing (each browser holds its own), so no flood of
-them pushes anyone out; each expires `PENDING_TIMEOUT` after it began. A signed-in
-session expires when idle longer than `idle_timeout`: the payload carries when it was
-sealed, and a session in use is sealed again every `TOUCH_EVERY`.
-"""
+"""Browser sessions of the signed-in UI, carried by the browser in cookies sealed with
+AES-GCM under the secret every replica shares, so any replica serves any request."""
 
 from __future__ import annotations
 
@@ -34,12 +21,11 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 COOKIE = "lightning_session"  # the first part; further parts are COOKIE_1, COOKIE_2, ...
-CHUNK_SIZE = 3_800  # characters of sealed session per cookie
-IDLE_TIMEOUT = 8 * 3600.0  # a working day
-PENDING_TIMEOUT = 600.0  # long enough to type a password and answer MFA
+CHUNK_SIZE = 3_800  # characters of sealed session per cookie (browsers drop one over 4 KiB)
+IDLE_TIMEOUT = 8 * 3600.0
+PENDING_TIMEOUT = 600.0
 TOUCH_EVERY = 300.0  # how stale a signed-in session's seal may get (the idle timeout's grain)
-# Bound into every seal: a change of the payload's shape bumps it, so older cookies read
-# as signed out rather than as something else.
+# Bound into every seal: bump it when the payload changes shape (older cookies: signed out).
 _FORMAT = b"lightning-ui session v1"
 _NONCE_BYTES = 12
 _SCOPE_KEY = "lightning.session"
@@ -52,14 +38,17 @@ class Session:
     touched: float = 0.0  # when it was last sealed (time.time()); set on sealing
     flow: dict[str, Any] | None = None
     next_path: str = "/"
-    account_id: str | None = None  # the user's object id
+    account_id: str | None = None
     user_name: str = ""
-    access_token: str | None = None  # the last one Entra gave, until shortly before...
-    token_expires_at: float = 0.0  # ...this time (time.time())
-    refresh_token: str | None = None  # what gets the next one, on any replica
+    access_token: str | None = None
+    token_expires_at: float = 0.0  # time.time()
+    refresh_token: str | None = None
 
 
 class SessionSeal:
+    """Seals sessions into cookies and reads them back; a signed-in session expires when
+    idle past `idle_timeout` seconds, a sign-in in progress PENDING_TIMEOUT after it began."""
+
     def __init__(
         self,
         secret: str,
@@ -67,16 +56,14 @@ class SessionSeal:
         idle_timeout: float = IDLE_TIMEOUT,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        """`secret`: shared by every replica (LIGHTNING_UI_SESSION_SECRET); `clock`: wall
-        time, which replicas share (a monotonic clock is per process)."""
+        """`secret`: LIGHTNING_UI_SESSION_SECRET; `clock`: wall time, which replicas share."""
         key = HKDF(algorithm=SHA256(), length=32, salt=None, info=_FORMAT).derive(secret.encode())
         self._aead = AESGCM(key)
         self._idle_timeout = idle_timeout
         self.clock = clock
 
     def cookies(self, session: Session) -> dict[str, str]:
-        """`session` sealed now, as cookie name -> value: the first part's value starts
-        with the number of parts (`2.…`)."""
+        """`session` sealed now, as cookie name -> value (the first starts with the count)."""
         session.touched = self.clock()
         plain = json.dumps(asdict(session), separators=(",", ":")).encode()
         nonce = secrets.token_bytes(_NONCE_BYTES)
@@ -126,10 +113,8 @@ class _Slot:
 
 
 class SessionMiddleware:
-    """Reads the browser's session before the app runs and seals it into the response's
-    cookies when the app changed or replaced it, or when a signed-in one is due to be
-    touched; clears the cookies when the session is gone, unreadable, or holds neither a
-    sign-in in progress nor a user (a refused renewal or sign-in leaves it so)."""
+    """Reads the browser's session before the app runs; seals it into the response when
+    changed or due a touch, and clears the cookies when it holds neither a sign-in nor a user."""
 
     def __init__(self, app: ASGIApp, seal: SessionSeal, public_url: str | None) -> None:
         """Cookies are Secure when `public_url` (else the request's own) is https."""
@@ -160,8 +145,7 @@ class SessionMiddleware:
     def _set_cookies(
         self, session: Session | None, as_read: dict[str, Any] | None, held: set[str], secure: bool
     ) -> list[str]:
-        """Set-Cookie values: the session sealed again if due, and every part the browser
-        holds that the new seal does not use cleared."""
+        """Set-Cookie values: the session resealed if due, the parts it no longer uses cleared."""
         sealed: dict[str, str] = {}
         if session is not None and (session.flow or session.account_id):
             stale = self._seal.clock() - session.touched >= TOUCH_EVERY
@@ -185,9 +169,7 @@ def _is_part(name: str) -> bool:
 
 
 def _cookie(name: str, value: str, secure: bool, *, clear: bool = False) -> str:
-    """One Set-Cookie value. No Max-Age on a session: the browser keeps it until it
-    closes, the seal's time until idle. Lax: sent on Entra's top-level redirect back to
-    the callback, not on cross-site POSTs."""
+    """One Set-Cookie value: HttpOnly, SameSite=Lax, no Max-Age (the seal's time expires it)."""
     cookie: SimpleCookie = SimpleCookie()
     cookie[name] = value
     morsel = cookie[name]

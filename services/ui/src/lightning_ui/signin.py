@@ -1,21 +1,5 @@
-"""Entra ID sign-in for the UI in azure mode: the authorization code flow with PKCE (MSAL).
-
-The UI is a confidential web app. MSAL builds the authorize URL with a PKCE challenge, a
-state and a nonce; the browser comes back to `/auth/callback` with a code, which MSAL
-redeems (with the PKCE verifier and the client secret) for the user's access token to the
-API and a refresh token. Both go into the user's session, which the browser carries
-sealed (sessions.py), so any replica can call the API as the user and renew the token:
-this process keeps no user's tokens (MSAL's token cache here keeps nothing).
-
-The code comes back in the callback's query (response_mode=query), not in a form post
-as MSAL suggests: a cross-site form post carries only SameSite=None cookies, which every
-button of the UI would then be open to forged requests with, while a code in a URL is
-of no use without the PKCE verifier and the client secret, which the browser cannot read.
-
-MSAL is synchronous (requests), so every call that may go to Entra runs in a thread.
-Its first call discovers the authority (an HTTP round trip), so that happens on first
-use, not at start: a UI whose Entra is unreachable still starts and says so per request.
-"""
+"""Entra ID sign-in for the UI in azure mode: the authorization code flow with PKCE (MSAL),
+the tokens kept in the user's session, none in this process."""
 
 from __future__ import annotations
 
@@ -31,7 +15,7 @@ import msal
 from lightning_core.config import ConfigError, Settings, sign_in_problems
 from lightning_ui.sessions import Session
 
-# The choice above, made on purpose: MSAL warns about it on every sign-in otherwise.
+# MSAL recommends form_post on every sign-in; the query is on purpose (docs/api.md).
 warnings.filterwarnings("ignore", "response_mode='form_post' is recommended", UserWarning)
 
 
@@ -59,6 +43,9 @@ class _KeepNothing(msal.TokenCache):  # type: ignore[misc]  # msal ships no type
 
 
 class EntraSignIn:
+    """MSAL's confidential client, made on first use (a UI whose Entra is unreachable still
+    starts); each call that may go to Entra runs in a thread (MSAL is synchronous)."""
+
     def __init__(
         self,
         *,
@@ -69,8 +56,7 @@ class EntraSignIn:
         session_secret: str,
         verify: bool | str = True,
     ) -> None:
-        """`session_secret`: the key every replica seals sessions with (the Gate's);
-        `verify`: TLS verification for the calls to Entra (a CA bundle path in tests)."""
+        """`session_secret`: the key sessions are sealed with; `verify`: TLS for Entra's calls."""
         self.authority = authority
         self.session_secret = session_secret
         self._client_id = client_id
@@ -89,8 +75,7 @@ class EntraSignIn:
                         self._client_id,
                         client_credential=self._client_secret,
                         authority=self.authority,
-                        # The authority is our own setting, never a caller's: no need to
-                        # ask login.microsoftonline.com whether it is a known one.
+                        # Our own setting, never a caller's: no need to ask if it is known.
                         instance_discovery=False,
                         token_cache=_KeepNothing(),
                         verify=self._verify,
@@ -156,7 +141,6 @@ class EntraSignIn:
         return _keep_tokens(session, result)
 
     async def _renewed(self, refresh_token: str) -> dict[str, Any]:
-        """Entra's answer to `refresh_token`: new tokens, or why not."""
         app = await self._msal()
         try:
             result: dict[str, Any] = await asyncio.to_thread(

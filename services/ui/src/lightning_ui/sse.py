@@ -1,7 +1,5 @@
-"""Server-Sent Events as the standard defines them, both ways: lines end only at CR LF, CR
-or LF, never at the other characters `str.splitlines` takes for line ends (U+2028,
-U+0085, ...), which JSON and HTML carry unescaped in ordinary text.
-"""
+"""Server-Sent Events both ways, lines ending only at CR LF, CR or LF: never at the other
+line ends `str.splitlines` takes (U+2028, ...), which JSON and HTML carry unescaped."""
 
 from __future__ import annotations
 
@@ -45,9 +43,8 @@ async def lines(chunks: AsyncIterable[str]) -> AsyncIterator[str]:
 
 
 async def messages(chunks: AsyncIterable[str]) -> AsyncIterator[Message]:
-    """Each blank-line-ended block of the stream: its `event` and its `data` lines joined
-    by LF. Comments, `id` and `retry` are skipped, so a block of only those (a keep-alive
-    comment) comes as `Message("", "")`."""
+    """Each blank-line-ended block: its `event` and its `data` lines joined by LF; comments,
+    `id` and `retry` are skipped (a keep-alive comes as `Message("", "")`)."""
     event, seen = "", False
     data: list[str] = []
     async for line in lines(chunks):

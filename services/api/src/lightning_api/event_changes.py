@@ -1,36 +1,5 @@
-"""What changed in one user's events since the last look: the source of the live stream.
-
-The stream polls storage instead of consuming the bus, for three reasons:
-- status changes are storage writes (the processor marks a record `processed`); the bus
-  only carries submitted events, so it could never report them;
-- a consumer group per API replica (`api-stream-<uuid>`) would leave a queue or
-  subscription behind on RabbitMQ, Service Bus and Redis every time a replica dies, and
-  each replica's group would receive every user's events just to drop most of them;
-- a partition-scoped query is the same operation on SQLite, PostgreSQL and Cosmos DB, and
-  the partition key *is* the user, so isolation needs no extra filtering.
-The price is latency (at most one poll interval) and two small queries per interval for
-each user with open streams in a replica (`lightning_api.pace`: one watcher per user feeds
-all of that user's streams).
-
-Storage can only filter by equality, so each poll reads the newest records in two
-orders — by `received_at` (new events) and by `processed_at` among processed ones (status
-changes) — stopping at a horizon `LOOKBACK` before the previous poll. Looking back that
-far catches a write that became visible late (committed after a later one, or stamped
-by a replica whose clock lags); `_sent` remembers what was already reported within the
-horizon, so a record is reported once per status, and never back from `processed`. A
-record the API marks `failed` (its publish failed, within LIGHTNING_PUBLISH_TIMEOUT_SECONDS
-of its receipt) is reported by the `received_at` scan when it is still within the horizon.
-
-Each change has a `Position`: the time it happened (received, or processed) and the event
-id, and each poll reports its changes in that order. The stream sends it as the SSE `id`,
-so a client that reconnects (EventSource sends `Last-Event-ID` by itself, e.g. after Front
-Door or a replica closed the connection) can `resume` after it: the new stream first reports
-what changed after that position, from the same scans (its own, once), bounded by
-`REPLAY_LIMIT`, then what its user's watcher finds, less what it already reported. What it
-cannot know is which writes the old stream saw late, so a change that becomes visible only
-after the client's last message with a time before that message's is not replayed (the
-LOOKBACK race, across the reconnect).
-"""
+"""What changed in one user's events since the last look, read from storage (not the bus),
+and the `Position` of each change, which a reconnecting stream resumes after."""
 
 from __future__ import annotations
 
@@ -94,6 +63,9 @@ class Change:
 
 
 class EventChanges:
+    """One user's changes: each record reported once per status, never back from
+    `processed`, including writes that became visible up to LOOKBACK late."""
+
     def __init__(self, storage: Storage, user: str) -> None:
         self._storage = storage
         self._user = user
@@ -101,9 +73,8 @@ class EventChanges:
         self._horizon = datetime.now(UTC) - LOOKBACK
 
     async def resume(self, after: Position) -> list[EventRecord] | None:
-        """The changes after `after` in position order, the stream continuing from there; None,
-        learning nothing, when `after` is in the future (a forged id, or another clock's) or
-        more than REPLAY_LIMIT records back: the client must then list what exists."""
+        """The changes after `after`, in position order; None, learning nothing, when `after` is
+        in the future or more than REPLAY_LIMIT records back (the client must then relist)."""
         started = datetime.now(UTC)
         if after.stamp > started:
             return None
@@ -116,8 +87,7 @@ class EventChanges:
         return [record for record in self._learn(recent, started) if Position.of(record) > after]
 
     async def poll(self) -> list[EventRecord]:
-        """Records that are new, or newly processed, since the previous poll; in position
-        order."""
+        """Records that are new, or newly processed, since the previous poll, in position order."""
         started = datetime.now(UTC)
         return self._learn([record async for record in self._recent(self._horizon)], started)
 

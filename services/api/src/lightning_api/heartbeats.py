@@ -1,10 +1,5 @@
-"""The services resource: which background services are alive, from their heartbeats.
-
-The API answers its own health on /healthz and /readyz; a worker has no port to ask, so
-it writes heartbeats to the shared storage (lightning_core.heartbeats) and this lists
-them. It describes the deployment, not anyone's records, so every signed-in user may
-read it.
-"""
+"""The services resource: which background services are alive, from their heartbeats; it
+describes the deployment, not anyone's records, so every signed-in user may read it."""
 
 from __future__ import annotations
 
@@ -14,10 +9,10 @@ from fastapi import APIRouter
 
 from lightning_api.dependencies import CurrentUser, StorageDep
 from lightning_api.door import DoorRoute
-from lightning_api.models import InstanceOut, ServiceOut
 from lightning_api.resource import UNAUTHORIZED
 from lightning_core.domain import now
 from lightning_core.heartbeats import recent
+from lightning_core.wire import InstanceOut, ServiceOut
 
 router = APIRouter(
     prefix="/api/services", tags=["services"], responses=UNAUTHORIZED, route_class=DoorRoute

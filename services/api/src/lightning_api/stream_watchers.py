@@ -1,15 +1,5 @@
-"""One watcher per user and replica looks at storage at a pace and feeds all of that user's
-open event streams, so what streams cost storage grows with users, not with tabs.
-
-A watcher polls storage (see `lightning_api.changes` for why), so its latency is its poll
-interval and its cost is one round of queries per interval. Users act in bursts: an event
-goes in and its processing follows within a second or two. So a watcher polls every
-`FAST` seconds for `ACTIVE_FOR` seconds after it saw a change or this replica accepted an
-event of its user (`Activity.notify` wakes it at once), and every `SLOW` seconds otherwise;
-polling, not only being woken, is what shows what other processes wrote (the processor
-marking a record `processed`). It starts with its user's first stream and stops with the
-last; a user opens at most `limit` streams per replica.
-"""
+"""One watcher per user and replica polls storage and feeds all of that user's open event
+streams, so what streams cost storage grows with users, not with tabs."""
 
 from __future__ import annotations
 
@@ -20,7 +10,9 @@ import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime
 
-from lightning_api.changes import Change, EventChanges, Position
+from fastapi import Request
+
+from lightning_api.event_changes import Change, EventChanges, Position
 from lightning_core.storage.base import Storage
 
 log = logging.getLogger(__name__)
@@ -32,6 +24,8 @@ BACKLOG_LIMIT = 1000  # changes a stream may have waiting; past it the stream en
 
 
 class Pace:
+    """Poll every FAST seconds for ACTIVE_FOR seconds after activity, else every SLOW."""
+
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._active_until = float("-inf")
@@ -157,6 +151,12 @@ class Activity:
                 if self._watchers.get(user) is watcher:
                     del self._watchers[user]
                 await watcher.stop()
+
+
+def activity(request: Request) -> Activity:
+    """This app's watchers (`create_app` makes them): POSTs wake their user's."""
+    woken: Activity = request.app.state.activity
+    return woken
 
 
 async def first_of(events: list[asyncio.Event], within: float | None = None) -> None:
