@@ -1,8 +1,4 @@
-"""The root of the Function package (`invoke package-function`): the file the host loads.
-
-The Functions Python worker imports `function_app.py` from the package root and indexes the
-`FunctionApp` it finds there; the app lives in the installed lightning_processor.
-"""
+"""The Function package's root module, which the host indexes: lightning_processor's app."""
 
 from lightning_processor.function_app import app
 

@@ -1,13 +1,4 @@
-"""Long task attempts (wait, webhook) off the delivery path, at most `limit` at once.
-
-The task runner hands an attempt here and returns, so the bus acknowledges the request
-and the user's next events go on while the attempt runs. An attempt waits for a slot
-with its task still `pending`, and claims the task (`running`) only once it has one. On a
-graceful stop, attempts already running finish (a wait or a webhook is bounded by its
-deadline) and those still waiting are handed back: their `hand_back` publishes a fresh
-request, so the next processor runs them. A process that dies loses what it held here;
-`lightning_processor.recovery` requests those tasks again.
-"""
+"""Long task attempts (wait, webhook) off the delivery path, at most `limit` at once."""
 
 from __future__ import annotations
 

@@ -1,11 +1,4 @@
-"""Azure Functions entry (Python v2 model): the worker's handler behind a Service Bus trigger,
-and its orphan sweep behind a timer trigger.
-
-Thin on purpose; settlement, settings, poison messages and deployment are explained in
-`lightning_processor.functions`. The host imports this module once per worker process to
-index the app, which reads the settings and builds storage and the bus; bad settings fail
-the import.
-"""
+"""Azure Functions app: the Service Bus trigger and the timer sweep (docs/processor.md)."""
 
 from __future__ import annotations
 

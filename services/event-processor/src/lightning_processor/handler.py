@@ -1,11 +1,4 @@
-"""The one handler every host calls: the worker (`service.py`) and the Azure Function.
-
-`Processor.handle` reads the event's record (a redelivery of a processed event stops
-there), routes the event to the drivers, then marks it processed with a write conditional
-on that read. In that order so that "processed" (what the API shows) means the drivers are
-done and their follow-ups published; and a redelivery still runs any driver that had not
-finished (each driver's ledger, or its idempotent effect, skips what it already did).
-"""
+"""The one handler every host calls: the worker (`service.py`) and the Azure Function."""
 
 from __future__ import annotations
 
@@ -32,7 +25,6 @@ class Processor:
     def __init__(
         self, storage: Storage, bus: EventBus, registry: Registry, *, max_follow_ups: int
     ) -> None:
-        """`max_follow_ups`: what one user's event may cause in total (`drivers.budget`)."""
         self.context = DriverContext(storage, bus, max_follow_ups)
         self.registry = registry
 
@@ -44,8 +36,7 @@ class Processor:
         settings: Settings,
         long_tasks: LongTasks | None = None,
     ) -> Processor:
-        """The built-in drivers with the limits `settings` set: what every host runs (the
-        worker with `long_tasks`, so no wait or webhook holds a delivery)."""
+        """The built-in drivers with the limits `settings` set; long attempts in `long_tasks`."""
         return cls(
             storage,
             bus,
@@ -59,7 +50,8 @@ class Processor:
         await self.context.bus.connect()
 
     async def handle(self, event: CloudEvent) -> None:
-        """Within a span continuing the trace the event's publisher started."""
+        """Run the drivers, then mark the event processed, so "processed" means they are done;
+        an event already processed is skipped, and a driver's failure propagates."""
         storage = self.context.storage
         with handling(event):
             record = await read_record(storage, event)

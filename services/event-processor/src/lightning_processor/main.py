@@ -1,17 +1,4 @@
-"""The `event-processor` service entry point: a long-running bus consumer.
-
-The bus loop handles up to LIGHTNING_PROCESSOR_CONCURRENCY events at once; wait and
-webhook attempts run beside it, up to LIGHTNING_LONG_TASK_CONCURRENCY at once
-(`lightning_processor.background`). On SIGTERM the loop finishes the events in flight (on
-the memory bus, its backlog too), then running attempts finish and waiting ones are
-handed back. Beside it, the worker
-writes a heartbeat (lightning_core.heartbeats), which the API reports and the UI's
-dashboard shows: the only sign of life a worker without an HTTP port can give; and it
-sweeps for orphans (lightning_core.republish): events still `received`
-LIGHTNING_REPUBLISH_AFTER_SECONDS after the API accepted them are published again, and
-wait or webhook tasks a dead processor left behind as long are requested again
-(`lightning_processor.recovery`: that bound is far longer than any attempt lasts).
-"""
+"""The `event-processor` worker: a bus consumer with a heartbeat and orphan sweeps beside it."""
 
 from __future__ import annotations
 
@@ -31,6 +18,7 @@ SWEEPS_PER_BOUND = 4
 
 
 async def service(context: ServiceContext, stop: asyncio.Event) -> None:
+    """Consume until `stop`, then let running long attempts finish and hand back waiting ones."""
     settings = context.settings
     long_tasks = LongTasks(settings.long_task_concurrency)
     processor = Processor.from_settings(context.storage, context.bus, settings, long_tasks)

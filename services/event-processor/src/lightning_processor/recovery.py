@@ -1,12 +1,4 @@
-"""Request again the long tasks a dead processor left behind.
-
-A wait or webhook attempt runs off the delivery path (`lightning_processor.background`),
-after its request was acknowledged: a process that dies then leaves the task `running`
-(mid-attempt) or `pending` (waiting for a slot) with no request left on the bus. A sweep
-finds such tasks not updated for longer than any attempt lasts and publishes a fresh
-request for each; the runner claims a task with a conditional write, so a task another
-runner still holds is run once.
-"""
+"""Request again the wait and webhook tasks a dead processor left `running` or `pending`."""
 
 from __future__ import annotations
 
@@ -61,8 +53,7 @@ async def request_stalled_tasks(
 
 
 def _request(task: Task, swept_at: datetime) -> CloudEvent:
-    """A request of its own per sweep (the ledger would skip a repeated id); the runner's
-    claim keeps several of them from running the task twice."""
+    """A fresh id per sweep (the ledger skips a repeated one); the runner's claim runs it once."""
     return CloudEvent(
         id=derived_id(task.id, "recovered", swept_at.isoformat()),
         source=SOURCE,
@@ -83,7 +74,6 @@ async def run_recovery(
     older_than: timedelta,
     stop: asyncio.Event,
 ) -> None:
-    """Sweep now and every `every` seconds until `stop` is set; a failed sweep is logged and
-    tried again at the next round."""
+    """Sweep now and every `every` seconds until `stop`; a failed sweep is logged, not raised."""
     sweep = functools.partial(request_stalled_tasks, storage, bus, older_than=older_than)
     await run_every(every, stop, {"requesting stalled long tasks again": sweep})

@@ -21,8 +21,7 @@ __all__ = [
 
 
 def builtin_registry(settings: Settings, long_tasks: LongTasks | None = None) -> Registry:
-    """The instruction engine, the task runner (webhooks as `settings` allow, long attempts
-    in `long_tasks` if given) and the notifier."""
+    """The instruction engine, the task runner (long attempts in `long_tasks`) and the notifier."""
     runner = TaskRunner(
         long_tasks=long_tasks,
         webhook_origins=settings.webhook_origins,

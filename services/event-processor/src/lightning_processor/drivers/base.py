@@ -1,16 +1,4 @@
-"""What a driver is, how events reach drivers, and how drivers shape their follow-up events.
-
-Routing is by event type pattern (`fnmatchcase`), with one rule on top: a pattern matches an
-internal `lightning.*` type only when it names that prefix itself, so a catch-all driver
-(the instruction engine's `*`) never sees the processor's own bookkeeping events.
-
-A driver whose effect is idempotent by construction (records created under derived ids,
-follow-ups with derived ids) runs again on a redelivery at no harm; the others (`ledger`
-True) run through the idempotency ledger under their own group. So a redelivered event
-repeats no driver's effect: one driver failing makes the bus retry the event without
-repeating what the others already did, and the ledger's two round trips are paid only
-where they are needed.
-"""
+"""What a driver is, how events reach drivers, and how drivers shape their follow-up events."""
 
 from __future__ import annotations
 
@@ -31,21 +19,18 @@ from lightning_core.telemetry import current_traceparent
 #: The `source` of every event the processor publishes.
 SOURCE = "lightning/processor"
 
-# Follow-up ids are derived, not random, so a redelivered event that re-runs a driver
-# (it failed before the ledger recorded it) publishes the same ids and consumers skip them.
 _FOLLOW_UP_IDS = uuid.UUID("6f1c2a4e-3b0d-5c8e-9a7f-1d2e3f405162")
 
 
 def derived_id(*parts: str) -> str:
-    """A stable id for whatever a driver creates from `parts` (event ids, record ids)."""
+    """A stable id for what a driver creates from `parts`, so a re-run creates the same ids."""
     return str(uuid.uuid5(_FOLLOW_UP_IDS, "\x1f".join(parts)))
 
 
 def follow_up(
     cause: CloudEvent, type_: str, data: dict[str, Any], *key: str, budget: int
 ) -> CloudEvent:
-    """An event caused by `cause`: same user and correlation, one more hop, a derived id,
-    and the `budget` of follow-ups it may cause in turn (`drivers.budget`)."""
+    """A follow-up of `cause`: its user and correlation, one more hop, a derived id, `budget`."""
     return CloudEvent(
         id=derived_id(cause.id, type_, *key),
         source=SOURCE,
@@ -53,7 +38,7 @@ def follow_up(
         data=data,
         user=cause.user,
         correlationid=cause.correlationid or cause.id,
-        traceparent=current_traceparent() or cause.traceparent,  # the handling span's
+        traceparent=current_traceparent() or cause.traceparent,
         hops=cause.hops + 1,
         budget=budget,
     )
@@ -61,8 +46,7 @@ def follow_up(
 
 @dataclass(frozen=True)
 class DriverContext:
-    """What drivers act on: the store, the bus to publish follow-ups to, and the number of
-    follow-ups one user's event may cause in total (`drivers.budget`)."""
+    """The store, the bus for follow-ups, and the follow-ups one user's event may cause."""
 
     storage: Storage
     bus: EventBus
@@ -80,13 +64,13 @@ class Driver(Protocol):
 
     @property
     def ledger(self) -> bool:
-        """Whether a redelivery must skip the driver once it finished (its effect is not
-        idempotent by construction)."""
+        """Whether to run through the idempotency ledger (the effect is not idempotent itself)."""
 
     async def handle(self, event: CloudEvent, context: DriverContext) -> None: ...
 
 
 def matches(pattern: str, event_type: str) -> bool:
+    """fnmatch, except that an internal type matches only a pattern naming its prefix."""
     if event_type.startswith(INTERNAL_PREFIX) and not pattern.startswith(INTERNAL_PREFIX):
         return False
     return fnmatchcase(event_type, pattern)
@@ -113,7 +97,7 @@ class Registry:
         ]
 
     async def dispatch(self, event: CloudEvent, context: DriverContext) -> None:
-        """Run the matching drivers one after another; the first failure propagates."""
+        """Run the matching drivers in order, ledger ones once; the first failure propagates."""
         for driver in self.routes(event.type):
             handle: Handler = functools.partial(driver.handle, context=context)
             if driver.ledger:

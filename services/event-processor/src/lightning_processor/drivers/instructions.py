@@ -1,19 +1,4 @@
-"""The instruction engine: runs the user's enabled instructions that match a user event.
-
-Matching is the type pattern (fnmatch) plus equality on top-level data fields. Every
-action's effect is a follow-up event (a stored pending task announced by
-`lightning.task.requested`, a notification request, or the emitted user event), published
-in one batch after the tasks are stored, so a crash in between is repaired by the
-redelivery: tasks are created under derived ids (an existing one is kept) and the same
-event ids are published again, which their consumers skip.
-
-Loops end here: internal `lightning.*` events never reach this driver (see `matches`), an
-event at `MAX_HOPS` runs no instruction, and an instruction may not emit an internal type
-(that would let a user forge the processor's own events, e.g. re-run a finished task).
-Breadth ends here too: the matching instructions' follow-ups must fit the event's budget
-(`drivers.budget`), checked before any task is stored; if they do not, none is published
-and the engine raises `FanOutBound`, so the event becomes a dead letter naming the bound.
-"""
+"""The instruction engine: runs the user's enabled instructions that match a user event."""
 
 from __future__ import annotations
 
@@ -45,7 +30,7 @@ from lightning_processor.drivers.budget import allot
 
 log = logging.getLogger(__name__)
 
-# Notification's own limits: a rendered text longer than these would fail the notifier.
+# Notification's own limits, which a rendered text must fit.
 TITLE_LIMIT = 200
 BODY_LIMIT = 4000
 
@@ -56,11 +41,8 @@ _FIELD = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def render(template: str, data: Mapping[str, Any], limit: int) -> str:
-    """`{field}` replaced by that top-level data field; unknown fields are left as written.
-
-    A regex, not `str.format`: a template is user input, and format strings can reach
-    attributes and items (`{x.__class__}`). Cut to `limit` so the notification is valid.
-    """
+    """`{field}` replaced by that top-level data field (unknown ones kept), cut to `limit`; a
+    regex, as `str.format` would let a user's template reach attributes (`{x.__class__}`)."""
     rendered = _FIELD.sub(
         lambda match: str(data[match[1]]) if match[1] in data else match[0], template
     )
@@ -95,10 +77,7 @@ async def enabled_instructions(storage: Storage, user: str) -> AsyncIterator[Ins
 
 
 class RecentInstructions:
-    """Each user's enabled instructions as read at most `ttl` seconds before: one query per
-    user and `ttl` rather than per event, for users with instructions and without. So an
-    instruction saved, changed or disabled through the API applies to the events handled
-    from `ttl` seconds later on (each process reads for itself; no change to broadcast)."""
+    """Each user's enabled instructions, read again once `ttl` seconds old."""
 
     def __init__(self, ttl: float, max_users: int = 10_000) -> None:
         self.ttl = ttl
@@ -111,7 +90,7 @@ class RecentInstructions:
         if cached is not None and cached[0] > now:
             return cached[1]
         found = [instruction async for instruction in enabled_instructions(storage, user)]
-        if len(self._users) >= self.max_users:  # forget the expired, or everyone
+        if len(self._users) >= self.max_users:
             self._users = {u: entry for u, entry in self._users.items() if entry[0] > now}
             if len(self._users) >= self.max_users:
                 self._users.clear()
@@ -122,13 +101,14 @@ class RecentInstructions:
 class InstructionEngine:
     name = "instructions"
     patterns = ("*",)
-    ledger = False  # tasks and follow-ups carry derived ids (see the module's docstring)
+    ledger = False  # tasks and follow-ups carry derived ids
 
     def __init__(self, ttl: float = INSTRUCTIONS_TTL) -> None:
-        """`ttl`: how long a user's instructions, once read, are used without reading again."""
         self.instructions = RecentInstructions(ttl)
 
     async def handle(self, event: CloudEvent, context: DriverContext) -> None:
+        """Store the tasks, then publish all follow-ups in one batch; none past `MAX_HOPS`, and
+        `FanOutBound` before anything is stored when they exceed the event's budget."""
         if event.hops >= MAX_HOPS:
             log.warning("event %s is %d hops deep: no instruction runs", event.id, event.hops)
             return
@@ -173,7 +153,6 @@ class InstructionEngine:
 
 
 def _may_act(instruction: Instruction) -> bool:
-    """False for an instruction emitting an internal type (logged): it does nothing."""
     action = instruction.action
     if isinstance(action, Emit) and action.type.startswith(INTERNAL_PREFIX):
         log.warning("instruction %s may not emit internal %s", instruction.id, action.type)

@@ -19,8 +19,7 @@ class Notifier:
     ledger = False  # the notification's id is derived from the event's
 
     async def handle(self, event: CloudEvent, context: DriverContext) -> None:
-        """Create, never upsert: the id comes from the event, so a redelivery finds the
-        record already there and must not reset what the user did since (marked it read)."""
+        """Create, never upsert: a redelivery must not reset what the user did since (read it)."""
         notification = Notification(
             id=derived_id(event.id, "notification"),
             user=event.user,

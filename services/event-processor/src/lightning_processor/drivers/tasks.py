@@ -1,32 +1,5 @@
-"""The task runner: moves a requested task pending -> running -> succeeded | failed.
-
-Every state change is a conditional replace (`if_match`), so a cancel that lands while the
-task runs wins: finishing fails with PreconditionFailed, the bus redelivers the request,
-and the runner finds the task cancelled and leaves it.
-
-Retries belong to the task, not the bus: a failed attempt puts the task back to pending
-with its error and publishes a fresh `lightning.task.requested` (a new event id, the same
-hop count: it is the same request again), until `max_attempts`, then the task fails and
-`lightning.task.failed` reports it. So the user sees each attempt in the task record, the
-task's own `max_attempts` is the budget, and a failing task never becomes a dead letter
-(those stay for events the processor could not handle at all). The attempt is counted when
-it starts, so a crash mid-run uses it up too.
-
-A request for a task left `running` (the process died mid-attempt, before the ledger
-recorded the request) runs it again: at-least-once, like every effect here.
-
-Wait and webhook attempts take seconds: given `long_tasks` (the worker), they run there,
-off the delivery path (`lightning_processor.background`), so the request is acknowledged
-at once and nothing else waits for them; a task they leave behind when the process dies
-is requested again by `lightning_processor.recovery`.
-
-An emit task's event counts against the request's fan-out budget (`drivers.budget`); when
-none is left, the attempt fails with the `FanOutBound` reason, so the task records it and
-`lightning.task.failed` reports it (a task never becomes a dead letter). A webhook holds
-the worker for at most `webhook_deadline` seconds in all (connect, send, every read), and
-reads at most `webhook_max_response_bytes` of the reply: the status decides the attempt,
-and the result says how much of the body was read and whether it was cut there.
-"""
+"""The task runner: moves a requested task pending -> running -> succeeded | failed, retrying
+it up to its own `max_attempts` by fresh requests (a failing task never becomes a dead letter)."""
 
 from __future__ import annotations
 
@@ -84,11 +57,7 @@ def parse_url(url: str) -> httpx.URL:
 
 
 def origin(url: str | httpx.URL) -> str:
-    """`scheme://host:port`, normalised: what the webhook allow-list holds and compares.
-
-    The host is lower-case ASCII (IDNA), an IPv6 host keeps its brackets (without them
-    `[::1:8080]` and `[::1]:8080` read alike), and the port is always written (80, 443).
-    """
+    """Normalised `scheme://host:port` (IDNA lower-case host, IPv6 bracketed, port always set)."""
     parsed = parse_url(url) if isinstance(url, str) else url
     host = parsed.raw_host.decode("ascii").lower()
     if ":" in host:
@@ -111,14 +80,8 @@ class TaskRunner:
         transport: httpx.AsyncBaseTransport | None = None,
         long_tasks: LongTasks | None = None,
     ) -> None:
-        """`webhook_origins`: where webhook tasks may POST (empty: nowhere).
-
-        `max_wait` bounds a wait task and `webhook_deadline` a whole webhook call: a
-        SIGTERM waits for running attempts. With `long_tasks`, wait and webhook attempts
-        run there, off the delivery path; without (the Azure Function, whose host bounds
-        invocations itself), in the handler. `transport` lets tests answer webhooks
-        in-process.
-        """
+        """`webhook_origins`: where webhooks may POST (empty: nowhere); `max_wait` and
+        `webhook_deadline` in seconds; long attempts run in `long_tasks` if given."""
         self.webhook_origins = frozenset(origin(url) for url in webhook_origins)
         self.max_wait = max_wait
         self.webhook_deadline = webhook_deadline
@@ -148,8 +111,7 @@ class TaskRunner:
     async def _detached(
         self, task: Task, etag: str, event: CloudEvent, context: DriverContext
     ) -> None:
-        """An attempt with no delivery to retry it: a task changed meanwhile (cancelled, or
-        claimed by another runner) wins, as the redelivered request would find."""
+        """An attempt no delivery retries: a task changed meanwhile (cancelled, claimed) wins."""
         try:
             await self._attempt(task, etag, event, context)
         except PreconditionFailed:
@@ -158,7 +120,6 @@ class TaskRunner:
     async def _attempt(
         self, task: Task, etag: str, event: CloudEvent, context: DriverContext
     ) -> None:
-        """Claim the task (`running`, one attempt more), run it, record how it went."""
         task.status, task.attempts = TaskStatus.RUNNING, task.attempts + 1
         document = await self._save(context, task, etag)
         try:
@@ -212,7 +173,6 @@ class TaskRunner:
         )
 
     async def _run(self, task: Task, event: CloudEvent, context: DriverContext) -> dict[str, Any]:
-        """Do the task's work; the result is stored on the task and reported."""
         match task.kind:
             case TaskKind.NOTIFY:
                 notify = Notify.model_validate(task.params)
@@ -260,8 +220,7 @@ class TaskRunner:
     async def _post(self, url: httpx.URL, payload: Any) -> dict[str, Any]:
         """POST `payload`; a non-2xx status raises; at most the byte cap of the reply is read."""
         cap = self.webhook_max_response_bytes
-        # Redirects are not followed (httpx's default): one could leave the allow-list.
-        # httpx's timeout bounds each step; `_webhook`'s deadline bounds them all together.
+        # No redirects (httpx's default): one could leave the allow-list.
         async with (
             httpx.AsyncClient(timeout=self.webhook_deadline, transport=self.transport) as client,
             client.stream("POST", url, json=payload) as response,
