@@ -1,10 +1,5 @@
-"""Is this machine ready to deploy to Azure? The Pulumi CLI and an Azure login.
-
-`invoke deploy`, `destroy` and `smoke --stack` call the `require_*` functions first, so a
-missing CLI or login reads as one line with the fix; `invoke doctor` shows the same probes.
-An Azure login is either the Azure CLI's (`az login`) or a service principal in the ARM_*
-variables the Pulumi Azure providers read (CI: ARM_USE_OIDC with the job's OIDC token).
-"""
+"""Is this machine ready to deploy to Azure? The Pulumi CLI and an Azure login: the Azure
+CLI's, or a service principal in the ARM_* variables the Pulumi Azure providers read."""
 
 from __future__ import annotations
 

@@ -1,17 +1,8 @@
 """Read docker/docker-bake.hcl and resolve it the way `docker buildx bake` does.
 
-The bake file is the single list of what gets built. `invoke build --dry-run` prints the
-plan resolved here, and `nox -s containers` builds every target of it with buildah, so
-neither keeps a second list. Only the bake features the file uses are resolved:
-
-- `variable` blocks with defaults, overridden by same-named environment variables;
-- `${VAR}` interpolation in strings, and `split("sep", VAR)` for whole values;
-- `inherits` (maps such as args and labels merge key by key, other attributes replace);
-- groups, including groups of groups, expanded in order without duplicates.
-
-Paths resolve as bake resolves them when run from the repository root (the directory
-above docker/): `context` against that directory, `dockerfile` against the context.
-Anything else (attest, cache-from, cache-to) is left for buildx itself.
+Only the features the file uses: variables (defaults, overridden by the environment),
+`${VAR}` and `split("sep", VAR)`, `inherits` (maps merge key by key) and groups of groups.
+Paths resolve as bake's from the repository root; attest and cache settings are buildx's.
 """
 
 from __future__ import annotations
@@ -83,9 +74,8 @@ def load_plan(
 ) -> BakePlan:
     """Resolve `group` (or one target name) of `bake_file` into a typed plan.
 
-    `variables` plays the part of the environment for bake's variables; None means the
-    real environment, as buildx reads it. Raise ToolError for an unknown group or target,
-    an undefined variable, or an expression this resolver does not evaluate.
+    `variables` stands in for the environment (None: the real one). ToolError for an unknown
+    group or target, an undefined variable, or an expression this resolver does not evaluate.
     """
     document = _parse(bake_file)
     env = os.environ if variables is None else variables
@@ -137,7 +127,6 @@ class _Resolver:
         self._values: dict[str, str] = {}
         self._resolving: list[str] = []
 
-    # -- groups ---------------------------------------------------------------------------
     def expand(self, name: str, seen: tuple[str, ...] = ()) -> list[str]:
         """Target names of a group (recursively) or of a single target, without duplicates."""
         if name in seen:
@@ -163,7 +152,6 @@ class _Resolver:
             f" (or a target: {', '.join(t for t in sorted(self._targets) if t[0] != '_')})",
         )
 
-    # -- targets ---------------------------------------------------------------------------
     def target(self, name: str) -> BakeTarget:
         attributes = self._merged(name, ())
         context = self._root / self._string(attributes.get("context", "."))
@@ -198,7 +186,6 @@ class _Resolver:
         _merge_into(merged, {key: value for key, value in own.items() if key != "inherits"})
         return merged
 
-    # -- values ----------------------------------------------------------------------------
     def variable(self, name: str) -> str:
         """A variable's value: the environment's if set, else its default (interpolated)."""
         if name in self._values:

@@ -1,10 +1,4 @@
-"""`invoke build` / `invoke push`: run one bake group through python-on-whales.
-
-docker/docker-bake.hcl decides what gets built; this module only picks the group for a
-mode, shows the resolved plan, checks the preconditions and calls `docker buildx bake`
-from the repository root (bake resolves contexts against the working directory). A push
-of the azure group records each image's digest in dist/images.json (`images`).
-"""
+"""`invoke build` / `invoke push`: run one bake group through python-on-whales."""
 
 from __future__ import annotations
 
@@ -74,8 +68,8 @@ def bake_arguments(request: BuildRequest) -> dict[str, Any]:
                 f"CA certificate {cert} does not exist", "pass --ca-cert PATH to a PEM file"
             )
         overrides["*.secrets"] = f"id={CA_ID},src={cert}"
-        # The secret lives outside the repository: bake asks for an fs.read entitlement that
-        # python-on-whales cannot pass (`--allow`); this turns the refusal into a warning.
+        # A secret outside the repository needs `--allow fs.read`, which python-on-whales
+        # cannot pass; this turns bake's refusal into a warning.
         environment["BUILDX_BAKE_ENTITLEMENTS_FS"] = "0"
     arguments: dict[str, Any] = {
         "targets": [request.group],
@@ -128,10 +122,8 @@ def resolve(request: BuildRequest, root: Path) -> BakePlan:
 
 
 def build(request: BuildRequest, *, root: Path, dry_run: bool, console: Console) -> BakePlan:
-    """Resolve the plan; unless `dry_run`, check Docker, show the plan and bake it.
-
-    A successful push of the azure group then writes dist/images.json; nothing else does.
-    """
+    """Resolve the plan; unless `dry_run`, check Docker, show the plan and bake it, from the
+    repository root. Only a successful push of the azure group writes dist/images.json."""
     plan = resolve(request, root)
     arguments = bake_arguments(request)
     if dry_run:

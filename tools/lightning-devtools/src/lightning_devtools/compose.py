@@ -1,9 +1,4 @@
-"""`invoke compose-up` / `compose-down` / `logs` for the local stack in docker/compose.yaml.
-
-Up means healthy: after `docker compose up -d` we poll each container's health (the
-engine runs the healthchecks) until every service is healthy, or fail naming the service
-that is not, then print where to reach each one.
-"""
+"""`invoke compose-up` / `compose-down` / `logs` for the local stack in docker/compose.yaml."""
 
 from __future__ import annotations
 
@@ -132,7 +127,7 @@ def states(docker: DockerClient) -> list[ServiceState]:
 def up(
     *, root: Path, build: bool, timeout: float, console: Console, interval: float = 2.0
 ) -> Sequence[ServiceState]:
-    """`docker compose up -d`, wait until healthy, print the URLs table."""
+    """`docker compose up -d`, wait until every service is healthy, print the URLs table."""
     preflight.require_compose_tools()
     docker = client(root)
     try:

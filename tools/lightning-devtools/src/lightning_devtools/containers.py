@@ -1,20 +1,8 @@
 """`python -m lightning_devtools.containers`: build every bake target for real and run it.
 
-No Docker engine runs here, so this builds each target of the `local` and `azure` bake
-groups with buildah, from the same Dockerfiles, stages, build args, labels and tags that
-`docker buildx bake` uses (read through lightning_devtools.bake: no second list), then runs
-each image with podman and checks what a deployment relies on:
-
-- inspect: non-root user, LIGHTNING_MODE of the target, SERVICE_TYPE, LIGHTNING_HOST=0.0.0.0,
-  a HEALTHCHECK exactly where the service listens, the OCI revision label;
-- config: started with no settings, the image exits non-zero with ONE line naming what is
-  missing (the mode's server settings), no traceback;
-- healthz (api, ui): with LIGHTNING_MODE=embedded it answers /healthz on a published port,
-  and the image's own HEALTHCHECK passes (`podman healthcheck run`);
-- sigterm: `podman stop` (SIGTERM) makes it exit 0.
-
-Storage and config live in <repo>/.containers-cache (see lightning_devtools.podman).
-Containers started here are removed on the way out, whatever happened.
+Without a Docker engine: each target of the `local` and `azure` bake groups is built with
+buildah from the plan `lightning_devtools.bake` resolves, then run with podman through the
+`check_*` functions. Containers started here are removed on the way out.
 """
 
 from __future__ import annotations
@@ -49,11 +37,7 @@ from lightning_devtools.podman import (
 
 GROUPS = ("local", "azure")
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
-# Services that listen, with the container port serving /healthz.
-HTTP_PORTS = {"api": 8000, "ui": 8080}
-# What a mode's config error must name when an image starts with no settings.
-#: What an image of each mode, started with no settings, must name: its storage's
-#: connection, or for a service without storage in azure mode, the sign-in's tenant.
+HTTP_PORTS = {"api": 8000, "ui": 8080}  # services that listen: the port serving /healthz
 MISSING_STORAGE_SETTING = {"local": "DATABASE_URL", "azure": "COSMOS_CONNECTION_STRING"}
 MISSING_SIGN_IN_SETTING = {"azure": "ENTRA_TENANT_ID"}
 NON_ROOT_USER = "10001:10001"
@@ -96,22 +80,12 @@ def service_of(target: BakeTarget) -> str:
 
 
 def bake_variables() -> dict[str, str]:
-    """The environment as bake sees it, with the base image this machine can use.
-
-    REVISION keeps the bake default unless set: buildah 1.28 puts every --build-arg into
-    the cache key of every RUN step, so a per-commit value would rebuild the dependency
-    layers on each run (BuildKit only keys RUN steps on the ARGs their stage declares).
-    """
+    """The environment as bake sees it, with the base image this machine can use."""
     return {**os.environ, "PYTHON_IMAGE": BASE_IMAGE}
 
 
 def bud_command(target: BakeTarget, *, ca_bundle: Path | None) -> list[str]:
-    """The `buildah bud` equivalent of building one bake target.
-
-    --layers caches each step (nothing is cached without it); --format docker keeps the
-    HEALTHCHECK (the OCI format silently drops it); --force-rm removes the working
-    container of a failed step. The proxy CA goes in as the `ca` build secret.
-    """
+    """The `buildah bud` equivalent of building one bake target (docs/devtools.md: flags)."""
     command = ["buildah", "bud", "--layers", "--format", "docker", "--force-rm"]
     command += ["--file", str(target.dockerfile)]
     if target.target:
@@ -173,9 +147,6 @@ class Containers:
         self.engine.run("podman", "stop", "--time", "20", name)
         exit_code: int = self.state(name)["ExitCode"]
         return exit_code
-
-
-# -- checks ------------------------------------------------------------------------------
 
 
 def check_inspect(engine: Engine, target: BakeTarget, tag: str) -> int:
@@ -277,9 +248,6 @@ def wait_for_http(containers: Containers, name: str, url: str) -> None:
     raise CheckFailed(f"healthz: {url} did not answer 200 within {STARTUP_TIMEOUT:.0f} s")
 
 
-# -- build and report ----------------------------------------------------------------------
-
-
 def build(engine: Engine, target: BakeTarget, outcome: Outcome, console: Console) -> bool:
     ca_bundle = CA_BUNDLE if CA_BUNDLE.is_file() else None
     started = time.monotonic()
@@ -377,7 +345,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ToolError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    # Wide enough for full tags when output goes to a CI log rather than a terminal.
     Console(width=None if sys.stdout.isatty() else 160).print(report(outcomes))
     return 0 if outcomes and all(outcome.ok for outcome in outcomes) else 1
 

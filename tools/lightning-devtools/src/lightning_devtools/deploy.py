@@ -1,12 +1,7 @@
 """`invoke deploy` / `destroy`: the Pulumi program in infra/, run by the Pulumi CLI.
 
-The CLI rather than the Automation API: the Automation API drives the same CLI binary and
-would have to import the Pulumi SDK (infra's dependency group, installed a moment before)
-into this process, while the CLI streams Pulumi's own progress into the terminal and the
-CI log unchanged. Cheap checks come first (Pulumi CLI, Azure login, the stack's file, the
-pushed images); only then is the infra group (the Azure providers, ~300 MB) installed, into
-the environment Pulumi.yaml names, so nothing else ever waits for it. Whether the stack
-deploys the Function package is the stack's config, so infra checks that zip itself.
+Cheap checks come first (Pulumi CLI, Azure login, the stack's file, the pushed images); only
+then is the infra group installed, into the environment Pulumi.yaml names.
 """
 
 from __future__ import annotations
@@ -139,10 +134,8 @@ def install_infra(root: Path) -> None:
 
 
 def pulumi_environment(*, program: bool) -> dict[str, str]:
-    """The environment of a pulumi call. A stack whose secrets provider is azurekeyvault://
-    reaches the vault with the az login (AZURE_KEYVAULT_AUTH_VIA_CLI, unless set otherwise).
-    Running the program also needs uv on PATH (Pulumi's uv toolchain runs `uv run python`)
-    and no second sync: install_infra installed exactly the locked infra group."""
+    """The environment of a pulumi call: Key Vault secrets through the az login unless set
+    otherwise; to run the `program`, uv on PATH and no second sync."""
     environment = {**os.environ, "PULUMI_SKIP_UPDATE_CHECK": "true"}
     environment.setdefault("AZURE_KEYVAULT_AUTH_VIA_CLI", "true")
     if program:
@@ -175,10 +168,7 @@ def prepare(stack: Stack) -> None:
 
 def deploy(stack_name: str, *, preview: bool, root: Path, registry_only: bool = False) -> None:
     """`pulumi preview` (preview) or `pulumi up --yes` of the stack, after every check.
-
-    `registry_only`: a stack's first deploy, before any image exists: only its resource
-    group and registry, targeted, so a stack that already runs loses nothing.
-    """
+    `registry_only` targets only the resource group and registry (a stack's first deploy)."""
     stack = Stack(stack_name, root)
     prepare(stack)
     words = ["preview"] if preview else ["up", "--yes"]

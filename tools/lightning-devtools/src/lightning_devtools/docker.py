@@ -1,9 +1,5 @@
-"""Is the Docker toolchain ready? Cheap probes with short timeouts, one `ToolError` per gap.
-
-`invoke build`, `invoke push` and `invoke compose-up` call the `require_*` functions before
-doing anything, so a missing engine or plugin reads as one line with the fix instead of a
-traceback from deep inside a build. `invoke doctor` shows the same probes as a table.
-"""
+"""Is the Docker toolchain ready? Cheap probes with short timeouts (`invoke doctor` shows
+them); the `require_*` functions raise one `ToolError` per gap before a build starts."""
 
 from __future__ import annotations
 
@@ -19,8 +15,7 @@ from pathlib import Path
 from lightning_devtools.errors import ToolError
 
 PROBE_TIMEOUT = 10.0
-# buildx 0.17 is the first release that reads the `description` attribute of bake targets
-# (`docker buildx bake --list`); older releases reject parts of docker/docker-bake.hcl.
+# The first buildx that reads bake targets' `description`: older ones reject the bake file.
 MIN_BUILDX = (0, 17, 0)
 MIN_COMPOSE = (2, 0, 0)
 
@@ -163,8 +158,6 @@ def require_compose_tools() -> None:
     require_engine()
     require_compose()
 
-
-# --- registry login -----------------------------------------------------------------------
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_AUTH_KEY = "https://index.docker.io/v1/"

@@ -1,10 +1,7 @@
 """`invoke doctor`: which tools this machine has, which it lacks, and how to get them.
 
-Exit code: 1 when something the default workflow needs is missing (Python >= 3.11, uv,
-nox, invoke: enough for `nox -s tests|lint|typecheck` and `invoke dev`), else 0. Docker,
-buildah, browsers, the Pulumi CLI and the Azure CLI and login are reported but optional:
-the commands that need them (`invoke build`, `nox -s containers`, `invoke deploy`, ...) say
-so themselves when run.
+Only the default workflow's tools are required (Python >= 3.11, uv, nox, invoke); the others
+are reported, and the commands that need them say so when run.
 """
 
 from __future__ import annotations

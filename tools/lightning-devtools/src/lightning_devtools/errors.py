@@ -1,8 +1,4 @@
-"""Expected failures of developer tooling: one line saying what, why and how to fix it.
-
-Tasks and sessions catch `ToolError` and print its single line with a non-zero exit, so a
-missing Docker engine at 2 a.m. reads as an instruction, not a traceback.
-"""
+"""Expected failures of developer tooling: tasks print `ToolError` as one line, exit non-zero."""
 
 from __future__ import annotations
 

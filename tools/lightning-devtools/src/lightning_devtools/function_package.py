@@ -1,14 +1,7 @@
 """The event processor's Azure Functions package: the zip a Function App runs from.
 
-The layout is the one the Functions Python worker loads: `function_app.py` and `host.json`
-(services/event-processor/) at the root, every dependency under
-`.python_packages/lib/site-packages`. The third-party dependencies are exactly uv.lock's,
-pinned and hash-checked (`uv export` of lightning-processor with its `functions` extra),
-installed as wheels for Linux x86_64 and the chosen Python, the platform the Function runs
-on whatever machine builds it; lightning-core and lightning-processor are the wheels
-`uv build` makes from the workspace, unpacked. The zip is reproducible: entries sorted, one
-fixed timestamp, and nothing that names the build machine (bytecode caches, console scripts
-with its interpreter's path).
+Layout as docs/processor.md describes it; the dependencies are uv.lock's, as Linux x86_64
+wheels for the chosen Python whatever machine builds it. The zip is reproducible.
 """
 
 from __future__ import annotations
@@ -98,9 +91,8 @@ def build_package(root: Path, output: Path, *, python: str = "3.11") -> Function
 
 
 def _install_command(uv: str, target: Path, python: str) -> list[str | Path]:
-    """`uv pip install` of wheels only, for the Function's platform, without resolving:
-    the requirements are already the lock's complete set. Run by this interpreter, whose
-    version and platform the options override, so uv never looks for (or downloads) another."""
+    """`uv pip install` of wheels only, for the Function's platform, without resolving (the
+    lock's set is complete); under this interpreter, so uv never fetches another."""
     return [
         uv,
         "pip",
@@ -120,8 +112,7 @@ def _install_command(uv: str, target: Path, python: str) -> list[str | Path]:
 
 
 def _build_wheel(uv: str, root: Path, name: str, out_dir: Path) -> Path:
-    """The workspace member's wheel: pure Python, no scripts or data, so unpacking it into
-    site-packages installs it (an installer would add records of where it came from)."""
+    """The workspace member's wheel, pure Python: unpacking it into site-packages installs it."""
     _uv(
         [uv, "build", "--wheel", "--package", name, "--out-dir", out_dir, "--no-create-gitignore"],
         root,
@@ -165,11 +156,8 @@ def belongs_in_package(relative: PurePosixPath) -> bool:
 
 
 def write_zip(directory: Path, output: Path) -> int:
-    """Zip `directory`'s files that belong in the package, reproducibly; return their count.
-
-    Written beside `output` and renamed into place, so a failed build never leaves half a
-    zip where a deployment would pick it up.
-    """
+    """Zip `directory`'s files that belong in the package, reproducibly (sorted, one fixed
+    timestamp); return their count. A failed build never leaves half a zip at `output`."""
     entries = sorted(
         (path.relative_to(directory).as_posix(), path)
         for path in directory.rglob("*")

@@ -3,11 +3,8 @@
     {"registry": "myacr.azurecr.io", "tag": "abc-azure",
      "images": {"api": "myacr.azurecr.io/lightning-api@sha256:<64 hex>", ...}}
 
-One entry per bake target of the azure group, keyed by service (the target name without
-`-azure`). Each reference comes from bake's metadata file (`--metadata-file`): the
-repository the target was pushed to and the digest the registry stored, so infra deploys
-exactly the bytes that were pushed, never whatever a tag points at later. `tag` is the tag
-they were pushed under, for people reading the file.
+One entry per bake target of the azure group, keyed by service, with the digest bake's
+metadata file recorded, so infra deploys exactly the bytes pushed; `tag` is for people.
 """
 
 from __future__ import annotations

@@ -1,11 +1,8 @@
 """buildah and podman without a Docker engine: private storage, config, and a base image.
 
-Every call goes through `Engine`, whose environment points CONTAINERS_CONF and
-CONTAINERS_STORAGE_CONF at files in a cache directory of this repository, so the images
-and layers live in our own overlay graphroot (the machine's default one is pinned to vfs)
-and nothing touches the shared storage. The Python base image cannot be pulled (no
-registry is reachable): it is built once with debootstrap, imported, and saved as a
-tarball that later runs load in a few seconds.
+`Engine` keeps images in an overlay graphroot of its own cache directory, never the
+machine's shared storage. The Python base image cannot be pulled (no registry is
+reachable): it is built once with debootstrap and saved as a tarball later runs load.
 """
 
 from __future__ import annotations

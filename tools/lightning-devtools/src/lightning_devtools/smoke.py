@@ -1,15 +1,7 @@
 """`invoke smoke`: is a running Lightning OS alive end to end, as a client sees it?
 
-Four checks against one base URL (after a deploy: the Front Door endpoint): GET /healthz
-and GET /readyz answer 200 (retried until the deadline: a new revision may still be
-starting), POST /api/events is accepted (202), and the event shows up `processed` in the
-caller's GET /api/events?status=processed (the API has no read-by-id route) before the
-deadline. The first failure ends the run: the table so far, then one line.
-
-The bearer token comes from `--token`, else LIGHTNING_SMOKE_TOKEN, else azure-identity's
-DefaultAzureCredential for `--scope` (in CI the OIDC-logged-in service principal, whose
-token carries the API's app role); with none of them the requests carry no token (the dev
-identity of embedded and local mode).
+GET /healthz and /readyz answer 200, and an event POSTed (202) is listed processed, all
+within one deadline; the first failure ends the run (`smoke`).
 """
 
 from __future__ import annotations
@@ -189,8 +181,7 @@ def token_for(scope: str) -> str:
 
 
 def credential_failure(message: str) -> str:
-    """The Azure CLI's line of DefaultAzureCredential's report (how people and CI log in),
-    else its first line."""
+    """The AzureCliCredential line of DefaultAzureCredential's report, else its first line."""
     lines = [line.strip() for line in message.splitlines() if line.strip()]
     cli = [line for line in lines if line.startswith("AzureCliCredential:")]
     return (cli or lines or ["no reason given"])[0]
@@ -230,10 +221,8 @@ def smoke(
     poll_interval: float = POLL_INTERVAL,
     transport: httpx.BaseTransport | None = None,
 ) -> list[Check]:
-    """Run every check against `url` within `timeout` seconds; print the table.
-
-    Raise ToolError (after printing the table so far) at the first failed check.
-    """
+    """Run every check against `url` within `timeout` seconds and print the table; ToolError
+    (after the table so far) at the first failed check."""
     url = base_url(url)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     with httpx.Client(

@@ -1,16 +1,10 @@
-"""`python -m lightning_devtools.bench_streams`: what open event streams cost PostgreSQL, and
+"""`python -m lightning_devtools.bench.streams`: what open event streams cost PostgreSQL, and
 what they do to POST /api/events.
 
-The API runs alone (`python -m lightning_core.runtime`, SERVICE_TYPE=api, local mode:
-PostgreSQL in a scratch database and Redis under a namespace of its own, both removed
-afterwards) on one CPU, the streams and the POSTs come from this process on the others.
-
-Idle cost: PostgreSQL transactions/s in the scratch database (`pg_stat_database`, read
-from another database so the reading is not counted) with no stream open, then with
-`--streams` idle streams of one user, then in the `--window` seconds after one POST (the
-streams look often while their user is active). Under load: `--events` records of that
-user in storage, POST latency p50/p99 (`--posts`, one at a time) with no stream open and
-then with `--load-streams` streams of that user open, in the same run.
+The API runs alone in local mode on one CPU (scratch database and bus namespace, removed
+afterwards); the streams and POSTs come from the others. Idle cost: PostgreSQL
+transactions/s without streams, with `--streams` idle ones, and after one POST. Under load:
+POST p50/p99 over `--events` records, without and with `--load-streams` streams open.
 """
 
 from __future__ import annotations
@@ -31,14 +25,9 @@ from rich.table import Table
 from lightning_core.events import CloudEvent
 from lightning_core.providers import build_bus, build_storage
 from lightning_core.records import record_received
-from lightning_devtools.bench import (
-    REDIS_URL,
-    SERVER_URL,
-    bench_settings,
-    remove_namespace,
-    scratch_database,
-)
-from lightning_devtools.bench_processes import (
+from lightning_devtools.bench.body import EventBody
+from lightning_devtools.bench.events import in_parallel
+from lightning_devtools.bench.processes import (
     LOAD_CPUS,
     RUNTIME,
     free_port,
@@ -46,7 +35,14 @@ from lightning_devtools.bench_processes import (
     server,
     started_on,
 )
-from lightning_devtools.bench_timeline import percentile
+from lightning_devtools.bench.servers import (
+    REDIS_URL,
+    SERVER_URL,
+    bench_settings,
+    remove_namespace,
+    scratch_database,
+)
+from lightning_devtools.bench.timeline import percentile
 
 USER = "bench-streams"
 STREAMS = 50
@@ -54,7 +50,6 @@ WINDOW = 10.0  # seconds each transactions/s reading covers
 LOAD_STREAMS = 500
 EVENTS = 17_000
 POSTS = 200
-SEED_CONCURRENCY = 16
 READY_TIMEOUT = 120.0  # seconds for every stream to say `ready`
 TARGET_P99 = 0.100  # seconds: POST p99 with the load streams open
 
@@ -81,7 +76,7 @@ class Measurements:
 
 async def transactions(database: str) -> int:
     """Transactions PostgreSQL counted in `database` so far (committed and rolled back)."""
-    connection = await asyncpg.connect(SERVER_URL)
+    connection = await asyncpg.connect(SERVER_URL)  # another database: this reading is not counted
     try:
         count: int = await connection.fetchval(
             "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = $1",
@@ -103,14 +98,12 @@ async def seed(database_url: str, count: int) -> None:
     storage = build_storage(bench_settings(LIGHTNING_MODE="local", DATABASE_URL=database_url))
     await storage.connect()
     try:
-        remaining = iter(range(count))
 
-        async def writer() -> None:
-            for n in remaining:
-                event = CloudEvent(user=USER, source="bench", type="bench.seed", data={"n": n})
-                await record_received(storage, event)
+        async def write(n: int) -> None:
+            event = CloudEvent(user=USER, source="bench", type="bench.seed", data={"n": n})
+            await record_received(storage, event)
 
-        await asyncio.gather(*(writer() for _ in range(SEED_CONCURRENCY)))
+        await in_parallel(count, write)
     finally:
         await storage.close()
 
@@ -146,9 +139,9 @@ async def hold_streams(url: str, count: int) -> None:
 
 @contextlib.asynccontextmanager
 async def open_streams(url: str, count: int) -> AsyncIterator[None]:
-    """`count` streams held open by a process of its own (on the load CPUs), so reading
-    their messages never delays the POSTs this process times."""
-    argv = [sys.executable, "-m", "lightning_devtools.bench_streams", "hold", url, str(count)]
+    """`count` streams held open by a process of its own, so reading them never delays the
+    POSTs this process times."""
+    argv = [sys.executable, "-m", "lightning_devtools.bench.streams", "hold", url, str(count)]
     process = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE)
     try:
         assert process.stdout is not None  # noqa: S101 - PIPE was asked for
@@ -166,7 +159,8 @@ async def post_latencies(client: httpx.AsyncClient, count: int) -> list[float]:
     latencies = []
     for n in range(count):
         started = time.perf_counter()
-        response = await client.post("/api/events", json={"type": "bench.post", "data": {"n": n}})
+        body: EventBody = {"type": "bench.post", "data": {"n": n}}
+        response = await client.post("/api/events", json=body)
         response.raise_for_status()
         latencies.append(time.perf_counter() - started)
     return latencies
@@ -294,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(hold_streams(argv[1], int(argv[2])))
         return 0
-    parser = argparse.ArgumentParser(prog="python -m lightning_devtools.bench_streams")
+    parser = argparse.ArgumentParser(prog="python -m lightning_devtools.bench.streams")
     parser.add_argument("--streams", type=int, default=STREAMS, help="idle streams of one user")
     parser.add_argument("--window", type=float, default=WINDOW, help="seconds per reading")
     parser.add_argument("--load-streams", type=int, default=LOAD_STREAMS)

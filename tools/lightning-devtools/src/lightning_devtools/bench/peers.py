@@ -1,22 +1,8 @@
-"""The backlog drain's baseline and peer, each run as a process of its own by `nox -s bench`.
+"""`python -m lightning_devtools.bench.peers KIND ...`: a drain baseline or peer for `nox -s bench`.
 
-`python -m lightning_devtools.bench_peers KIND --database-url URL --count N [--users U]
-[--name NAME]` records N events in the PostgreSQL provider's table as the API records them,
-publishes them to a stream or queue of its own (NAME, or a new unique one), prints `ready`,
-then drains them doing per event what the processor does for an event matching no
-instruction (`PlainWork.handle`) and acks it. At the end it deletes its stream or queue and
-prints `{"events": N, "seconds": S}`. The orchestrator times the drain from the rows'
-`processed_at`, so start-up and publishing are not in it.
-
-KIND is one of:
-- `plain-redis`: redis-py, XREADGROUP COUNT 100, the batch's work at once, one XACK per batch;
-- `plain-rabbitmq`: aio-pika, prefetch 100, each message's work then its ack;
-- `faststream-redis`: FastStream's Redis Streams subscriber in a consumer group, concurrent
-  through its `max_workers` (the concurrency its documentation gives for every broker),
-  reading 100 entries at a time and acking each message once its handler returns (its
-  default acknowledgement).
-
-A server that cannot be reached is reported on one line of stderr, with a non-zero exit.
+Records `--count` events as the API does, publishes them to a stream or queue of its own,
+prints `ready`, drains them with `PlainWork.handle`, deletes the stream or queue and prints
+`{"events": N, "seconds": S}`. An unreachable server is one line on stderr and exit 1.
 """
 
 from __future__ import annotations
@@ -46,22 +32,19 @@ from lightning_core.config import ConfigError
 from lightning_core.events import CloudEvent
 from lightning_core.providers import build_storage
 from lightning_core.records import record_received
-from lightning_devtools.bench import BATCH, RABBITMQ_URL, REDIS_URL, _in_parallel, bench_settings
+from lightning_devtools.bench.events import BATCH, USERS, in_parallel, user_events
+from lightning_devtools.bench.servers import RABBITMQ_URL, REDIS_URL, bench_settings
 from lightning_devtools.errors import ToolError
 
 if TYPE_CHECKING:
     from faststream.redis import RedisBroker
 
-USERS = 100  # events spread over this many users, as a busy system's are
-#: The consumers' PostgreSQL connections: the PostgreSQL provider's pool size.
-POOL_SIZE = 10
+POOL_SIZE = 10  # the PostgreSQL provider's
 GROUP = "bench"
 STOPPED = 128 + signal.SIGTERM  # exit status when SIGTERM or SIGINT ends the run early
 
 Handle = Callable[[CloudEvent], Awaitable[None]]
 
-# What an unreachable server looks like through each client: refused or reset sockets,
-# unknown hosts and timeouts (OSError), and each client's own connection errors.
 UNREACHABLE: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
@@ -73,13 +56,6 @@ UNREACHABLE: tuple[type[BaseException], ...] = (
     asyncpg.InvalidCatalogNameError,
     asyncpg.InvalidAuthorizationSpecificationError,
 )
-
-
-def user_events(count: int, users: int = USERS) -> list[CloudEvent]:
-    return [
-        CloudEvent(source="bench", type="bench.tick", data={"n": n}, user=f"u{n % users}")
-        for n in range(count)
-    ]
 
 
 def shown(url: str) -> str:
@@ -104,8 +80,7 @@ def reaching(server: str, fix: str) -> Iterator[None]:
 
 @contextlib.contextmanager
 def unlogged(name: str) -> Iterator[None]:
-    """Logger `name` silent inside: a client that logs the failure it also raises would
-    otherwise add a second line to the one this process reports."""
+    """Logger `name` silent inside, so a failure it logs and raises is reported once."""
     logger = logging.getLogger(name)
     level = logger.level
     logger.setLevel(logging.CRITICAL + 1)
@@ -116,10 +91,8 @@ def unlogged(name: str) -> Iterator[None]:
 
 
 class PlainWork:
-    """The handler's work for an event matching no instruction, as bare asyncpg on the same
-    rows: read the event's record, look for the user's enabled instructions, write the record
-    processed. The rows live in the PostgreSQL provider's table, as the processor's do, so
-    both pay the same index upkeep and the ratio shows what the processor adds."""
+    """The processor's work for an event matching no instruction, in bare asyncpg on the
+    PostgreSQL provider's table (so both pay the same index upkeep)."""
 
     def __init__(self, database_url: str) -> None:
         self.database_url = database_url
@@ -132,8 +105,7 @@ class PlainWork:
         async with self._stack as stack:
             # The pool first: it fails at once where the provider retries for its grace period.
             with reaching(f"PostgreSQL at {shown(self.database_url)}", "check --database-url"):
-                # Without asyncpg's reset round trip on release, as the PostgreSQL provider:
-                # the comparison is of the work, not of pool settings.
+                # No reset on release, as the provider: compare the work, not pool settings.
                 self.pool = await asyncpg.create_pool(
                     self.database_url, min_size=POOL_SIZE, max_size=POOL_SIZE, reset=_keep_session
                 )
@@ -148,8 +120,8 @@ class PlainWork:
         await self._stack.aclose()
 
     async def record(self, events: Sequence[CloudEvent]) -> None:
-        """As the API records them (through the provider: its write bookkeeping included)."""
-        await _in_parallel(len(events), lambda n: record_received(self.storage, events[n]))
+        """Record `events` through the provider, as the API does."""
+        await in_parallel(len(events), lambda n: record_received(self.storage, events[n]))
 
     async def handle(self, event: CloudEvent) -> None:
         async with self.pool.acquire() as connection:
@@ -176,8 +148,7 @@ class PlainWork:
 
 
 class Peer(Protocol):
-    """A consumer of one kind, on a stream or queue of its own: created on entry (connected),
-    deleted on exit (connections closed)."""
+    """A consumer on a stream or queue of its own, created on entry and deleted on exit."""
 
     async def __aenter__(self) -> Self: ...
 
@@ -302,10 +273,8 @@ class PlainRabbitMq:
 
 
 class FastStreamRedis:
-    """FastStream on Redis Streams as its documentation has a user write a concurrent
-    consumer-group subscriber: `StreamSub(group=, consumer=)` with `max_workers`, acking by
-    default once the handler returns, publishing through its own publisher (its wire format)
-    pipelined `BATCH` at a time."""
+    """FastStream's documented concurrent consumer-group subscriber on Redis Streams
+    (`max_workers`, default acks), publishing through its own publisher."""
 
     def __init__(self, name: str) -> None:
         try:
@@ -315,9 +284,8 @@ class FastStreamRedis:
                 "The FastStream peer needs faststream", "uv sync --group bench"
             ) from None
         self.stream = name
-        # A logger of the user's at WARNING: errors are shown, the per-message access log
-        # (INFO, on stdout by default) is not, as neither plain consumer logs per message.
-        quiet = logging.getLogger("lightning_devtools.bench_peers.faststream")
+        # WARNING hides the per-message access log: the plain consumers log nothing per message.
+        quiet = logging.getLogger("lightning_devtools.bench.peers.faststream")
         quiet.setLevel(logging.WARNING)
         self.broker: RedisBroker = RedisBroker(REDIS_URL, logger=quiet)
         self.publisher = self.broker.publisher(stream=name)
@@ -358,7 +326,6 @@ class FastStreamRedis:
         seen = 0
         failed: list[Exception] = []
 
-        # The body as a FastStream handler takes it: decoded and validated into the model.
         @self.subscriber
         async def on_event(event: CloudEvent) -> None:
             nonlocal seen
@@ -402,8 +369,7 @@ async def run(kind: str, database_url: str, count: int, users: int, name: str) -
 
 
 async def _unless_terminated(work: Awaitable[float]) -> float | None:
-    """`work`'s result; None if SIGTERM or SIGINT came first (`work` is cancelled, so its
-    cleanup runs and the shared servers keep no stream or queue of ours)."""
+    """`work`'s result; None if SIGTERM or SIGINT came first and cancelled it (cleanup ran)."""
     task = cast(asyncio.Task[Any], asyncio.current_task())
     loop = asyncio.get_running_loop()
     for stop in (signal.SIGTERM, signal.SIGINT):  # the benchmarks run on Unix (/proc)
@@ -416,7 +382,7 @@ async def _unless_terminated(work: Awaitable[float]) -> float | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m lightning_devtools.bench_peers",
+        prog="python -m lightning_devtools.bench.peers",
         description="Drain a recorded backlog with a plain consumer or a peer framework.",
     )
     parser.add_argument("kind", choices=list(PEERS))

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
-from lightning_devtools.dev import wait_until_healthy
+from lightning_core.testing.health import wait_until_healthy
 
 RUNTIME = [sys.executable, "-m", "lightning_core.runtime"]
 Pids = Callable[[], list[int]]  # the processes of one kind, as they are when called
@@ -30,11 +30,7 @@ def free_port() -> int:
 
 def cpu_split() -> tuple[frozenset[int] | None, frozenset[int] | None]:
     """One CPU for the server under test and the others for the load generator (Linux, two
-    or more CPUs); (None, None) elsewhere, and everything shares every CPU.
-
-    Sharing, wrk and the server took each other's time unevenly from run to run, and the
-    server's threads (SQLite's writer beside the event loop) handed the GIL across cores.
-    """
+    or more CPUs); (None, None) elsewhere, and everything shares every CPU."""
     if not hasattr(os, "sched_getaffinity"):
         return None, None
     cpus = sorted(os.sched_getaffinity(0))
@@ -61,8 +57,7 @@ def started_on(cpus: frozenset[int] | None) -> Iterator[None]:
 
 
 def runtime_env(**settings: str) -> dict[str, str]:
-    """This environment without any LIGHTNING_ setting, plus `settings`: what a runtime
-    process of a benchmark reads, whatever the caller's shell or .env says."""
+    """This environment without LIGHTNING_ settings or SERVICE_TYPE, plus `settings`."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("LIGHTNING_")}
     env.pop("SERVICE_TYPE", None)
     env.update(settings)
@@ -123,8 +118,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def named(name: str) -> Pids:
-    """The processes whose command name is `name` (postgres, redis-server, beam.smp), as
-    they are whenever asked."""
+    """The processes whose command name is `name`, listed again at each call."""
     return functools.partial(pids_named, name)
 
 
@@ -139,10 +133,8 @@ def pids_named(name: str) -> list[int]:
 
 
 class CpuMeter:
-    """The CPUs each kind of process used between construction and `shares`, and the
-    host's. `sample` (call it often) lists each kind's processes again and notes their CPU
-    time, so processes started meanwhile (a server's new connections) count in full, and
-    those that ended meanwhile count up to their last sample."""
+    """The CPUs each kind of process, and the host, used between construction and `shares`.
+    Call `sample` often: a process that ends counts up to its last sample."""
 
     def __init__(self, kinds: Mapping[str, Pids]) -> None:
         self.kinds = kinds

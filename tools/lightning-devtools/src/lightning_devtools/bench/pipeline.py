@@ -2,16 +2,9 @@
 processes, as deployed) under load, next to plain code and a peer framework doing the same
 work, measured in one run. The README's performance section says how to read it.
 
-Per bus that runs here (Redis and RabbitMQ in local mode; embedded mode's in-process bus):
-- drains (Redis, RabbitMQ): a backlog recorded and published beforehand, drained by 1 and
-  by 2 processor processes, by a plain consumer (client libraries, the same statements and
-  acks) and, on Redis, by FastStream doing the same work (`bench_peers`); each rate runs
-  from the first event processed to the last, with each process kind's CPU beside it;
-- saturation: `bench_load` POSTs to the API as fast as it can for `--saturation` seconds:
-  what the API accepted, what the processor processed, the backlog each second;
-- fixed rate: `--fraction` of the processed/s that saturation reached, for `--duration`
-  seconds: the backlog must stay bounded and POST→processed p99 under a second.
-Each measurement has its own database, bus namespace or SQLite file, removed afterwards.
+Per bus: drains of a recorded backlog (Redis, RabbitMQ), saturation, then a fixed rate of
+`--fraction` of saturation's processed/s. Each measurement has its own database, bus
+namespace or SQLite file, removed afterwards.
 """
 
 from __future__ import annotations
@@ -37,19 +30,12 @@ from rich.progress import Progress, TextColumn, TimeElapsedColumn
 
 from lightning_core.config import Settings, load_settings
 from lightning_core.domain import PROCESSOR_GROUP
-from lightning_core.events import CloudEvent
 from lightning_core.providers import build_bus, build_storage
 from lightning_core.records import EVENTS, EventRecord, record_received
-from lightning_devtools.bench import (
-    RABBITMQ_URL,
-    REDIS_URL,
-    _in_parallel,
-    batches,
-    remove_namespace,
-    scratch_database,
-)
-from lightning_devtools.bench_load import CONNECTIONS
-from lightning_devtools.bench_processes import (
+from lightning_core.testing.health import wait_until_healthy
+from lightning_devtools.bench.events import USERS, batches, in_parallel, user_events
+from lightning_devtools.bench.load import CONNECTIONS
+from lightning_devtools.bench.processes import (
     RUNTIME,
     CpuMeter,
     Pids,
@@ -58,13 +44,17 @@ from lightning_devtools.bench_processes import (
     running,
     runtime_env,
 )
-from lightning_devtools.bench_report import plot, tables, write_json
-from lightning_devtools.bench_timeline import Drain, Load, PipelineRun, Results, Sample
-from lightning_devtools.dev import wait_until_healthy
+from lightning_devtools.bench.report import plot, tables, write_json
+from lightning_devtools.bench.servers import (
+    RABBITMQ_URL,
+    REDIS_URL,
+    remove_namespace,
+    scratch_database,
+)
+from lightning_devtools.bench.timeline import Drain, Load, PipelineRun, Results, Sample
 
 BUSES = ("redis", "rabbitmq", "embedded")
 DRAIN_EVENTS = 5_000
-USERS = 100  # a drain's events spread over this many users, as a busy system's are
 SATURATION = 20.0
 DURATION = 120.0
 FRACTION = 0.8
@@ -207,9 +197,6 @@ async def settle(progress: Progress, label: str, counts: Counts, expected: int) 
     )
 
 
-# --- drains ------------------------------------------------------------------------------
-
-
 def drain(path: str, bus: str, times: dict[str, float], cpu: dict[str, float]) -> Drain:
     seconds = max(times.values()) - min(times.values()) if times else 0.0
     return Drain(path=path, bus=bus, events=len(times), seconds=seconds, cpu=cpu)
@@ -222,11 +209,8 @@ async def drain_processors(bus: str, count: int, processes: int, progress: Progr
         settings = system.settings()
         storage, event_bus = build_storage(settings), build_bus(settings)
         await storage.connect()
-        events = [
-            CloudEvent(source="bench", type="bench.tick", data={"n": n}, user=f"u{n % USERS}")
-            for n in range(count)
-        ]
-        await _in_parallel(count, lambda n: record_received(storage, events[n]))
+        events = user_events(count)
+        await in_parallel(count, lambda n: record_received(storage, events[n]))
         await storage.close()
         name = f"{processes} processor{'s' * (processes > 1)}"
         label = f"{bus}: {name} drain {count:,}"
@@ -245,9 +229,9 @@ async def drain_processors(bus: str, count: int, processes: int, progress: Progr
 
 
 async def drain_peer(kind: str, name: str, bus: str, count: int, progress: Progress) -> Drain:
-    """`bench_peers KIND` records, publishes and drains `count` events in its own process."""
+    """`bench.peers KIND` records, publishes and drains `count` events in its own process."""
     async with scratch_database() as database_url:
-        argv = ["-m", "lightning_devtools.bench_peers", kind, "--database-url", database_url]
+        argv = ["-m", "lightning_devtools.bench.peers", kind, "--database-url", database_url]
         argv += ["--count", str(count), "--users", str(USERS)]
         process = await asyncio.create_subprocess_exec(
             sys.executable, *argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE
@@ -263,12 +247,9 @@ async def drain_peer(kind: str, name: str, bus: str, count: int, progress: Progr
             cpu = meter.shares()
         _, errors = await reading
         if process.returncode != 0:
-            raise RuntimeError(f"bench_peers {kind} failed:\n{errors[-2000:].decode()}")
+            raise RuntimeError(f"bench.peers {kind} failed:\n{errors[-2000:].decode()}")
         times = await processed_times(system.settings(), count)
     return drain(f"{name} · {bus}", bus, times, cpu)
-
-
-# --- the pipeline under load ---------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -289,12 +270,11 @@ async def load(  # noqa: PLR0917 - one call per mode, each naming what it passes
     counts: Counts,
     metered: dict[str, Pids],
 ) -> Tally:
-    """`bench_load` against `api` in a process of its own, the backlog shown meanwhile, then
-    up to SETTLE seconds for the backlog to drain; with the CPUs that the `metered`
-    processes, the generator and the host used during the load."""
+    """`bench.load` against `api` in a process of its own, then up to SETTLE seconds for the
+    backlog to drain; with the CPUs the `metered` processes, generator and host used."""
     with tempfile.TemporaryDirectory(prefix="lightning-bench-") as work:
         out = Path(work) / "tally.json"
-        argv = ["-m", "lightning_devtools.bench_load", f"{api}/api/events", str(out)]
+        argv = ["-m", "lightning_devtools.bench.load", f"{api}/api/events", str(out)]
         argv += ["--duration", str(seconds), "--connections", str(CONNECTIONS)]
         argv += ["--rate", str(rate)] if rate else []
         generator = await asyncio.create_subprocess_exec(
@@ -306,7 +286,7 @@ async def load(  # noqa: PLR0917 - one call per mode, each naming what it passes
         cpu = meter.shares()
         _, errors = await reading
         if generator.returncode != 0:
-            raise RuntimeError(f"bench_load failed:\n{errors[-2000:].decode()}")
+            raise RuntimeError(f"bench.load failed:\n{errors[-2000:].decode()}")
         tally = json.loads(out.read_text())
     if tally["failed"]:
         raise RuntimeError(f"POSTs failed under load: {tally['failed']}")
@@ -404,9 +384,6 @@ async def embedded_run(
     return pipeline_run(
         label=label, bus="embedded", processes=1, kind=kind, offered=rate, tally=tally, times=times
     )
-
-
-# --- the run -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

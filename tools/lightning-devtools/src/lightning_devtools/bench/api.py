@@ -1,34 +1,10 @@
-"""`python -m lightning_devtools.bench_api`: the API's POST throughput next to a bare FastAPI
+"""`python -m lightning_devtools.bench.api`: the API's POST throughput next to a bare FastAPI
 endpoint, and the time from POST to `processed` visible through the API, in one run.
 
-Throughput: the real runtime (`python -m lightning_core.runtime`, SERVICE_TYPE
-api,event-processor, embedded mode, so the processor consumes beside the API; under this
-load it falls behind, and handles its backlog when the server is stopped, after the
-measurement, for up to 30 s) and a bare FastAPI app with one POST
-endpoint taking the same pydantic body (`EventIn`) and returning 202, served by the same
-uvicorn settings (`lightning_core.http.serve_asgi`, one process), each loaded by the same
-generator with the same connections: wrk when installed, else a plain asyncio generator in
-a process of its own. On Linux with two or more CPUs each server runs on one CPU and the
-generator on the others (`cpu_split`). The two take turns for `--rounds` pairs, the side
-that goes first alternating (bare then API, API then bare, ...), and the ratio reported is
-the median of the pairs' ratios, with their range beside it: other work on these shared
-machines comes and goes over minutes, so each API run is compared with the bare run next
-to it in time, and one pair alone can land far from the median. The ratio is the number to
-watch (target in issue 4: at least 0.70); absolute rates mean little here.
-
-Batches: events per second through POST /api/events as CloudEvents batches of
-`--batch-size` (100) against single POSTs of the same event, on the embedded runtime, in
-turns as above (fresh server each run, LIGHTNING_MAX_BACKLOG lifted so that admission does
-not refuse while the processor falls behind); the ratio is the median of the pairs'.
-
-Latency: events posted one at a time; each is timed until its `processed` message arrives on
-the Server-Sent Events stream (`/api/events/stream`), in embedded mode (SQLite + memory bus)
-and local mode (PostgreSQL in a scratch database + Redis under a unique namespace, both
-removed afterwards). The stream looks at storage at a pace (`lightning_api.pace`): at once
-when this API accepted an event of its user, then every 50 ms while the user is active
-(every 0.5 s when idle), so that pace is part of what a client sees, and of the number;
-the pauses between events are random up to the idle interval. A second row per mode polls
-GET /api/events?status=processed every 5 ms instead, which shows the processing path alone.
+Throughput: the embedded runtime (API and processor) and `bare_app`, served alike and loaded
+alike (wrk, else an asyncio generator) in `--rounds` pairs; the ratio is the median of the
+pairs'. Batches: CloudEvents batches against single POSTs, the API alone. Latency: POST to
+`processed`, on the event stream and by polling, in embedded and local mode.
 """
 
 from __future__ import annotations
@@ -57,16 +33,12 @@ from fastapi import FastAPI, status
 from rich.console import Console
 from rich.table import Table
 
-from lightning_api.models import EventIn  # module level: FastAPI resolves the annotation here
-from lightning_api.pace import SLOW
-from lightning_devtools.bench import (
-    REDIS_URL,
-    bench_settings,
-    remove_namespace,
-    scratch_database,
+from lightning_devtools.bench.body import (  # module level: FastAPI resolves annotations here
+    BATCH_TYPE,
+    EventBody,
 )
-from lightning_devtools.bench_load import Connection
-from lightning_devtools.bench_processes import (
+from lightning_devtools.bench.load import Connection
+from lightning_devtools.bench.processes import (
     LOAD_CPUS,
     RUNTIME,
     SERVER_CPUS,
@@ -75,7 +47,13 @@ from lightning_devtools.bench_processes import (
     server,
     started_on,
 )
-from lightning_devtools.bench_timeline import percentile
+from lightning_devtools.bench.servers import (
+    REDIS_URL,
+    bench_settings,
+    remove_namespace,
+    scratch_database,
+)
+from lightning_devtools.bench.timeline import percentile
 
 CONNECTIONS = 64
 DURATION = 5.0  # seconds of measured load
@@ -86,13 +64,15 @@ POLL_EVERY = 0.005  # seconds between GETs in polled_latency
 PROCESSED_NEWEST = {"status": "processed", "limit": "1"}
 EVENT_TIMEOUT = 30.0  # seconds an event may take to show up as processed
 TARGET_RATIO = 0.70
-BODY: dict[str, Any] = {
+# The idle stream's poll interval (`lightning_api.stream_watchers.SLOW`): pauses up to it
+# land each POST anywhere in the stream's cycle.
+STREAM_IDLE_POLL = 0.5
+BODY: EventBody = {
     "type": "bench.api",
     "source": "bench",
     "subject": "load",
     "data": {"n": 1, "kind": "bench"},
 }
-BATCH_TYPE = "application/cloudevents-batch+json"
 BATCH_SIZE = 100  # events per batch POST
 INSTALL_WRK = (
     "wrk is not installed: `apt-get install -y wrk` (falling back to a plain asyncio generator)"
@@ -110,11 +90,8 @@ class Latency:
     count: int
 
 
-# --- the servers -------------------------------------------------------------------------
-
-
 def bare_app() -> FastAPI:
-    """One POST endpoint with the API's body model, answering 202: the framework's ceiling."""
+    """One POST endpoint taking the API's body (`EventBody`), answering 202: the ceiling."""
     app = FastAPI()
 
     @app.get("/healthz")
@@ -122,7 +99,7 @@ def bare_app() -> FastAPI:
         return {"status": "ok"}
 
     @app.post("/api/events", status_code=status.HTTP_202_ACCEPTED)
-    async def submit(body: EventIn) -> EventIn:
+    async def submit(body: EventBody) -> EventBody:
         return body
 
     return app
@@ -144,7 +121,7 @@ def serve_bare(port: int) -> None:
 
 def bare_server() -> contextlib.AbstractContextManager[str]:
     port = free_port()
-    argv = [sys.executable, "-m", "lightning_devtools.bench_api", "bare-server", str(port)]
+    argv = [sys.executable, "-m", "lightning_devtools.bench.api", "bare-server", str(port)]
     return server(argv, os.environ, port)
 
 
@@ -167,9 +144,6 @@ def embedded_server(sqlite_path: Path) -> contextlib.AbstractContextManager[str]
     return runtime_server(LIGHTNING_MODE="embedded", LIGHTNING_SQLITE_PATH=str(sqlite_path))
 
 
-# --- throughput ------------------------------------------------------------------------------
-
-
 def post_rate(
     url: str,
     generator: Generator,
@@ -179,15 +153,14 @@ def post_rate(
     *,
     batch: int = 0,
 ) -> float:
-    """Accepted events per second through POST /api/events over `duration`, after `warmup`
-    of the same load; with `batch`, batches of that many (by the asyncio generator, whose
-    bodies vary: wrk sends one body)."""
+    """Accepted events per second through POST /api/events over `duration`, after `warmup`;
+    with `batch`, batches of that many (by the asyncio generator: wrk sends one body)."""
     target = f"{url}/api/events"
     if generator == "wrk" and not batch:
         if warmup > 0:
             run_wrk(target, connections, warmup)
         return run_wrk(target, connections, duration)
-    argv = [sys.executable, "-m", "lightning_devtools.bench_api", "load", target]
+    argv = [sys.executable, "-m", "lightning_devtools.bench.api", "load", target]
     argv += ["--connections", str(connections), "--duration", str(duration)]
     argv += ["--warmup", str(warmup), "--batch", str(batch)]
     with started_on(LOAD_CPUS):
@@ -221,9 +194,8 @@ def run_wrk(target: str, connections: int, duration: float) -> float:
 async def asyncio_load(
     target: str, connections: int, duration: float, warmup: float, batch: int = 0
 ) -> float:
-    """`connections` keep-alive HTTP/1.1 connections posting back to back; only 202s count.
-    Events per second: with `batch`, each POST is a CloudEvents batch of that many events
-    (ids unique across the run), else one event in plain JSON."""
+    """Events per second over `connections` keep-alive connections posting back to back, each
+    POST a batch of `batch` CloudEvents or one event; anything but a 202 raises."""
     numbers = itertools.count()
     single = json.dumps(BODY).encode()
 
@@ -296,9 +268,8 @@ def measure_throughput(
     rounds: int,
     work: Path,
 ) -> Throughput:
-    """`rounds` pairs of runs, each in a fresh server process (the API's on a fresh database):
-    the bare endpoint first in even rounds, the API first in odd ones, so that a machine
-    getting slower or faster during the run favours neither side."""
+    """`rounds` pairs of runs in fresh server processes, the side that goes first alternating
+    so a machine getting slower or faster favours neither."""
     pairs: list[tuple[float, float]] = []
     for round_number in range(rounds):
         rates: dict[str, float] = {}
@@ -343,9 +314,8 @@ class Batching:
 def measure_batching(
     connections: int, duration: float, warmup: float, *, size: int, rounds: int, work: Path
 ) -> Batching:
-    """`rounds` pairs of runs against the embedded runtime's API alone, single POSTs and
-    batches of `size` taking turns first, each in a fresh server: what is measured is what
-    the API takes in (no consumer for the in-process bus to wait for)."""
+    """`rounds` pairs of runs against the embedded runtime's API alone (no consumer to wait
+    for), single POSTs and batches of `size` taking turns first, each in a fresh server."""
     pairs: list[tuple[float, float]] = []
     for round_number in range(rounds):
         rates: dict[int, float] = {}
@@ -362,15 +332,9 @@ def measure_batching(
     return Batching(pairs, size, label)
 
 
-# --- latency ---------------------------------------------------------------------------------
-
-
 async def processed_latency(url: str, count: int) -> list[float]:
-    """Seconds from each POST (one at a time) to its `processed` message on the SSE stream.
-
-    A random pause before each POST keeps the posts out of step with the stream's polling
-    (posting right after a message would always land just after a poll).
-    """
+    """Seconds from each POST (one at a time) to its `processed` message on the SSE stream;
+    a random pause before each keeps the POSTs out of step with the stream's polling."""
     loop = asyncio.get_running_loop()
     arrivals: dict[str, asyncio.Future[float]] = {}
     ready = asyncio.Event()
@@ -403,7 +367,7 @@ async def processed_latency(url: str, count: int) -> list[float]:
             await asyncio.wait_for(ready.wait(), EVENT_TIMEOUT)
             latencies = []
             for n in range(count):
-                await asyncio.sleep(pauses.uniform(0, SLOW))
+                await asyncio.sleep(pauses.uniform(0, STREAM_IDLE_POLL))
                 started = time.perf_counter()
                 event_id = await post_one(client, n)
                 processed = await asyncio.wait_for(arrival(event_id), EVENT_TIMEOUT)
@@ -416,9 +380,8 @@ async def processed_latency(url: str, count: int) -> list[float]:
 
 
 async def polled_latency(url: str, count: int) -> list[float]:
-    """Seconds from each POST (one at a time) until GET /api/events?status=processed&limit=1
-    (newest first) names it, asked every POLL_EVERY: the processing path without the
-    stream's polling interval."""
+    """Seconds from each POST (one at a time) until GET ?status=processed&limit=1, asked every
+    POLL_EVERY, names it: the processing path without the stream's pace."""
     latencies = []
     async with httpx.AsyncClient(base_url=url, timeout=EVENT_TIMEOUT) as client:
         for n in range(count):
@@ -486,9 +449,6 @@ async def local_latency(count: int) -> list[Latency]:
             await bus.connect()
             await remove_namespace(bus)
             await bus.close()
-
-
-# --- the run ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -576,7 +536,7 @@ def report(measurements: Measurements, console: Console) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lightning_devtools.bench_api")
+    parser = argparse.ArgumentParser(prog="python -m lightning_devtools.bench.api")
     commands = parser.add_subparsers(dest="command")
     bare = commands.add_parser("bare-server", help="(internal) serve the bare FastAPI app")
     bare.add_argument("port", type=int)

@@ -1,9 +1,5 @@
-"""What the pipeline benchmark measured, and the figures derived from it.
-
-Every time is a wall-clock epoch second on the one machine the benchmark runs on: the load
-generator notes when it sent each POST and read its 202, and each event's record says when
-the processor settled it (`processed_at`), so the two sides meet on one clock.
-"""
+"""What the pipeline benchmark measured, and the figures derived from it. Every time is a
+wall-clock epoch second of the one machine, so the generator's and the records' times meet."""
 
 from __future__ import annotations
 
@@ -128,8 +124,8 @@ class PipelineRun:
 
 @dataclass(frozen=True)
 class Drain:
-    """A backlog of `events` recorded and published beforehand, drained by `path`; the
-    rate is taken from the first to the last event processed, so start-up is not in it."""
+    """A backlog of `events` recorded and published beforehand, drained by `path` in
+    `seconds` from the first event processed to the last."""
 
     path: str
     bus: str

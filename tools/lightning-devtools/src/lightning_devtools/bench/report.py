@@ -1,8 +1,5 @@
-"""The pipeline benchmark's report: rich tables to print, a JSON file to keep, PNG figures.
-
-Nothing here prints: the orchestrator prints the tables with its own console. matplotlib
-is imported only when figures are drawn, so `invoke dev` never needs it.
-"""
+"""The pipeline benchmark's report: rich tables to print, a JSON file to keep, PNG figures
+(matplotlib is imported only to draw them)."""
 
 from __future__ import annotations
 
@@ -13,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.table import Table
 
-from lightning_devtools.bench_timeline import Drain, PipelineRun, Results, Series, percentile
+from lightning_devtools.bench.timeline import Drain, PipelineRun, Results, Series, percentile
 from lightning_devtools.errors import ToolError
 
 if TYPE_CHECKING:

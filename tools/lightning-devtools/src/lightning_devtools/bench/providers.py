@@ -1,53 +1,47 @@
 """`nox -s bench-providers`: provider throughput next to the raw client ceiling, measured in
 one run.
 
-The machines are shared and noisy, so absolute numbers mean little across runs; each
-provider path is printed with the same workload done by the bare client library a moment
-before, and the ratio is the number to watch. Every path uses its own namespace or
-database on the machine's shared servers and removes it afterwards.
-
-The query paths list the newest page of one user's events among many users' (page 1 and
-a deep page) through the PostgreSQL provider (keyset continuation, expression indexes) next
-to the offset query without a usable index that the provider ran before, on the same rows.
+Each provider path runs beside the bare client library doing the same work (the ratio is
+the number to watch), in a namespace or database of its own, removed afterwards.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
-import contextlib
 import functools
-import os
 import statistics
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import cast
-from urllib.parse import urlsplit, urlunsplit
 
 from rich.console import Console
 from rich.table import Table
 
 from lightning_core.bus.base import EventBus
-from lightning_core.config import Settings, load_settings
 from lightning_core.events import CloudEvent
 from lightning_core.providers import build_bus, build_storage
 from lightning_core.records import EVENTS, EventRecord, EventStatus
 from lightning_core.storage.base import After, Storage
+from lightning_devtools.bench.events import BATCH, batches, in_parallel
+from lightning_devtools.bench.servers import (
+    RABBITMQ_URL,
+    REDIS_URL,
+    bench_settings,
+    remove_namespace,
+    scratch_database,
+)
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/")
-SERVER_URL = os.environ.get("DATABASE_URL", "postgresql:///postgres")
-BATCH = 100
 ROUNDS = 3
 QUERY_EVENTS = 20_000  # stored events, spread over QUERY_USERS users
 QUERY_USERS = 10
 PAGE = 50
 DEEP_PAGE = 20
 QUERIES = 50  # timed queries per round
-# The events list's query as the provider ran it before: field names bound (so no index
-# can match), SQLite's cross-type order computed per row, pages by offset.
+# The events list's former query: bound field names (no index matches), pages by offset.
 OFFSET_QUERY = (
     "SELECT id, partition, body::text AS body, etag FROM documents "
     "WHERE collection=$1 AND partition=$2 ORDER BY "
@@ -81,39 +75,9 @@ def make_events(count: int) -> list[CloudEvent]:
     ]
 
 
-def batches(items: Sequence[CloudEvent], size: int = BATCH) -> list[Sequence[CloudEvent]]:
-    return [items[start : start + size] for start in range(0, len(items), size)]
-
-
 async def median_rate(workload: Workload, count: int) -> float:
     rates = [count / await workload(count) for _ in range(ROUNDS)]
     return statistics.median(rates)
-
-
-@contextlib.asynccontextmanager
-async def scratch_database() -> AsyncIterator[str]:
-    """A database of its own on the PostgreSQL server, dropped afterwards: the bench leaves
-    no tables behind in a database someone else uses."""
-    import asyncpg  # noqa: PLC0415 - only benchmarks load raw clients
-
-    name = f"lightning_bench_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(SERVER_URL)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunsplit(urlsplit(SERVER_URL)._replace(path=f"/{name}"))
-    finally:
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-        await admin.close()
-
-
-def bench_settings(**overrides: str) -> Settings:
-    namespace = f"bench-{uuid.uuid4().hex[:8]}"
-    return load_settings(
-        LIGHTNING_BUS_NAMESPACE=namespace,
-        REDIS_URL=REDIS_URL,
-        RABBITMQ_URL=RABBITMQ_URL,
-        **overrides,
-    )
 
 
 async def provider_bus_end_to_end(provider: str, count: int) -> float:
@@ -143,17 +107,6 @@ async def provider_bus_end_to_end(provider: str, count: int) -> float:
     await remove_namespace(bus)
     await bus.close()
     return elapsed
-
-
-async def remove_namespace(bus: EventBus) -> None:
-    """Leave the shared broker as the bench found it (the memory bus keeps nothing)."""
-    from lightning_core.bus.rabbitmq import RabbitMqBus  # noqa: PLC0415 - SDK imports
-    from lightning_core.bus.redis import RedisBus  # noqa: PLC0415
-
-    if isinstance(bus, RedisBus):
-        await bus.delete_namespace()
-    elif isinstance(bus, RabbitMqBus):
-        await bus.delete_topology()
 
 
 async def raw_redis_end_to_end(count: int) -> float:
@@ -248,7 +201,7 @@ async def provider_storage_writes(provider: str, database_url: str, count: int) 
     collection = f"bench_{uuid.uuid4().hex[:8]}"
     await storage.connect()
     started = time.perf_counter()
-    await _in_parallel(
+    await in_parallel(
         count, lambda n: storage.create(collection, "bench", f"d{n}", {"n": n, "kind": "bench"})
     )
     elapsed = time.perf_counter() - started
@@ -264,7 +217,7 @@ async def raw_postgres_writes(database_url: str, count: int) -> float:
     table = f"bench_raw_{uuid.uuid4().hex[:8]}"
     await pool.execute(f"CREATE TABLE {table} (id text PRIMARY KEY, body jsonb NOT NULL)")
     started = time.perf_counter()
-    await _in_parallel(
+    await in_parallel(
         count,
         lambda n: pool.execute(
             f"INSERT INTO {table} (id, body) VALUES ($1, $2::jsonb)",  # noqa: S608
@@ -287,7 +240,7 @@ async def stored_events(storage: Storage, events: int) -> None:
         record = EventRecord(event=event, status=EventStatus.PROCESSED, received_at=event.time)
         await storage.create(EVENTS, user, event.id, record.to_body())
 
-    await _in_parallel(events, store)
+    await in_parallel(events, store)
 
 
 async def list_queries(
@@ -374,16 +327,6 @@ async def list_queries(
     return results, plans
 
 
-async def _in_parallel(count: int, operation: Callable[[int], Awaitable[object]]) -> None:
-    queue = iter(range(count))
-
-    async def worker() -> None:
-        for n in queue:
-            await operation(n)
-
-    await asyncio.gather(*(worker() for _ in range(16)))
-
-
 async def measure() -> tuple[list[Result], list[str]]:
     async with scratch_database() as database_url:
         results = await measure_paths(database_url)
@@ -439,7 +382,12 @@ def report(results: list[Result], console: Console) -> None:
     console.print(table)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m lightning_devtools.bench.providers",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+    )
+    parser.parse_args(argv)
     console = Console(width=None if sys.stdout.isatty() else 140)
     results, plans = asyncio.run(measure())
     report(results, console)
