@@ -15,7 +15,7 @@ from importlib import metadata
 from rich.console import Console
 from rich.table import Table
 
-from lightning_devtools import azure, docker
+from lightning_devtools import azure, docker, podman
 from lightning_devtools.cli import find_tool
 from lightning_devtools.docker import Probe
 
@@ -42,6 +42,16 @@ def version_of(*names: str, args: Sequence[str] = ("--version",)) -> Callable[[]
                 found = docker.run_quietly([path, *args])
                 return Probe(ok=found.ok, detail=found.detail or path)
         return Probe(ok=False, detail="not found")
+
+    return probe
+
+
+def on_path(name: str) -> Callable[[], Probe]:
+    """Probe for a tool that has no version flag exiting 0 (wrk)."""
+
+    def probe() -> Probe:
+        path = find_tool(name)
+        return Probe(ok=path is not None, detail=path or "not found")
 
     return probe
 
@@ -82,15 +92,11 @@ def default_checks() -> list[Check]:
         ),
         Check("docker buildx", build, False, docker.buildx, docker.INSTALL_BUILDX),
         Check("docker compose v2", stack, False, docker.compose, docker.INSTALL_COMPOSE),
-        Check("buildah", here, False, version_of("buildah"), "`apt-get install buildah`"),
-        Check("podman", here, False, version_of("podman"), "`apt-get install podman runc`"),
-        Check(
-            "podman-compose",
-            here,
-            False,
-            version_of("podman-compose"),
-            "`pip install podman-compose`",
+        *(
+            Check(tool, here, False, version_of(tool), f"`{podman.INSTALL_FIX}`")
+            for tool in podman.REQUIRED_TOOLS
         ),
+        Check("wrk", "nox -s bench-api", False, on_path("wrk"), "`apt-get install wrk`"),
         Check("hadolint", "nox -s lint, pre-commit", False, version_of("hadolint"), FROM_LOCK),
         Check("actionlint", "nox -s lint, pre-commit", False, version_of("actionlint"), FROM_LOCK),
         Check(
