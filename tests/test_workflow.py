@@ -20,14 +20,22 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
+DEPENDABOT = ROOT / ".github" / "dependabot.yml"
+COMPOSE = ROOT / "docker" / "compose.yaml"
 
-# Setup only: installing the locked tools, putting them on PATH, system packages, and the
-# registry login that `az` does after azure/login. Anything else must be nox or invoke.
+# Setup only: installing the locked tools, putting them on PATH, system packages (with a
+# policy-rc.d that keeps their servers from starting), the runner's user-namespace switch,
+# and the registry login that `az` does after azure/login. Anything else must be nox or invoke.
 SETUP_COMMANDS = (
     re.compile(r"uv sync --locked( --[\w-]+(=\S+)?| --group \w+)*"),
     re.compile(r'echo "\$PWD/\.venv/bin" >> "\$GITHUB_PATH"'),
     re.compile(r"sudo apt-get update( -qq)?"),
     re.compile(r"sudo apt-get install -y( -qq)?( [\w.+-]+)+"),
+    re.compile(
+        r"printf '#!/bin/sh\\nexit 101\\n' \| sudo install -m 755 /dev/stdin /usr/sbin/policy-rc\.d"
+    ),
+    re.compile(r"sudo rm /usr/sbin/policy-rc\.d"),
+    re.compile(r"sudo sysctl -w kernel\.apparmor_restrict_unprivileged_userns=0"),
     re.compile(r'az acr login --name "\$ACR_NAME"'),
 )
 REQUIRED = {
@@ -187,3 +195,43 @@ def test_the_images_push_records_reach_the_deploy_job(workflow: dict[str, Any]) 
     assert [upload["path"] for upload in uploads] == ["dist/images.json"]
     assert [download["path"] for download in downloads] == ["dist"]
     assert uploads[0]["name"] == downloads[0]["name"]
+
+
+def test_the_tests_job_uses_the_servers_compose_runs(workflow: dict[str, Any]) -> None:
+    services = workflow["jobs"]["tests"]["services"]
+    compose = yaml.safe_load(COMPOSE.read_text())["services"]
+    for server in ("postgres", "redis", "rabbitmq"):
+        assert services[server]["image"] == compose[server]["image"], server
+
+
+def test_tests_run_on_the_images_python_and_the_oldest_supported(
+    workflow: dict[str, Any],
+) -> None:
+    dockerfile = (ROOT / "docker" / "api.Dockerfile").read_text()
+    images_python = re.search(r"^ARG PYTHON_IMAGE=python:(\d+\.\d+)-slim$", dockerfile, re.M)
+    oldest = re.search(
+        r'^requires-python = ">=(\d+\.\d+)"$', (ROOT / "pyproject.toml").read_text(), re.M
+    )
+    assert images_python
+    assert oldest
+    matrix = workflow["jobs"]["tests"]["strategy"]["matrix"]["python"]
+    assert set(matrix) == {images_python[1], oldest[1]}
+    assert workflow["jobs"]["tests"]["env"]["UV_PYTHON"] == "${{ matrix.python }}"
+
+
+def test_the_containers_job_builds_on_the_official_image_the_dockerfiles_name(
+    workflow: dict[str, Any],
+) -> None:
+    dockerfile = (ROOT / "docker" / "api.Dockerfile").read_text()
+    default = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", dockerfile, re.M)
+    assert default
+    image = workflow["jobs"]["containers"]["env"]["PYTHON_IMAGE"]
+    assert image == f"docker.io/library/{default[1]}"
+
+
+def test_dependabot_updates_the_actions_and_the_lock() -> None:
+    updates = yaml.safe_load(DEPENDABOT.read_text())["updates"]
+    assert {(update["package-ecosystem"], update["directory"]) for update in updates} == {
+        ("github-actions", "/"),
+        ("uv", "/"),
+    }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from subprocess import CompletedProcess
 
 import pytest
 
@@ -19,9 +20,30 @@ def test_every_local_and_azure_target_is_built_from_the_bake_plan() -> None:
     assert len(names) == 6
 
 
-def test_the_build_uses_the_base_image_this_machine_can_build() -> None:
+def test_the_build_uses_the_base_image_this_machine_can_build(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("PYTHON_IMAGE", raising=False)
     for target in targets_of(["local"]):
         assert target.args["PYTHON_IMAGE"] == podman.BASE_IMAGE
+
+
+def test_a_python_image_named_in_the_environment_is_pulled_not_built(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    image = "docker.io/library/python:3.13-slim"
+    monkeypatch.setenv("PYTHON_IMAGE", image)
+    ran: list[tuple[str, ...]] = []
+
+    def run(_engine: podman.Engine, *command: str, **_: object) -> CompletedProcess[str]:
+        ran.append(command)
+        missing = command[1:3] == ("image", "exists")
+        return CompletedProcess(command, 1 if missing else 0, "", "")
+
+    monkeypatch.setattr(podman.Engine, "run", run)
+    assert {target.args["PYTHON_IMAGE"] for target in targets_of(["local"])} == {image}
+    assert podman.ensure_base_image(podman.Engine(tmp_path), podman.base_image()) == "pulled"
+    assert ran[-1] == ("podman", "pull", "--quiet", image)
 
 
 def test_bud_command_is_the_bake_target_in_buildah_terms() -> None:

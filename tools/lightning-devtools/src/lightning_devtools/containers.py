@@ -28,8 +28,8 @@ from lightning_core.topology import SERVICES
 from lightning_devtools.bake import BAKE_FILE, BakeTarget, load_plan
 from lightning_devtools.errors import ToolError
 from lightning_devtools.podman import (
-    BASE_IMAGE,
     Engine,
+    base_image,
     ensure_base_image,
     last_line,
     setup_engine,
@@ -81,7 +81,7 @@ def service_of(target: BakeTarget) -> str:
 
 def bake_variables() -> dict[str, str]:
     """The environment as bake sees it, with the base image this machine can use."""
-    return {**os.environ, "PYTHON_IMAGE": BASE_IMAGE}
+    return {**os.environ, "PYTHON_IMAGE": base_image()}
 
 
 def bud_command(target: BakeTarget, *, ca_bundle: Path | None) -> list[str]:
@@ -309,10 +309,11 @@ def targets_of(groups: Sequence[str]) -> list[BakeTarget]:
 def run(groups: Sequence[str], console: Console) -> list[Outcome]:
     """Build and check every target of `groups`; ToolError if the machine cannot."""
     engine = setup_engine(cache_dir())
-    with console.status(f"base image {BASE_IMAGE}"):
+    image = base_image()
+    with console.status(f"base image {image}"):
         started = time.monotonic()
-        how = ensure_base_image(engine)
-    console.log(f"base image {BASE_IMAGE}: {how} ({time.monotonic() - started:.1f} s)")
+        how = ensure_base_image(engine, image)
+    console.log(f"base image {image}: {how} ({time.monotonic() - started:.1f} s)")
     outcomes: list[Outcome] = []
     with Containers(engine) as containers:
         for target in targets_of(groups):

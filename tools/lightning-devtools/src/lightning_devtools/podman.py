@@ -1,8 +1,9 @@
 """buildah and podman without a Docker engine: private storage, config, and a base image.
 
 `Engine` keeps images in an overlay graphroot of its own cache directory, never the
-machine's shared storage. The Python base image cannot be pulled (no registry is
-reachable): it is built once with debootstrap and saved as a tarball later runs load.
+machine's shared storage. Where a registry is reachable (GitHub's runners), $PYTHON_IMAGE
+names the Python base image to pull; otherwise it is built once with debootstrap and saved
+as a tarball later runs load.
 """
 
 from __future__ import annotations
@@ -111,11 +112,20 @@ def setup_engine(cache_dir: Path) -> Engine:
     return Engine(cache_dir)
 
 
+def base_image() -> str:
+    """The image builds start from: $PYTHON_IMAGE (the bake variable) if set, else BASE_IMAGE."""
+    return os.environ.get("PYTHON_IMAGE") or BASE_IMAGE
+
+
 def ensure_base_image(engine: Engine, image: str = BASE_IMAGE) -> str:
-    """Make `image` present in the engine's storage: already there, saved tarball, or built."""
+    """Make `image` present in the engine's storage: already there, pulled (any image but
+    BASE_IMAGE), saved tarball, or built."""
     tarball = engine.cache_dir / "lightning-python-3.13-trixie.tar"
     if engine.image_exists(image):
         return "present"
+    if image != BASE_IMAGE:
+        engine.run("podman", "pull", "--quiet", image)
+        return "pulled"
     if tarball.is_file():
         engine.run("podman", "load", "--input", str(tarball))
         if engine.image_exists(image):
