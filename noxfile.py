@@ -29,15 +29,16 @@ TYPECHECK_RUNS = [
 ]
 
 
-def sync(session: nox.Session, *groups: str) -> None:
-    """Install the workspace members with every provider SDK (pyproject's `members` group;
-    infra has its own session), plus the named dependency groups, exactly as locked."""
+def sync(session: nox.Session, *groups: str, members: bool = True) -> None:
+    """Install the named dependency groups exactly as locked, with the workspace members and
+    every provider SDK (pyproject's `members` group; infra has its own session) unless
+    `members` is False."""
     session.run_install(
         "uv",
         "sync",
         "--locked",
         "--no-default-groups",
-        *(f"--group={group}" for group in ("members", *groups)),
+        *(f"--group={group}" for group in (*(("members",) if members else ()), *groups)),
         env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location},
         silent=True,
     )
@@ -52,19 +53,25 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """Lock freshness, ruff, hadolint on every Dockerfile, actionlint on the workflows."""
+    """Lock freshness, ruff, hadolint on every Dockerfile, actionlint and GitHub's schemas on
+    .github/."""
     session.run("uv", "lock", "--check", external=True)
-    sync(session, "lint")
+    sync(session, "lint", members=False)
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("hadolint", *sorted(str(p) for p in ROOT.glob("docker/*.Dockerfile")))
     session.run("actionlint", "-shellcheck=", "-pyflakes=")
+    workflows = sorted(str(p) for p in ROOT.glob(".github/workflows/*.yml"))
+    session.run("check-jsonschema", "--builtin-schema", "vendor.github-workflows", *workflows)
+    session.run(
+        "check-jsonschema", "--builtin-schema", "vendor.dependabot", ".github/dependabot.yml"
+    )
 
 
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over every package, the tests, noxfile.py and tasks.py."""
-    sync(session, "typecheck", "test", "lint")
+    sync(session, "typecheck", "test")
     for sources in TYPECHECK_RUNS:
         session.run("mypy", *sources)
 

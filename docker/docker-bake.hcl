@@ -24,7 +24,7 @@ variable "PLATFORMS" {
 }
 
 variable "PYTHON_IMAGE" {
-  # CI here passes a debootstrap'ed Debian trixie image (no registry can be pulled).
+  # `nox -s containers` passes a debootstrap'ed Debian trixie image where no registry is reachable.
   default = "python:3.13-slim"
 }
 
