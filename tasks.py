@@ -65,8 +65,9 @@ BUILD_HELP = {
     "push": "push the images (needs a registry login)",
     "load": "load the images into the local image store",
     "dry-run": "print the resolved bake plan and command; Docker not needed",
-    "tag": "image tag (bake variable TAG)",
-    "registry": "registry prefix, e.g. myacr.azurecr.io (bake variable REGISTRY)",
+    "tag": "image tag (bake variable TAG; beats the environment's TAG)",
+    "registry": "registry prefix, e.g. myacr.azurecr.io (bake variable REGISTRY, likewise)",
+    "python-image": "base image of every Dockerfile (bake variable PYTHON_IMAGE, likewise)",
     "ca-cert": "PEM bundle of a TLS-intercepting proxy, passed as build secret `ca`",
 }
 
@@ -80,6 +81,7 @@ def build(
     dry_run: bool = False,
     tag: str | None = None,
     registry: str | None = None,
+    python_image: str | None = None,
     ca_cert: str | None = None,
 ) -> None:
     """Build every image of a mode with `docker buildx bake` (docker/docker-bake.hcl)."""
@@ -91,6 +93,7 @@ def build(
         load=load,
         tag=tag,
         registry=registry,
+        python_image=python_image,
     )
 
 
@@ -101,10 +104,19 @@ def push(
     dry_run: bool = False,
     tag: str | None = None,
     registry: str | None = None,
+    python_image: str | None = None,
     ca_cert: str | None = None,
 ) -> None:
     """Build and push a mode's images (log in first: `az acr login --name <acr>`)."""
-    _build(dry_run=dry_run, ca_cert=ca_cert, mode=mode, push=True, tag=tag, registry=registry)
+    _build(
+        dry_run=dry_run,
+        ca_cert=ca_cert,
+        mode=mode,
+        push=True,
+        tag=tag,
+        registry=registry,
+        python_image=python_image,
+    )
 
 
 STACK_HELP = "Pulumi stack: infra/Pulumi.<stack>.yaml, e.g. production"
@@ -165,16 +177,25 @@ def smoke(
     name="compose-up",
     help={
         "build": "rebuild images before starting",
-        "timeout": "seconds to wait for every service to be healthy",
+        "timeout": "seconds for the stack to start and be healthy (builds not counted)",
+        "ca-cert": BUILD_HELP["ca-cert"],
     },
 )
-def compose_up(c: Context, build: bool = False, timeout: int = 180) -> None:
+def compose_up(
+    c: Context, build: bool = False, timeout: int = 180, ca_cert: str | None = None
+) -> None:
     """Start the local stack (docker/compose.yaml), wait until healthy, print the URLs."""
     with tool_errors():
         from lightning_devtools import compose
         from lightning_devtools.cli import console
 
-        compose.up(root=ROOT, build=build, timeout=timeout, console=console())
+        compose.up(
+            root=ROOT,
+            build=build,
+            timeout=timeout,
+            console=console(),
+            ca_cert=Path(ca_cert) if ca_cert else None,
+        )
 
 
 @task(name="compose-down", help={"volumes": "also delete the named volumes (database data)"})

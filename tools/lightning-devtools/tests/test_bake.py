@@ -9,7 +9,7 @@ import hcl2
 import pytest
 from hcl2 import SerializationOptions
 
-from lightning_devtools.bake import BAKE_FILE, BakePlan, load_plan
+from lightning_devtools.bake import BAKE_FILE, BakePlan, load_plan, resolve_variables
 from lightning_devtools.errors import ToolError
 
 SERVICES = {"api", "event-processor", "ui"}
@@ -87,6 +87,39 @@ def test_no_variables_means_the_environment_as_buildx_reads_it(
 ) -> None:
     monkeypatch.setenv("TAG", "from-env")
     assert load_plan("ui-local").targets[0].tags == ["localhost/lightning-ui:from-env-local"]
+
+
+def test_variables_resolve_command_line_over_environment_over_default() -> None:
+    environ = {"TAG": "env-tag", "REGISTRY": "env.io", "PLATFORMS": "linux/arm64", "HOME": "/h"}
+    variables = resolve_variables({"TAG": "cli-tag"}, environ=environ)
+    assert variables == {
+        "REGISTRY": "env.io",
+        "TAG": "cli-tag",
+        "PLATFORMS": "linux/arm64",
+        "PYTHON_IMAGE": "python:3.13-slim",
+        "VERSION": "0.1.0",
+        "REVISION": "unknown",
+        "PUSH": "false",
+    }
+    # Fed back as the environment, they resolve the plan bake would build.
+    target = load_plan("api-azure", variables=variables).targets[0]
+    assert target.tags == ["env.io/lightning-api:cli-tag-azure"]
+    assert target.platforms == ["linux/arm64"]
+
+
+def test_variables_read_the_real_environment_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTHON_IMAGE", "mirror.example/python:3.13-slim")
+    assert resolve_variables()["PYTHON_IMAGE"] == "mirror.example/python:3.13-slim"
+
+
+def test_defaults_may_use_other_variables(tmp_path: Path) -> None:
+    bake_file = tmp_path / "docker-bake.hcl"
+    bake_file.write_text(
+        'variable "REGISTRY" { default = "r.io" }\n'
+        'variable "IMAGE" { default = "${REGISTRY}/base" }\n'
+    )
+    resolved = resolve_variables({"REGISTRY": "cli.io"}, bake_file=bake_file, environ={})
+    assert resolved == {"REGISTRY": "cli.io", "IMAGE": "cli.io/base"}
 
 
 def test_unknown_group_names_the_groups_that_exist() -> None:

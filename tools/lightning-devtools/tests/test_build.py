@@ -15,9 +15,11 @@ import pytest
 from rich.console import Console
 
 from lightning_devtools import docker
+from lightning_devtools.bake import resolve_variables
 from lightning_devtools.buildx import (
     BuildRequest,
     bake_arguments,
+    bake_variables,
     build,
     require_pushable,
     shell_command,
@@ -29,10 +31,13 @@ ROOT = Path(__file__).resolve().parents[3]
 RECORDED_METADATA = Path(__file__).parent / "bake-metadata-azure.json"
 
 # A stand-in for the docker CLI: answers from FAKE_* variables and logs each call with the
-# working directory and the bake variables it received through the environment.
+# working directory and the bake variables it received through the environment. The local
+# image store holds one image, FAKE_IMAGE_ID, under every tag.
 FAKE_DOCKER = r"""#!/bin/sh
 [ -n "$FAKE_DOCKER_LOG" ] && printf '%s|%s|REGISTRY=%s TAG=%s PUSH=%s\n' \
     "$PWD" "$*" "$REGISTRY" "$TAG" "$PUSH" >> "$FAKE_DOCKER_LOG"
+[ -n "$FAKE_DOCKER_LOG" ] && printf 'PLATFORMS=%s PYTHON_IMAGE=%s\n' \
+    "$PLATFORMS" "$PYTHON_IMAGE" >> "$FAKE_DOCKER_LOG.settings"
 case "$1" in
 --version) echo "Docker version 28.2.2, build fake" ;;
 info)
@@ -54,7 +59,10 @@ buildx)
       previous="$argument"
     done ;;
   esac ;;
-image) echo "Error: No such image: $3" >&2; exit 1 ;;
+image)
+  [ -n "$FAKE_IMAGE_ID" ] && \
+    { printf '[{"Id": "%s", "Size": 123000000}]' "$FAKE_IMAGE_ID"; exit 0; }
+  echo "Error: No such image: $3" >&2; exit 1 ;;
 *) echo "fake docker: unexpected $*" >&2; exit 2 ;;
 esac
 """
@@ -75,7 +83,7 @@ def fake_bin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
     for name in (
         *("FAKE_ENGINE", "FAKE_BUILDX", "FAKE_DOCKER_LOG", "FAKE_BAKE_METADATA", "FAKE_BAKE_FAIL"),
-        *("REGISTRY", "TAG", "PUSH"),
+        *("FAKE_IMAGE_ID", *resolve_variables(environ={})),
     ):
         monkeypatch.delenv(name, raising=False)
     return directory
@@ -215,16 +223,18 @@ def test_localhost_images_cannot_be_pushed() -> None:
         require_pushable(["localhost/lightning-api:dev-azure"])
 
 
+@pytest.mark.usefixtures("fake_bin")
 def test_unknown_mode_lists_the_modes() -> None:
     with pytest.raises(ToolError, match=r"Unknown build mode 'prod'\. Fix: use --mode local or"):
-        bake_arguments(BuildRequest(mode="prod"))
+        build(BuildRequest(mode="prod"), root=ROOT, dry_run=True, console=Console())
 
 
+@pytest.mark.usefixtures("fake_bin")
 def test_bake_arguments_match_python_on_whales_signature(tmp_path: Path) -> None:
     cert = tmp_path / "ca.pem"
     cert.write_text("-----BEGIN CERTIFICATE-----\n")
     request = BuildRequest(mode="azure", push=True, tag="abc", registry="r.io", ca_cert=cert)
-    arguments = bake_arguments(request)
+    arguments = bake_arguments(request, bake_variables(request, ROOT))
     assert arguments == {
         "targets": ["azure"],
         "files": ["docker/docker-bake.hcl"],
@@ -234,25 +244,39 @@ def test_bake_arguments_match_python_on_whales_signature(tmp_path: Path) -> None
         "variables": {
             "REGISTRY": "r.io",
             "TAG": "abc",
+            "PLATFORMS": "linux/amd64",
+            "PYTHON_IMAGE": "python:3.13-slim",
+            "VERSION": "0.1.0",
+            "REVISION": "unknown",
             "PUSH": "true",
             "BUILDX_BAKE_ENTITLEMENTS_FS": "0",
         },
         "metadata_file": "dist/bake-metadata.json",
     }
     assert shell_command(arguments) == (
-        "BUILDX_BAKE_ENTITLEMENTS_FS=0 PUSH=true REGISTRY=r.io TAG=abc docker buildx bake "
-        f"-f docker/docker-bake.hcl --push --set '*.secrets=id=ca,src={cert}' "
+        "BUILDX_BAKE_ENTITLEMENTS_FS=0 PLATFORMS=linux/amd64 PUSH=true "
+        "PYTHON_IMAGE=python:3.13-slim REGISTRY=r.io REVISION=unknown TAG=abc VERSION=0.1.0 "
+        f"docker buildx bake -f docker/docker-bake.hcl --push --set '*.secrets=id=ca,src={cert}' "
         "--metadata-file dist/bake-metadata.json azure"
     )
 
 
-def test_a_build_without_push_asks_for_no_metadata() -> None:
-    assert "metadata_file" not in bake_arguments(BuildRequest(mode="azure", load=True))
+@pytest.mark.usefixtures("fake_bin")
+def test_the_command_line_beats_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {"REGISTRY": "env.io", "TAG": "env", "PYTHON_IMAGE": "env:1"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("PUSH", "true")  # --push alone decides attestations
+    request = BuildRequest(mode="local", tag="cli", python_image="cli:1")
+    assert {
+        name: value
+        for name, value in bake_variables(request, ROOT).items()
+        if name in ("REGISTRY", "TAG", "PYTHON_IMAGE", "PUSH")
+    } == {"REGISTRY": "env.io", "TAG": "cli", "PYTHON_IMAGE": "cli:1", "PUSH": "false"}
 
 
 def test_missing_ca_cert_is_a_tool_error(tmp_path: Path) -> None:
     with pytest.raises(ToolError, match="does not exist"):
-        bake_arguments(BuildRequest(mode="local", ca_cert=tmp_path / "nope.pem"))
+        bake_arguments(BuildRequest(mode="local", ca_cert=tmp_path / "nope.pem"), {})
 
 
 def recording_console() -> Console:
@@ -271,23 +295,115 @@ def test_dry_run_prints_the_plan_without_docker() -> None:
     ]
     assert "docker/api.Dockerfile" in text
     assert "localhost/lightning-api:t1-local" in text
-    assert "TAG=t1 docker buildx bake -f docker/docker-bake.hcl local" in text
+    assert "TAG=t1 VERSION=0.1.0 docker buildx bake -f docker/docker-bake.hcl" in text
 
 
-@pytest.mark.usefixtures("fake_docker")
-def test_build_runs_bake_through_python_on_whales_from_the_repo_root(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    log = tmp_path / "docker.log"
-    monkeypatch.setenv("FAKE_DOCKER_LOG", str(log))
+@pytest.mark.usefixtures("fake_bin")
+def test_dry_run_shows_the_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = {
+        "REGISTRY": "myacr.azurecr.io",
+        "TAG": "abc",
+        "PLATFORMS": "linux/amd64,linux/arm64",
+        "PYTHON_IMAGE": "mirror.example/python:3.13-slim",
+    }
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
     console = recording_console()
-    build(BuildRequest(mode="azure", tag="abc"), root=ROOT, dry_run=False, console=console)
-    bakes = [line for line in log.read_text().splitlines() if "|buildx bake" in line]
+    request = BuildRequest(mode="azure", push=True)
+    plan = build(request, root=ROOT, dry_run=True, console=console)
+    assert plan.targets[0].tags == ["myacr.azurecr.io/lightning-api:abc-azure"]
+    assert plan.targets[0].platforms == ["linux/amd64", "linux/arm64"]
+    assert plan.targets[0].args["PYTHON_IMAGE"] == "mirror.example/python:3.13-slim"
+    text = console.export_text()
+    assert "myacr.azurecr.io/lightning-ui:abc-azure" in text
+    for name, value in settings.items():
+        assert f"{name}={value}" in text
+
+
+@pytest.mark.usefixtures("fake_bin")
+def test_a_dry_run_push_to_localhost_is_refused() -> None:
+    with pytest.raises(ToolError, match=r"Cannot push localhost/lightning-api:dev-azure"):
+        build(BuildRequest(mode="azure", push=True), root=ROOT, dry_run=True, console=Console())
+
+
+@pytest.fixture
+def repo(fake_docker: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A repository root of its own (the real bake file), a logged fake docker; returns it."""
+    work = fake_docker.parent  # the test's tmp_path
+    root = work / "repo"
+    (root / "docker").mkdir(parents=True)
+    shutil.copy(ROOT / "docker" / "docker-bake.hcl", root / "docker")
+    monkeypatch.setenv("FAKE_DOCKER_LOG", str(work / "docker.log"))
+    return root
+
+
+def metadata_of_a_load(image_id: str) -> str:
+    """Bake's metadata after a build that exported each local target as image `image_id`."""
+    result = {"containerimage.config.digest": image_id, "containerimage.digest": "sha256:m"}
+    targets = ("api-local", "event-processor-local", "ui-local")
+    return json.dumps({target: result for target in targets})
+
+
+def test_build_runs_bake_through_python_on_whales_from_the_repo_root(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_BAKE_METADATA", metadata_of_a_load("sha256:new"))
+    console = recording_console()
+    build(BuildRequest(mode="local", tag="abc"), root=repo, dry_run=False, console=console)
+    bakes = [line for line in (tmp_path / "docker.log").read_text().splitlines() if "bake" in line]
+    file_and_metadata = "--file docker/docker-bake.hcl --metadata-file dist/bake-metadata.json"
     assert bakes == [
-        f"{ROOT}|buildx bake --file docker/docker-bake.hcl azure|REGISTRY= TAG=abc PUSH=",
-        f"{ROOT}|buildx bake --file docker/docker-bake.hcl --print azure|REGISTRY= TAG=abc PUSH=",
+        f"{repo}|buildx bake {file_and_metadata} local|REGISTRY=localhost TAG=abc PUSH=false",
+        f"{repo}|buildx bake {file_and_metadata} --print local"
+        "|REGISTRY=localhost TAG=abc PUSH=false",
     ]
     assert "not in the local image store" in console.export_text()
+
+
+def test_build_honours_platforms_and_base_image(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_BAKE_METADATA", metadata_of_a_load("sha256:new"))
+    monkeypatch.setenv("PLATFORMS", "linux/arm64")
+    request = BuildRequest(mode="local", python_image="mirror.example/python:3.13-slim")
+    build(request, root=repo, dry_run=False, console=recording_console())
+    settings = set((tmp_path / "docker.log.settings").read_text().splitlines())
+    assert settings >= {"PLATFORMS=linux/arm64 PYTHON_IMAGE=mirror.example/python:3.13-slim"}
+
+
+def test_the_results_show_the_size_of_the_image_this_build_loaded(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_BAKE_METADATA", metadata_of_a_load("sha256:new"))
+    monkeypatch.setenv("FAKE_IMAGE_ID", "sha256:new")
+    console = recording_console()
+    build(BuildRequest(mode="local", load=True), root=repo, dry_run=False, console=console)
+    text = console.export_text()
+    assert text.count("123 MB") == 3
+    assert "not in the local image store" not in text
+
+
+def test_an_older_image_under_the_tag_is_not_this_builds(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A docker-container builder without --load only fills its cache: no image exported.
+    cache_only = {"buildx.build.ref": "builder/builder0/abc"}
+    targets = ("api-local", "event-processor-local", "ui-local")
+    monkeypatch.setenv("FAKE_BAKE_METADATA", json.dumps(dict.fromkeys(targets, cache_only)))
+    monkeypatch.setenv("FAKE_IMAGE_ID", "sha256:from-last-week")
+    console = recording_console()
+    build(BuildRequest(mode="local"), root=repo, dry_run=False, console=console)
+    text = console.export_text()
+    assert "MB" not in text
+    assert text.count("not in the local image store (use --load)") == 3
+
+
+def test_an_earlier_builds_metadata_is_never_read_as_this_ones(repo: Path) -> None:
+    (repo / "dist").mkdir()
+    (repo / "dist" / "bake-metadata.json").write_text(metadata_of_a_load("sha256:old"))
+    # The fake bake writes no metadata file (FAKE_BAKE_METADATA is unset).
+    with pytest.raises(ToolError, match=r"cannot read bake's metadata file"):
+        build(BuildRequest(mode="local"), root=repo, dry_run=False, console=recording_console())
 
 
 @pytest.mark.usefixtures("fake_docker")
@@ -303,19 +419,14 @@ def test_push_checks_the_login_before_building(
 
 
 @pytest.fixture
-def pushing(fake_docker: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A repository root of its own (the real bake file) whose registry login exists, with
-    bake answering from the recorded metadata file; returns that root."""
-    work = fake_docker.parent  # the test's tmp_path
-    root = work / "repo"
-    (root / "docker").mkdir(parents=True)
-    shutil.copy(ROOT / "docker" / "docker-bake.hcl", root / "docker")
-    monkeypatch.setenv("FAKE_DOCKER_LOG", str(work / "docker.log"))
+def pushing(repo: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """`repo` whose registry login exists, with bake answering from the recorded metadata
+    file; returns that root."""
     monkeypatch.setenv("FAKE_BAKE_METADATA", RECORDED_METADATA.read_text())
-    config = work / "docker-config" / "config.json"
+    config = repo.parent / "docker-config" / "config.json"
     config.parent.mkdir()
     config.write_text(json.dumps({"auths": {"myacr.azurecr.io": {"auth": "dTpw"}}}))
-    return root
+    return repo
 
 
 AZURE_PUSH = BuildRequest(mode="azure", push=True, registry="myacr.azurecr.io", tag="abc")
@@ -330,6 +441,29 @@ def test_push_bakes_with_push_and_attestations_when_logged_in(
         "--metadata-file dist/bake-metadata.json azure"
         "|REGISTRY=myacr.azurecr.io TAG=abc PUSH=true"
     ) in (tmp_path / "docker.log").read_text().splitlines()
+
+
+def test_push_takes_registry_and_tag_from_the_environment(
+    pushing: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REGISTRY", "myacr.azurecr.io")  # what `invoke push` refused before
+    monkeypatch.setenv("TAG", "abc")
+    build(BuildRequest(mode="azure", push=True), root=pushing, dry_run=False, console=Console())
+    assert (
+        f"{pushing}|buildx bake --push --file docker/docker-bake.hcl "
+        "--metadata-file dist/bake-metadata.json azure"
+        "|REGISTRY=myacr.azurecr.io TAG=abc PUSH=true"
+    ) in (tmp_path / "docker.log").read_text().splitlines()
+    assert json.loads((pushing / "dist" / "images.json").read_text())["tag"] == "abc-azure"
+
+
+def test_the_login_check_asks_for_the_registry_from_the_environment(
+    pushing: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REGISTRY", "otheracr.azurecr.io")
+    with pytest.raises(ToolError, match=r"Not logged in to registry otheracr\.azurecr\.io"):
+        build(BuildRequest(mode="azure", push=True), root=pushing, dry_run=False, console=Console())
+    assert "bake" not in (tmp_path / "docker.log").read_text()
 
 
 def test_push_records_each_image_by_the_digest_bake_reported(pushing: Path) -> None:

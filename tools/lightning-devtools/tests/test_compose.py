@@ -1,5 +1,6 @@
-"""`invoke compose-up` logic: health polling, URL table, and a real python-on-whales run
-against a fake docker CLI (there is no engine here) that serves containers' inspect JSON."""
+"""`invoke compose-up` logic: the bounded `compose up --wait`, who to blame when it fails,
+the URL table, the CA build secret, through a real python-on-whales run against a fake
+docker CLI (there is no engine here) that serves containers' inspect JSON."""
 
 from __future__ import annotations
 
@@ -11,14 +12,15 @@ import pytest
 from rich.console import Console
 
 from lightning_devtools import compose
-from lightning_devtools.compose import ServiceState, wait_until_ready
+from lightning_devtools.compose import ServiceState, diagnose
 from lightning_devtools.errors import ToolError
 
 ROOT = Path(__file__).resolve().parents[3]
 
-# A docker CLI stand-in: engine up, compose v2 when FAKE_COMPOSE is set; `compose ps`
-# lists the ids in $FAKE_STATE/ids and counts polls; `container inspect ID` answers
-# $FAKE_STATE/ID.json, or ID.later.json from the third poll on (health changes over time).
+# A docker CLI stand-in: engine up, compose v2 when FAKE_COMPOSE is set; `compose up` fails
+# when FAKE_UP_FAILS is set and copies a second compose file to $FAKE_STATE/override.json;
+# `compose config` answers $FAKE_STATE/config.json; `compose ps` lists the ids in
+# $FAKE_STATE/ids; `container inspect ID` answers $FAKE_STATE/ID.json.
 FAKE_DOCKER = r"""#!/bin/sh
 echo "$*" >> "$FAKE_STATE/calls"
 case "$1" in
@@ -30,15 +32,14 @@ compose)
     echo "docker: unknown command: docker compose" >&2; exit 1
   fi
   case " $* " in
-  *" ps "*) echo x >> "$FAKE_STATE/polls"; cat "$FAKE_STATE/ids" ;;
+  *" up "*)
+    [ "$4" = --file ] && cp "$5" "$FAKE_STATE/override.json"
+    [ -n "$FAKE_UP_FAILS" ] && { echo "$FAKE_UP_FAILS" >&2; exit 1; }
+    exit 0 ;;
+  *" config "*) cat "$FAKE_STATE/config.json" ;;
+  *" ps "*) cat "$FAKE_STATE/ids" ;;
   esac ;;
-container)
-  polls=$(wc -l < "$FAKE_STATE/polls")
-  if [ "$polls" -ge 3 ] && [ -f "$FAKE_STATE/$3.later.json" ]; then
-    cat "$FAKE_STATE/$3.later.json"
-  else
-    cat "$FAKE_STATE/$3.json"
-  fi ;;
+container) cat "$FAKE_STATE/$3.json" ;;
 esac
 """
 
@@ -77,13 +78,10 @@ def fake_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     docker.chmod(docker.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
     monkeypatch.setenv("FAKE_STATE", str(state))
-    monkeypatch.setenv("FAKE_COMPOSE", "2.26.1")
-    (state / "polls").write_text("")
+    monkeypatch.setenv("FAKE_COMPOSE", "2.30.0")
+    monkeypatch.delenv("FAKE_UP_FAILS", raising=False)
     (state / "ids").write_text("c1\nc2\n")
     (state / "c1.json").write_text(
-        inspect_json("c1", "api", "running", "starting", {"8000/tcp": 8000})
-    )
-    (state / "c1.later.json").write_text(
         inspect_json("c1", "api", "running", "healthy", {"8000/tcp": 8000})
     )
     (state / "c2.json").write_text(
@@ -92,26 +90,78 @@ def fake_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return state
 
 
-def test_up_waits_for_health_then_prints_urls(fake_state: Path) -> None:
+COMPOSE_FILE = ROOT / "docker" / "compose.yaml"
+
+
+def test_up_waits_within_the_timeout_then_prints_urls(fake_state: Path) -> None:
     console = Console(record=True, width=120)
-    ready = compose.up(root=ROOT, build=False, timeout=30, console=console, interval=0.01)
+    ready = compose.up(root=ROOT, build=False, timeout=30, console=console)
     assert [(s.service, s.health) for s in ready] == [("api", "healthy"), ("postgres", "healthy")]
-    assert len((fake_state / "polls").read_text().split()) == 3
     calls = (fake_state / "calls").read_text()
-    assert f"compose --file {ROOT / 'docker/compose.yaml'} up --detach" in calls
+    # --wait-timeout bounds compose's wait on dependencies as well as the final one.
+    assert f"compose --file {COMPOSE_FILE} up --detach --wait --wait-timeout 30\n" in calls
+    assert not (fake_state / "override.json").exists()
     text = console.export_text()
     assert "http://localhost:8000" in text
     assert "postgresql://localhost:15432" in text
 
 
-def test_up_names_the_unhealthy_service(fake_state: Path) -> None:
+def test_up_names_the_unhealthy_service(fake_state: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_UP_FAILS", "dependency failed to start: container is unhealthy")
     (fake_state / "c2.json").write_text(
         inspect_json("c2", "postgres", "running", "unhealthy", {"5432/tcp": 5432})
     )
     with pytest.raises(ToolError) as caught:
-        compose.up(root=ROOT, build=False, timeout=30, console=Console(), interval=0.01)
+        compose.up(root=ROOT, build=False, timeout=30, console=Console())
     assert caught.value.what == "Compose service(s) postgres failed to start"
     assert caught.value.fix.startswith("read `invoke logs --service postgres`")
+
+
+def test_up_names_who_was_not_healthy_in_time(
+    fake_state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_UP_FAILS", "application not healthy after 30s")
+    (fake_state / "c1.json").write_text(
+        inspect_json("c1", "api", "running", "starting", {"8000/tcp": 8000})
+    )
+    with pytest.raises(ToolError) as caught:
+        compose.up(root=ROOT, build=False, timeout=30, console=Console())
+    assert caught.value.what == "Compose service(s) api not healthy within 30s"
+    assert "--timeout N" in caught.value.fix
+
+
+def test_up_without_containers_reports_what_compose_said(
+    fake_state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_UP_FAILS", "Bind for 127.0.0.1:8000 failed: port is already allocated")
+    (fake_state / "ids").write_text("")
+    with pytest.raises(ToolError, match=r"compose.yaml up --wait` failed \(exit 1\)\. Fix: read"):
+        compose.up(root=ROOT, build=False, timeout=30, console=Console())
+
+
+def test_a_ca_cert_reaches_every_build_as_the_ca_secret(fake_state: Path, tmp_path: Path) -> None:
+    cert = tmp_path / "proxy-ca.pem"
+    cert.write_text("-----BEGIN CERTIFICATE-----\n")
+    services = {"postgres": {"image": "postgres:16"}, "api": {"build": {"context": ".."}}}
+    (fake_state / "config.json").write_text(json.dumps({"services": services}))
+    compose.up(root=ROOT, build=True, timeout=30, console=Console(), ca_cert=cert)
+    calls = (fake_state / "calls").read_text()
+    assert f"compose --file {COMPOSE_FILE} config --format json" in calls
+    assert " up --build --detach --wait --wait-timeout 30\n" in calls
+    assert json.loads((fake_state / "override.json").read_text()) == {
+        "secrets": {"ca": {"file": str(cert)}},
+        "services": {"api": {"build": {"secrets": ["ca"]}}},
+    }
+
+
+def test_a_missing_ca_cert_is_refused_before_docker_is_asked(
+    fake_state: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(ToolError, match=r"CA certificate .*nope\.pem does not exist"):
+        compose.up(
+            root=ROOT, build=True, timeout=30, console=Console(), ca_cert=tmp_path / "nope.pem"
+        )
+    assert not (fake_state / "calls").exists()
 
 
 def test_compose_v1_only_machines_get_the_plugin_fix(
@@ -127,41 +177,29 @@ def test_compose_v1_only_machines_get_the_plugin_fix(
     assert " up " not in (fake_state / "calls").read_text()
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
+def test_compose_older_than_2_30_is_refused(
+    fake_state: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_COMPOSE", "Docker Compose version v2.29.7")
+    with pytest.raises(ToolError, match=r"version 2\.29\.7 is older than 2\.30\.0"):
+        compose.up(root=ROOT, build=False, timeout=30, console=Console())
+    assert " up " not in (fake_state / "calls").read_text()
 
 
-def test_wait_times_out_naming_who_is_not_ready() -> None:
-    clock = FakeClock()
+def test_diagnose_blames_failed_services_first() -> None:
     states = [
+        ServiceState("ui", "exited", None),
         ServiceState("api", "running", "starting"),
         ServiceState("redis", "running", None),
     ]
-    with pytest.raises(ToolError) as caught:
-        wait_until_ready(lambda: states, timeout=10, interval=2, clock=clock, sleep=clock.sleep)
-    assert caught.value.what == "Compose services api not healthy after 10s"
-    assert clock.now == 10
-
-
-def test_wait_fails_fast_on_an_exited_container() -> None:
-    clock = FakeClock()
-    states = [ServiceState("ui", "exited", None), ServiceState("api", "running", "healthy")]
-    with pytest.raises(ToolError, match=r"service\(s\) ui failed"):
-        wait_until_ready(lambda: states, timeout=60, clock=clock, sleep=clock.sleep)
-    assert clock.now == 0
-
-
-def test_wait_needs_at_least_one_container() -> None:
-    clock = FakeClock()
-    with pytest.raises(ToolError, match=r"\(none started\) not healthy"):
-        wait_until_ready(lambda: [], timeout=4, interval=1, clock=clock, sleep=clock.sleep)
+    reason = diagnose(states, 60)
+    assert reason is not None
+    assert reason.what == "Compose service(s) ui failed to start"
+    waiting = diagnose(states[1:], 60)
+    assert waiting is not None
+    assert waiting.what == "Compose service(s) api not healthy within 60s"
+    assert diagnose(states[2:], 60) is None
+    assert diagnose([], 60) is None
 
 
 def test_urls_use_the_protocol_of_well_known_ports() -> None:

@@ -183,14 +183,32 @@ def test_dry_run_needs_no_docker(fake_path: Path) -> None:
         "abc",
         "--registry",
         "r.azurecr.io",
+        "--python-image",
+        "mirror.example/python:3.13-slim",
         path=str(fake_path),
+        TAG="from-env",
     )
     assert done.returncode == 0, done.stderr
-    for expected in ("ui-azure", "docker/ui.Dockerfile", "r.azurecr.io/lightning-ui:abc-azure"):
+    for expected in (
+        *("ui-azure", "docker/ui.Dockerfile", "r.azurecr.io/lightning-ui:abc-azure"),
+        *("PYTHON_IMAGE=mirror.example/python:3.13-slim", "REGISTRY=r.azurecr.io", "TAG=abc "),
+        "bake -f docker/docker-bake.hcl --metadata-file dist/bake-metadata.json azure",
+    ):
         assert expected in done.stdout
-    assert "REGISTRY=r.azurecr.io TAG=abc docker buildx bake -f docker/docker-bake.hcl azure" in (
-        done.stdout
+
+
+def test_push_takes_the_registry_from_the_environment(fake_path: Path) -> None:
+    done = invoke(
+        "push", "--mode", "azure", "--dry-run", path=str(fake_path), REGISTRY="myacr.azurecr.io"
     )
+    assert done.returncode == 0, done.stderr
+    assert "myacr.azurecr.io/lightning-api:" in done.stdout
+    assert "--push" in done.stdout
+
+
+def test_compose_up_checks_the_ca_cert_first(fake_path: Path) -> None:
+    done = invoke("compose-up", "--build", "--ca-cert", "no-such.pem", path=str(fake_path))
+    assert_one_line_failure(done, f"CA certificate {ROOT / 'no-such.pem'} does not exist")
 
 
 def test_test_task_forwards_arguments_to_nox(

@@ -84,6 +84,24 @@ def load_plan(
     return BakePlan(group=group, targets=[resolver.target(name) for name in names])
 
 
+def resolve_variables(
+    overrides: Mapping[str, str] | None = None,
+    *,
+    bake_file: Path = BAKE_FILE,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Every variable `bake_file` declares, with the value `docker buildx bake` gives it.
+
+    `overrides` (the command line) beat `environ` (None: the real environment), which beats
+    the file's default. Passed as `variables` to `load_plan` and as bake's environment, the
+    result makes the plan shown and the images built the same.
+    """
+    document = _parse(bake_file)
+    env = {**(os.environ if environ is None else environ), **(overrides or {})}
+    resolver = _Resolver(document, bake_file, env)
+    return {name: resolver.variable(name) for name in document["variable"]}
+
+
 def _parse(bake_file: Path) -> dict[str, dict[str, dict[str, Any]]]:
     """Blocks by kind then name: {"variable": {...}, "target": {...}, "group": {...}}."""
     if not bake_file.is_file():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import shlex
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from rich.table import Table
 
 from lightning_devtools import docker as preflight
 from lightning_devtools import images
-from lightning_devtools.bake import BakePlan, load_plan
+from lightning_devtools.bake import BakePlan, load_plan, resolve_variables
 from lightning_devtools.errors import ToolError
 
 MODES = ("local", "azure")  # `--mode` values; each is a bake group of the same name
@@ -33,8 +33,8 @@ class BuildRequest:
     load: bool = False
     tag: str | None = None
     registry: str | None = None
+    python_image: str | None = None
     ca_cert: Path | None = None
-    variables: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def group(self) -> str:
@@ -44,44 +44,50 @@ class BuildRequest:
             )
         return self.mode
 
-
-def bake_variables(request: BuildRequest) -> dict[str, str]:
-    """Bake variables (REGISTRY, TAG) overridden on the command line; the rest keep defaults."""
-    variables = dict(request.variables)
-    if request.registry is not None:
-        variables["REGISTRY"] = request.registry
-    if request.tag is not None:
-        variables["TAG"] = request.tag
-    if request.push:
-        variables["PUSH"] = "true"  # the bake file adds SBOM + provenance attestations
-    return variables
+    @property
+    def overrides(self) -> dict[str, str]:
+        """The bake variables the command line sets; they beat the environment."""
+        given = {"REGISTRY": self.registry, "TAG": self.tag, "PYTHON_IMAGE": self.python_image}
+        chosen = {name: value for name, value in given.items() if value is not None}
+        # PUSH follows --push: the bake file adds SBOM + provenance attestations for it.
+        return {**chosen, "PUSH": "true" if self.push else "false"}
 
 
-def bake_arguments(request: BuildRequest) -> dict[str, Any]:
-    """Keyword arguments for python-on-whales `docker.buildx.bake` (0.81 signature)."""
+def bake_variables(request: BuildRequest, root: Path) -> dict[str, str]:
+    """Every bake variable as this build sees it: command line > environment > bake file."""
+    return resolve_variables(request.overrides, bake_file=root / BAKE_FILE)
+
+
+def ca_bundle(path: Path) -> Path:
+    """The absolute path of a `--ca-cert` PEM file; ToolError when there is none."""
+    cert = path.expanduser().resolve()
+    if not cert.is_file():
+        raise ToolError(
+            f"CA certificate {cert} does not exist", "pass --ca-cert PATH to a PEM file"
+        )
+    return cert
+
+
+def bake_arguments(request: BuildRequest, variables: Mapping[str, str]) -> dict[str, Any]:
+    """Keyword arguments for python-on-whales `docker.buildx.bake` (0.81 signature), with
+    `variables` (from `bake_variables`) as bake's environment."""
     overrides: dict[str, str] = {}
-    environment = bake_variables(request)
+    environment = dict(variables)
     if request.ca_cert is not None:
-        cert = request.ca_cert.expanduser().resolve()
-        if not cert.is_file():
-            raise ToolError(
-                f"CA certificate {cert} does not exist", "pass --ca-cert PATH to a PEM file"
-            )
-        overrides["*.secrets"] = f"id={CA_ID},src={cert}"
+        overrides["*.secrets"] = f"id={CA_ID},src={ca_bundle(request.ca_cert)}"
         # A secret outside the repository needs `--allow fs.read`, which python-on-whales
         # cannot pass; this turns bake's refusal into a warning.
         environment["BUILDX_BAKE_ENTITLEMENTS_FS"] = "0"
-    arguments: dict[str, Any] = {
+    return {
         "targets": [request.group],
         "files": [str(BAKE_FILE)],
         "push": request.push,
         "load": request.load,
         "set": overrides,
         "variables": environment,
+        # What each target produced: the pushed digests, the image ids a build loaded.
+        "metadata_file": str(images.METADATA_FILE),
     }
-    if request.push:  # the digests the registry stored are only known from this file
-        arguments["metadata_file"] = str(images.METADATA_FILE)
-    return arguments
 
 
 def shell_command(arguments: Mapping[str, Any]) -> str:
@@ -94,8 +100,7 @@ def shell_command(arguments: Mapping[str, Any]) -> str:
     words += ["--load"] if arguments["load"] else []
     for key, value in arguments["set"].items():
         words += ["--set", f"{key}={value}"]
-    if "metadata_file" in arguments:
-        words += ["--metadata-file", arguments["metadata_file"]]
+    words += ["--metadata-file", arguments["metadata_file"]]
     return shlex.join([*words, *arguments["targets"]])
 
 
@@ -117,35 +122,34 @@ def plan_table(plan: BakePlan, root: Path) -> Table:
     return table
 
 
-def resolve(request: BuildRequest, root: Path) -> BakePlan:
-    return load_plan(request.group, bake_file=root / BAKE_FILE, variables=bake_variables(request))
-
-
 def build(request: BuildRequest, *, root: Path, dry_run: bool, console: Console) -> BakePlan:
     """Resolve the plan; unless `dry_run`, check Docker, show the plan and bake it, from the
     repository root. Only a successful push of the azure group writes dist/images.json."""
-    plan = resolve(request, root)
-    arguments = bake_arguments(request)
+    variables = bake_variables(request, root)
+    plan = load_plan(request.group, bake_file=root / BAKE_FILE, variables=variables)
+    arguments = bake_arguments(request, variables)
+    tags = [tag for target in plan.targets for tag in target.tags]
+    if request.push:
+        require_pushable(tags)
     if dry_run:
         console.print(plan_table(plan, root))
         console.print(f"[dim]dry run, would run:[/] {shell_command(arguments)}", soft_wrap=True)
         return plan
-    tags = [tag for target in plan.targets for tag in target.tags]
-    if request.push:
-        require_pushable(tags)
     preflight.require_build_tools()
     if request.push:
         preflight.require_registry_login(tags)
     console.print(plan_table(plan, root))
-    if request.push:
-        (root / images.METADATA_FILE).parent.mkdir(parents=True, exist_ok=True)
+    metadata_file = root / images.METADATA_FILE
+    metadata_file.parent.mkdir(parents=True, exist_ok=True)
+    metadata_file.unlink(missing_ok=True)  # an earlier build's results never pass for this one
     _bake(arguments, root)
     if request.push and request.mode == images.RECORDED_MODE:
         targets = [target.name for target in plan.targets]
-        document = images.record(root / images.METADATA_FILE, root / images.IMAGES_FILE, targets)
+        document = images.record(metadata_file, root / images.IMAGES_FILE, targets)
         console.print(images.images_table(document, images.IMAGES_FILE))
     else:
-        console.print(results_table(plan, pushed=request.push))
+        metadata = images.read_metadata(metadata_file)
+        console.print(results_table(plan, metadata, pushed=request.push))
     return plan
 
 
@@ -171,15 +175,23 @@ def _bake(arguments: dict[str, Any], root: Path) -> None:
         ) from None
 
 
-def results_table(plan: BakePlan, *, pushed: bool) -> Table:
-    """Built images with their size where the local image store has them."""
+def results_table(plan: BakePlan, metadata: Mapping[str, Any], *, pushed: bool) -> Table:
+    """Each tag this build produced, with its size when the local image store holds the
+    image bake reported in `metadata`; an older image under the same tag is not shown."""
     table = Table(title="pushed images" if pushed else "built images", title_justify="left")
     for column in ("target", "tag", "size"):
         table.add_column(column)
     for target in plan.targets:
+        produced = images.produced_ids(metadata.get(target.name))
         for tag in target.tags:
-            size = "pushed" if pushed else "not in the local image store (use --load)"
-            with contextlib.suppress(DockerException):
-                size = f"{docker.image.inspect(tag).size / 1e6:.0f} MB"
-            table.add_row(target.name, tag, size)
+            table.add_row(target.name, tag, "pushed" if pushed else local_size(tag, produced))
     return table
+
+
+def local_size(tag: str, produced: set[str]) -> str:
+    """The size of the local image `tag` names, if it is one of the `produced` image ids."""
+    with contextlib.suppress(DockerException):
+        image = docker.image.inspect(tag)
+        if image.id in produced:
+            return f"{image.size / 1e6:.0f} MB"
+    return "not in the local image store (use --load)"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import contextlib
+import json
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +14,7 @@ from python_on_whales.exceptions import DockerException
 from rich.console import Console
 from rich.table import Table
 
+from lightning_devtools import buildx
 from lightning_devtools import docker as preflight
 from lightning_devtools.errors import ToolError
 
@@ -39,36 +42,21 @@ class ServiceState:
         return self.status in ("exited", "dead") or self.health == "unhealthy"
 
 
-def wait_until_ready(
-    probe: Callable[[], Sequence[ServiceState]],
-    *,
-    timeout: float,
-    interval: float = 2.0,
-    clock: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
-    on_poll: Callable[[Sequence[ServiceState]], None] = lambda _states: None,
-) -> Sequence[ServiceState]:
-    """Poll until every service is ready; ToolError naming the culprit on failure/timeout."""
-    deadline = clock() + timeout
-    while True:
-        states = probe()
-        on_poll(states)
-        failed = [state.service for state in states if state.failed]
-        if failed:
-            raise ToolError(
-                f"Compose service(s) {', '.join(sorted(failed))} failed to start",
-                f"read `invoke logs --service {sorted(failed)[0]}`, fix, then `invoke compose-up`",
-            )
-        if states and all(state.ready for state in states):
-            return states
-        if clock() >= deadline:
-            waiting = sorted(state.service for state in states if not state.ready)
-            raise ToolError(
-                f"Compose services {', '.join(waiting) or '(none started)'} not healthy "
-                f"after {timeout:g}s",
-                "check `invoke logs`, or wait longer with `invoke compose-up --timeout N`",
-            )
-        sleep(interval)
+def diagnose(states: Sequence[ServiceState], timeout: int) -> ToolError | None:
+    """Why a stack is not up: the services that failed, else those not yet healthy."""
+    failed = sorted(state.service for state in states if state.failed)
+    if failed:
+        return ToolError(
+            f"Compose service(s) {', '.join(failed)} failed to start",
+            f"read `invoke logs --service {failed[0]}`, fix, then `invoke compose-up`",
+        )
+    waiting = sorted(state.service for state in states if not state.ready)
+    if waiting:
+        return ToolError(
+            f"Compose service(s) {', '.join(waiting)} not healthy within {timeout}s",
+            "check `invoke logs`, or wait longer with `invoke compose-up --timeout N`",
+        )
+    return None
 
 
 def service_urls(states: Iterable[ServiceState]) -> list[tuple[str, str]]:
@@ -108,6 +96,33 @@ def client(root: Path) -> DockerClient:
     return DockerClient(compose_files=[root / COMPOSE_FILE])
 
 
+def ca_secret_override(services: Iterable[str], ca_bundle: Path) -> dict[str, object]:
+    """A compose file (as data) giving each of `services`' builds the PEM file `ca_bundle`
+    as build secret `ca`, the one `invoke build --ca-cert` passes."""
+    return {
+        "secrets": {buildx.CA_ID: {"file": str(ca_bundle)}},
+        "services": {name: {"build": {"secrets": [buildx.CA_ID]}} for name in services},
+    }
+
+
+@contextlib.contextmanager
+def stack_client(root: Path, bundle: Path | None) -> Iterator[DockerClient]:
+    """The stack's client; with a CA `bundle`, every service compose builds gets it."""
+    if bundle is None:
+        yield client(root)
+        return
+    try:
+        config = client(root).compose.config(return_json=True)
+    except DockerException as error:
+        raise _failed("config", error) from None
+    built = [name for name, service in config["services"].items() if "build" in service]
+    override = ca_secret_override(built, bundle)
+    with tempfile.TemporaryDirectory(prefix="lightning-compose-") as directory:
+        override_file = Path(directory) / "ca-secret.compose.json"  # JSON is YAML
+        override_file.write_text(json.dumps(override, indent=2), encoding="utf-8")
+        yield DockerClient(compose_files=[root / COMPOSE_FILE, override_file])
+
+
 def states(docker: DockerClient) -> list[ServiceState]:
     found = []
     for container in docker.compose.ps(all=True):
@@ -125,22 +140,25 @@ def states(docker: DockerClient) -> list[ServiceState]:
 
 
 def up(
-    *, root: Path, build: bool, timeout: float, console: Console, interval: float = 2.0
+    *, root: Path, build: bool, timeout: int, console: Console, ca_cert: Path | None = None
 ) -> Sequence[ServiceState]:
-    """`docker compose up -d`, wait until every service is healthy, print the URLs table."""
+    """`docker compose up --wait --wait-timeout <timeout>`, then print the URLs table.
+
+    The timeout bounds the start, compose's wait on dependencies and on health included
+    (image builds are not counted). Images compose builds (all with `build`, else missing
+    ones) get `ca_cert` as build secret `ca`, like `invoke build --ca-cert`.
+    """
+    bundle = buildx.ca_bundle(ca_cert) if ca_cert is not None else None
     preflight.require_compose_tools()
-    docker = client(root)
-    try:
-        docker.compose.up(detach=True, build=build)
-        with console.status("waiting for services to be healthy") as status:
-            ready = wait_until_ready(
-                lambda: states(docker),
-                timeout=timeout,
-                interval=interval,
-                on_poll=lambda current: status.update(_progress(current)),
-            )
-    except DockerException as error:
-        raise _failed("up -d", error) from None
+    with stack_client(root, bundle) as docker:
+        try:
+            docker.compose.up(detach=True, build=build, wait=True, wait_timeout=timeout)
+        except DockerException as error:
+            raise _not_up(docker, timeout, error) from None
+        try:
+            ready = states(docker)
+        except DockerException as error:
+            raise _failed("ps", error) from None
     console.print(urls_table(ready))
     return ready
 
@@ -166,13 +184,18 @@ def logs(*, root: Path, services: Sequence[str], follow: bool, tail: str | None)
         raise _failed("logs", error) from None
 
 
-def _progress(current: Sequence[ServiceState]) -> str:
-    waiting = sorted(f"{s.service} ({s.health or s.status})" for s in current if not s.ready)
-    return "waiting for " + (", ".join(waiting) or "containers to appear")
+def _not_up(docker: DockerClient, timeout: int, error: DockerException) -> ToolError:
+    """The service to blame when `compose up --wait` failed, else compose's own reason."""
+    with contextlib.suppress(DockerException):
+        reason = diagnose(states(docker), timeout)
+        if reason is not None:
+            return reason
+    return _failed("up --wait", error)
 
 
-def _failed(command: str, error: Exception) -> ToolError:
-    reason = preflight.first_line(str(getattr(error, "stderr", "") or "")) or str(error)
+def _failed(command: str, error: DockerException) -> ToolError:
+    """One line: compose's first error line, or its exit code when it printed to the terminal."""
+    reason = preflight.first_line(error.stderr or "") or f"exit {error.return_code}"
     return ToolError(
         f"`docker compose -f {COMPOSE_FILE} {command}` failed ({reason})",
         "read the output above and `invoke logs`",

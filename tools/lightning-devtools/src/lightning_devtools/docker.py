@@ -17,7 +17,8 @@ from lightning_devtools.errors import ToolError
 PROBE_TIMEOUT = 10.0
 # The first buildx that reads bake targets' `description`: older ones reject the bake file.
 MIN_BUILDX = (0, 17, 0)
-MIN_COMPOSE = (2, 0, 0)
+# The first compose whose `up --wait-timeout` also bounds its wait on dependencies.
+MIN_COMPOSE = (2, 30, 0)
 
 INSTALL_DOCKER = "install Docker Engine or Docker Desktop (https://docs.docker.com/get-docker/)"
 NO_DOCKER_HINT = "without Docker, `nox -s containers` builds the same images with buildah"

@@ -71,16 +71,35 @@ def pushed_images(
     return {"registry": registry_of(first), "tag": tags[0], "images": images}
 
 
-def record(metadata_file: Path, images_file: Path, targets: Sequence[str]) -> dict[str, Any]:
-    """Read bake's metadata, write images.json (whole or not at all), return what was written."""
+def read_metadata(metadata_file: Path) -> dict[str, Any]:
+    """Bake's metadata file: one result per target, written when every target succeeded."""
     try:
         metadata = json.loads(metadata_file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise ToolError(
             f"cannot read bake's metadata file {metadata_file}: {error}",
-            "push again; buildx 0.17+ writes it when given --metadata-file",
+            "build again; buildx 0.17+ writes it when given --metadata-file",
         ) from None
-    document = pushed_images(metadata, targets, metadata_file)
+    if not isinstance(metadata, dict):
+        raise ToolError(
+            f"bake's metadata file {metadata_file} holds no results by target", "build again"
+        )
+    return metadata
+
+
+def produced_ids(result: object) -> set[str]:
+    """The image ids a target's metadata result names: the config digest (classic image
+    store) and the manifest digest (containerd store). Empty when the build exported no
+    image, e.g. a docker-container builder that only filled its cache."""
+    if not isinstance(result, Mapping):
+        return set()
+    keys = ("containerimage.config.digest", "containerimage.digest")
+    return {result[key] for key in keys if isinstance(result.get(key), str)}
+
+
+def record(metadata_file: Path, images_file: Path, targets: Sequence[str]) -> dict[str, Any]:
+    """Read bake's metadata, write images.json (whole or not at all), return what was written."""
+    document = pushed_images(read_metadata(metadata_file), targets, metadata_file)
     images_file.parent.mkdir(parents=True, exist_ok=True)
     partial = images_file.with_name(f".{images_file.name}.partial")
     partial.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
