@@ -34,7 +34,7 @@ def nox_command(session: str, args: Sequence[str] = ()) -> list[str]:
     if nox is None:
         raise ToolError(
             "nox is not installed",
-            "run `uv sync` (installs the tools group from uv.lock) and use `uv run invoke ...`",
+            "run `uv sync` (installs the run group from uv.lock) and use `uv run invoke ...`",
         )
     return [nox, "-s", session, *(["--", *args] if args else [])]
 
