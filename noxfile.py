@@ -76,6 +76,34 @@ def typecheck(session: nox.Session) -> None:
         session.run("mypy", *sources)
 
 
+# The members at the floors their pyproject.toml files declare, with their extras.
+MEMBERS_AT_FLOORS = [
+    "libs/lightning-core[local,azure]",
+    "services/api",
+    "services/event-processor[functions]",
+    "services/ui",
+]
+
+
+@nox.session(default=False)
+def lowest(session: nox.Session) -> None:
+    """The members' tests with every direct dependency at its floor (uv's lowest-direct) and
+    the test tools as locked."""
+    from lightning_devtools.lock import group_pins  # noqa: PLC0415 - in nox's own environment
+
+    session.run_install(
+        "uv",
+        "pip",
+        "install",
+        "--resolution=lowest-direct",
+        *(f"--editable={member}" for member in MEMBERS_AT_FLOORS),
+        *group_pins(ROOT, "test"),
+        env={"VIRTUAL_ENV": session.virtualenv.location},
+        silent=True,
+    )
+    session.run("pytest", *(member.partition("[")[0] for member in MEMBERS_AT_FLOORS))
+
+
 @nox.session(default=False)
 def infra(session: nox.Session) -> None:
     """The Pulumi program's policy tests under mocks (installs the Azure providers)."""
