@@ -108,14 +108,15 @@ def push(
     ca_cert: str | None = None,
 ) -> None:
     """Build and push a mode's images (log in first: `az acr login --name <acr>`)."""
-    _build(
-        dry_run=dry_run,
-        ca_cert=ca_cert,
-        mode=mode,
+    build(
+        c,
+        mode,
         push=True,
+        dry_run=dry_run,
         tag=tag,
         registry=registry,
         python_image=python_image,
+        ca_cert=ca_cert,
     )
 
 

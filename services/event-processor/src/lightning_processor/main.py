@@ -25,14 +25,16 @@ async def service(context: ServiceContext, stop: asyncio.Event) -> None:
     if settings.metrics_port is not None:  # no HTTP server of its own to serve /metrics on
         metrics.serve(settings.metrics_port, settings.host)
     stopped_consuming = asyncio.Event()
+    every = settings.republish_after_seconds / SWEEPS_PER_BOUND
+    older_than = timedelta(seconds=settings.republish_after_seconds)
     async with asyncio.TaskGroup() as group:
         group.create_task(Heart(context.storage, CONSUMER_GROUP).beat_until(stopped_consuming))
         group.create_task(
             run_republisher(
                 context.storage,
                 context.bus,
-                every=settings.republish_after_seconds / SWEEPS_PER_BOUND,
-                older_than=timedelta(seconds=settings.republish_after_seconds),
+                every=every,
+                older_than=older_than,
                 stop=stop,
                 retention=timedelta(days=settings.retention_days),
             )
@@ -41,8 +43,8 @@ async def service(context: ServiceContext, stop: asyncio.Event) -> None:
             run_recovery(
                 context.storage,
                 context.bus,
-                every=settings.republish_after_seconds / SWEEPS_PER_BOUND,
-                older_than=timedelta(seconds=settings.republish_after_seconds),
+                every=every,
+                older_than=older_than,
                 stop=stop,
             )
         )
