@@ -1,6 +1,7 @@
-# What gets built: one target per service and mode. The single source of truth for
-# `invoke build` (buildx bake through python-on-whales), CI, and the buildah check
-# `nox -s containers` (which reads this file through lightning_devtools.bake).
+# What gets built: one target per service and mode, named <service>-<mode>, on two shared
+# stages. The single source of truth for `invoke build` (buildx bake through python-on-whales),
+# CI, and the buildah check `nox -s containers` (which reads this file through
+# lightning_devtools.bake; tests/test_bake_print.py holds it equal to `bake --print`).
 #
 # Run from the repository root:  docker buildx bake -f docker/docker-bake.hcl [local|azure]
 # Paths below are relative to that working directory (bake resolves them against the
@@ -63,83 +64,66 @@ group "all" {
 target "_common" {
   context   = "."
   platforms = split(",", PLATFORMS)
+}
+
+# _builder and _runtime: the stages every image shares (docker/python.Dockerfile), built
+# only as the named contexts `builder` and `runtime` of the images below.
+target "stage" {
+  matrix = {
+    stage = ["builder", "runtime"]
+  }
+  name       = "_${stage}"
+  inherits   = ["_common"]
+  dockerfile = "docker/python.Dockerfile"
+  target     = stage
   args = {
-    PYTHON_IMAGE = "${PYTHON_IMAGE}"
-    VERSION      = "${VERSION}"
-    REVISION     = "${REVISION}"
+    PYTHON_IMAGE = PYTHON_IMAGE
+  }
+  cache-from = ["type=gha,scope=${stage}"]
+  cache-to   = ["type=gha,scope=${stage},mode=max"]
+}
+
+# api-local ... ui-azure: each service's Dockerfile at the stage named after the mode.
+target "image" {
+  matrix = {
+    service = [
+      {
+        name  = "api"
+        local = "API (FastAPI) for Docker Compose: PostgreSQL, Redis and RabbitMQ SDKs"
+        azure = "API (FastAPI) for Azure Container Apps: Cosmos DB and Service Bus SDKs"
+      },
+      {
+        name  = "event-processor"
+        local = "Event processor worker for Docker Compose: PostgreSQL, Redis and RabbitMQ SDKs"
+        azure = "Event processor worker for Azure: Cosmos DB and Service Bus SDKs"
+      },
+      {
+        name  = "ui"
+        local = "Web UI for Docker Compose"
+        azure = "Web UI for Azure Container Apps"
+      },
+    ]
+    mode = ["local", "azure"]
+  }
+  name        = "${service.name}-${mode}"
+  inherits    = ["_common"]
+  description = service[mode]
+  dockerfile  = "docker/${service.name}.Dockerfile"
+  target      = mode
+  contexts = {
+    builder = "target:_builder"
+    runtime = "target:_runtime"
+  }
+  args = {
+    VERSION  = VERSION
+    REVISION = REVISION
   }
   labels = {
     "org.opencontainers.image.licenses" = "Proprietary"
+    "io.lightning-os.mode"              = mode
   }
-  attest = equal(PUSH, "true") ? ["type=sbom", "type=provenance,mode=max"] : []
-}
-
-target "_local" {
-  inherits = ["_common"]
-  target   = "local"
-  labels = {
-    "io.lightning-os.mode" = "local"
-  }
-}
-
-target "_azure" {
-  inherits = ["_common"]
-  target   = "azure"
-  labels = {
-    "io.lightning-os.mode" = "azure"
-  }
-}
-
-target "api-local" {
-  inherits    = ["_local"]
-  description = "API (FastAPI) for Docker Compose: PostgreSQL, Redis and RabbitMQ SDKs"
-  dockerfile  = "docker/api.Dockerfile"
-  tags        = ["${REGISTRY}/lightning-api:${TAG}-local"]
-  cache-from  = ["type=gha,scope=api-local"]
-  cache-to    = ["type=gha,scope=api-local,mode=max"]
-}
-
-target "api-azure" {
-  inherits    = ["_azure"]
-  description = "API (FastAPI) for Azure Container Apps: Cosmos DB and Service Bus SDKs"
-  dockerfile  = "docker/api.Dockerfile"
-  tags        = ["${REGISTRY}/lightning-api:${TAG}-azure"]
-  cache-from  = ["type=gha,scope=api-azure"]
-  cache-to    = ["type=gha,scope=api-azure,mode=max"]
-}
-
-target "event-processor-local" {
-  inherits    = ["_local"]
-  description = "Event processor worker for Docker Compose: PostgreSQL, Redis and RabbitMQ SDKs"
-  dockerfile  = "docker/event-processor.Dockerfile"
-  tags        = ["${REGISTRY}/lightning-event-processor:${TAG}-local"]
-  cache-from  = ["type=gha,scope=event-processor-local"]
-  cache-to    = ["type=gha,scope=event-processor-local,mode=max"]
-}
-
-target "event-processor-azure" {
-  inherits    = ["_azure"]
-  description = "Event processor worker for Azure: Cosmos DB and Service Bus SDKs"
-  dockerfile  = "docker/event-processor.Dockerfile"
-  tags        = ["${REGISTRY}/lightning-event-processor:${TAG}-azure"]
-  cache-from  = ["type=gha,scope=event-processor-azure"]
-  cache-to    = ["type=gha,scope=event-processor-azure,mode=max"]
-}
-
-target "ui-local" {
-  inherits    = ["_local"]
-  description = "Web UI for Docker Compose"
-  dockerfile  = "docker/ui.Dockerfile"
-  tags        = ["${REGISTRY}/lightning-ui:${TAG}-local"]
-  cache-from  = ["type=gha,scope=ui-local"]
-  cache-to    = ["type=gha,scope=ui-local,mode=max"]
-}
-
-target "ui-azure" {
-  inherits    = ["_azure"]
-  description = "Web UI for Azure Container Apps"
-  dockerfile  = "docker/ui.Dockerfile"
-  tags        = ["${REGISTRY}/lightning-ui:${TAG}-azure"]
-  cache-from  = ["type=gha,scope=ui-azure"]
-  cache-to    = ["type=gha,scope=ui-azure,mode=max"]
+  tags       = ["${REGISTRY}/lightning-${service.name}:${TAG}-${mode}"]
+  cache-from = ["type=gha,scope=${service.name}-${mode}"]
+  cache-to   = ["type=gha,scope=${service.name}-${mode},mode=max"]
+  attest     = equal(PUSH, "true") ? ["type=sbom", "type=provenance,mode=max"] : []
 }

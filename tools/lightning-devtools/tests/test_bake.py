@@ -5,9 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import hcl2
 import pytest
-from hcl2 import SerializationOptions
 
 from lightning_devtools.bake import BAKE_FILE, BakePlan, load_plan, resolve_variables
 from lightning_devtools.errors import ToolError
@@ -15,6 +13,8 @@ from lightning_devtools.errors import ToolError
 SERVICES = {"api", "event-processor", "ui"}
 LISTENING = {"api": 8000, "ui": 8080}
 MODES = ("local", "azure")
+SHARED = BAKE_FILE.parent / "python.Dockerfile"
+STAGES = {"_builder": "builder", "_runtime": "runtime"}  # bake target: stage of SHARED
 
 
 def plan(group: str, **variables: str) -> BakePlan:
@@ -25,11 +25,8 @@ def service_of(dockerfile: Path) -> str:
     return dockerfile.name.removesuffix(".Dockerfile")
 
 
-def raw_targets() -> dict[str, dict[str, object]]:
-    options = SerializationOptions(strip_string_quotes=True, explicit_blocks=False)
-    with BAKE_FILE.open() as handle:
-        document = hcl2.load(handle, serialization_options=options)
-    return {name: body for block in document["target"] for name, body in block.items()}
+def stages_of(dockerfile: Path) -> list[str]:
+    return re.findall(r"^FROM\s+\S+\s+AS\s+(\S+)\s*$", dockerfile.read_text(), re.M)
 
 
 def test_bake_file_is_the_repositorys() -> None:
@@ -47,11 +44,22 @@ def test_each_mode_group_builds_every_service_once_from_its_stage(mode: str) -> 
         assert target.target == mode
         assert target.context == BAKE_FILE.parent.parent
         assert target.dockerfile.is_file(), target.dockerfile
-        stages = re.findall(r"^FROM\s+\S+\s+AS\s+(\S+)\s*$", target.dockerfile.read_text(), re.M)
-        assert mode in stages, f"{target.dockerfile} has no `{mode}` stage"
+        assert mode in stages_of(target.dockerfile), f"{target.dockerfile} has no `{mode}` stage"
         assert target.description, f"{target.name} has no description"
         assert target.labels["io.lightning-os.mode"] == mode
-        assert target.args["PYTHON_IMAGE"] == "python:3.13-slim"
+        assert target.contexts == {stage: f"target:{name}" for name, stage in STAGES.items()}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_shared_stages_are_built_once_before_the_images(mode: str) -> None:
+    stages = plan(mode).stages
+    assert [stage.name for stage in stages] == list(STAGES)
+    for stage in stages:
+        assert stage.dockerfile == SHARED
+        assert stage.target == STAGES[stage.name]
+        assert stage.target in stages_of(SHARED)
+        assert stage.args == {"PYTHON_IMAGE": "python:3.13-slim"}
+        assert not stage.tags, "a stage is no image of its own"
 
 
 def test_default_group_is_local_and_all_is_both() -> None:
@@ -76,9 +84,11 @@ def test_tags_are_unique_across_every_target() -> None:
 
 def test_platforms_and_build_args_come_from_variables() -> None:
     variables = {"PLATFORMS": "linux/amd64,linux/arm64", "PYTHON_IMAGE": "base:1"}
-    target = plan("api-local", **variables).targets[0]
-    assert target.platforms == ["linux/amd64", "linux/arm64"]
-    assert target.args["PYTHON_IMAGE"] == "base:1"
+    resolved = plan("api-local", **variables)
+    for target in [*resolved.targets, *resolved.stages]:
+        assert target.platforms == ["linux/amd64", "linux/arm64"]
+    assert {stage.args["PYTHON_IMAGE"] for stage in resolved.stages} == {"base:1"}
+    assert "PYTHON_IMAGE" not in resolved.targets[0].args, "only the shared stages use it"
     assert plan("api-local").targets[0].platforms == ["linux/amd64"]
 
 
@@ -132,14 +142,15 @@ def test_unknown_group_names_the_groups_that_exist() -> None:
 
 
 def test_every_target_has_its_own_cache_scope_and_attestations_only_when_pushed() -> None:
-    raw = raw_targets()
-    for target in plan("all").targets:
-        assert raw[target.name]["cache-from"] == [f"type=gha,scope={target.name}"]
-        assert raw[target.name]["cache-to"] == [f"type=gha,scope={target.name},mode=max"]
-    attest = str(raw["_common"]["attest"])
-    assert 'equal(PUSH, "true")' in attest
-    assert "type=sbom" in attest
-    assert "type=provenance" in attest
+    pushed = plan("all", PUSH="true")
+    for target in [*pushed.targets, *pushed.stages]:
+        scope = target.name.lstrip("_")
+        assert target.cache_from == [{"type": "gha", "scope": scope}]
+        assert target.cache_to == [{"type": "gha", "scope": scope, "mode": "max"}]
+    for target in pushed.targets:
+        assert target.attest == [{"type": "sbom"}, {"type": "provenance", "mode": "max"}]
+    assert not [t.name for t in pushed.stages if t.attest], "stages are never pushed"
+    assert not [t.name for t in plan("all").targets if t.attest], "no attestations on --load"
 
 
 def test_bake_file_holds_no_absolute_host_path() -> None:
@@ -180,6 +191,43 @@ target "b" { dockerfile = "b.Dockerfile" }
     assert b.dockerfile == tmp_path / "b.Dockerfile"
 
 
+def test_matrix_targets_conditions_and_linked_stages(tmp_path: Path) -> None:
+    bake_file = tmp_path / "docker" / "docker-bake.hcl"
+    bake_file.parent.mkdir()
+    bake_file.write_text(
+        r"""
+variable "PUSH" { default = "false" }
+group "g" { targets = ["image"] }
+target "_base" { target = "base" }
+target "_top" {
+  contexts = { base = "target:_base" }
+  target   = "top"
+}
+target "image" {
+  matrix = {
+    svc  = [{ name = "a", x = "A-x", y = "A-y" }, { name = "b", x = "B-x", y = "B-y" }]
+    mode = ["x", "y"]
+  }
+  name        = "${svc.name}-${mode}"
+  description = svc[mode]
+  target      = mode
+  labels      = { quoted = "say \"${mode}\"", "dotted.key" = "$${literal}" }
+  contexts    = { top = "target:_top", other = "docker-image://alpine" }
+  attest      = equal(PUSH, "true") ? ["type=sbom"] : []
+}
+"""
+    )
+    result = load_plan("g", bake_file=bake_file, variables={"PUSH": "true"})
+    assert [t.name for t in result.targets] == ["a-x", "a-y", "b-x", "b-y"]
+    b_y = result.targets[-1]
+    assert (b_y.description, b_y.target) == ("B-y", "y")
+    assert b_y.labels == {"quoted": 'say "y"', "dotted.key": "${literal}"}
+    assert b_y.attest == [{"type": "sbom"}]
+    assert b_y.linked == ["_top"]
+    assert [stage.name for stage in result.stages] == ["_base", "_top"], "dependencies first"
+    assert load_plan("a-x", bake_file=bake_file, variables={}).targets[0].attest == []
+
+
 @pytest.mark.parametrize(
     ("body", "complaint"),
     [
@@ -187,6 +235,8 @@ target "b" { dockerfile = "b.Dockerfile" }
         ('target "a" { inherits = ["a"] }', "inherits itself"),
         ('target "a" { inherits = ["zz"] }', "unknown target 'zz'"),
         ('variable "V" { default = "v" }\ntarget "a" { tags = [upper(V)] }', "does not evaluate"),
+        ('target "a" { contexts = { x = "target:zz" } }', "context from unknown target 'zz'"),
+        ('variable "V" { default = "v" }\ntarget "a" { tags = [V ? "x" : "y"] }', "evaluate"),
     ],
 )
 def test_mistakes_are_one_line_tool_errors(tmp_path: Path, body: str, complaint: str) -> None:
@@ -201,8 +251,12 @@ def test_mistakes_are_one_line_tool_errors(tmp_path: Path, body: str, complaint:
 
 @pytest.mark.parametrize("service", sorted(SERVICES))
 def test_dockerfile_follows_the_image_contract(service: str) -> None:
-    text = (BAKE_FILE.parent / f"{service}.Dockerfile").read_text()
-    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.13-slim$", text, re.M)
+    own = (BAKE_FILE.parent / f"{service}.Dockerfile").read_text()
+    shared = SHARED.read_text()
+    text = own + shared  # what one image is built from
+    assert re.search(r"^ARG PYTHON_IMAGE=python:3\.13-slim$", shared, re.M)
+    for dockerfile in (own, shared):
+        assert not re.search(r"^#\s*syntax\s*=", dockerfile, re.M), "offline hosts cannot pull it"
     assert "uv.lock" in text
     assert "--locked" in text
     assert "--no-editable" in text
@@ -223,6 +277,28 @@ def test_dockerfile_follows_the_image_contract(service: str) -> None:
     if service in LISTENING:
         assert f"EXPOSE {LISTENING[service]}" in text
         assert "/healthz" in text
+
+
+@pytest.mark.parametrize("service", sorted(SERVICES))
+def test_service_dockerfile_builds_on_the_shared_stages_only(service: str) -> None:
+    """Every FROM is a stage of its own or a named context bake provides; every sync runs
+    the shared locked `uv-sync` with the uv cache and the optional CA secret mounted."""
+    dockerfile = BAKE_FILE.parent / f"{service}.Dockerfile"
+    text = dockerfile.read_text()
+    own = stages_of(dockerfile)
+    provided = set(plan(f"{service}-local").targets[0].contexts)
+    for base in re.findall(r"^FROM\s+(\S+)", text, re.M):
+        assert base in own or base in provided, f"{dockerfile.name}: FROM {base}"
+    assert "ARG PYTHON_IMAGE" not in text, "the base is chosen once, in the shared stages"
+    syncs = re.findall(r"^RUN (.*?[^\\])$", text.replace("\\\n", " "), re.M)
+    assert syncs
+    for run in syncs:
+        assert "--mount=type=cache,target=/root/.cache/uv" in run
+        assert "--mount=type=secret,id=ca,target=/run/secrets/ca.crt" in run
+        assert re.search(r"\buv-sync --no-(install-workspace|editable) ", run)
+    shared = SHARED.read_text()
+    assert 'exec /opt/uv/bin/uv sync --locked --no-dev "$@"' in shared
+    assert "export SSL_CERT_FILE=/run/secrets/ca.crt" in shared
 
 
 def test_dockerignore_keeps_local_state_out_of_the_context() -> None:

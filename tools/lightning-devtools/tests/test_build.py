@@ -295,6 +295,8 @@ def test_dry_run_prints_the_plan_without_docker() -> None:
     ]
     assert "docker/api.Dockerfile" in text
     assert "localhost/lightning-api:t1-local" in text
+    assert "docker/python.Dockerfile" in text, "the shared stages are part of the plan"
+    assert "sbom" not in text, "attestations only on --push"
     assert "TAG=t1 VERSION=0.1.0 docker buildx bake -f docker/docker-bake.hcl" in text
 
 
@@ -313,9 +315,10 @@ def test_dry_run_shows_the_settings_from_the_environment(monkeypatch: pytest.Mon
     plan = build(request, root=ROOT, dry_run=True, console=console)
     assert plan.targets[0].tags == ["myacr.azurecr.io/lightning-api:abc-azure"]
     assert plan.targets[0].platforms == ["linux/amd64", "linux/arm64"]
-    assert plan.targets[0].args["PYTHON_IMAGE"] == "mirror.example/python:3.13-slim"
+    assert plan.stages[0].args["PYTHON_IMAGE"] == "mirror.example/python:3.13-slim"
     text = console.export_text()
     assert "myacr.azurecr.io/lightning-ui:abc-azure" in text
+    assert "sbom, provenance" in text
     for name, value in settings.items():
         assert f"{name}={value}" in text
 

@@ -27,7 +27,26 @@ def interpolate(value: str, env: dict[str, str]) -> str:
 
 
 def app_services() -> dict[str, dict[str, Any]]:
-    return {name: svc for name, svc in compose()["services"].items() if "build" in svc}
+    """Services compose builds and starts (stage services are built, never started)."""
+    return {
+        name: svc
+        for name, svc in compose()["services"].items()
+        if "build" in svc and svc.get("scale") != 0
+    }
+
+
+def test_stage_services_build_the_stages_bake_links() -> None:
+    stages = {stage.target: stage for stage in load_plan("local").stages}
+    built = [svc["build"] for svc in compose()["services"].values() if svc.get("scale") == 0]
+    assert {build["target"] for build in built} == set(stages)
+    for build in built:
+        context = (COMPOSE_FILE.parent / build["context"]).resolve()
+        assert context / build["dockerfile"] == stages[build["target"]].dockerfile
+    for service in app_services().values():
+        assert service["build"]["additional_contexts"] == {
+            "builder": "service:python-builder",
+            "runtime": "service:python-runtime",
+        }
 
 
 def local_targets(env: dict[str, str]) -> dict[str, BakeTarget]:
@@ -76,8 +95,10 @@ def test_app_services_run_in_local_mode_against_the_servers_they_need() -> None:
     assert ui["environment"]["LIGHTNING_API_URL"] == "http://api:8000"
 
 
-def test_every_service_has_a_cmd_shell_healthcheck() -> None:
+def test_every_started_service_has_a_cmd_shell_healthcheck() -> None:
     for name, service in compose()["services"].items():
+        if service.get("scale") == 0:
+            continue
         test = service["healthcheck"]["test"]
         assert test[0] == "CMD-SHELL", f"{name}: podman 4.3 splits CMD arguments on spaces"
         assert len(test) == 2

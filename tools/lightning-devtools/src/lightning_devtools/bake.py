@@ -1,12 +1,16 @@
 """Read docker/docker-bake.hcl and resolve it the way `docker buildx bake` does.
 
 Only the features the file uses: variables (defaults, overridden by the environment),
-`${VAR}` and `split("sep", VAR)`, `inherits` (maps merge key by key) and groups of groups.
-Paths resolve as bake's from the repository root; attest and cache settings are buildx's.
+`${...}` templates over names, `a.b`, `a[b]`, lists, `cond ? x : y`, `split` and `equal`,
+`matrix` targets (a target per combination, the block's name a group of them), `inherits`
+(maps merge key by key), groups of groups, and targets linked as named contexts
+(`target:<name>`). Paths resolve as bake's from the repository root.
+tests/test_bake_print.py holds the result equal to `docker buildx bake --print`.
 """
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 from collections.abc import Mapping
@@ -34,18 +38,25 @@ def _find_bake_file() -> Path:
 
 BAKE_FILE: Path = _find_bake_file()
 
-_IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_-]*"
-_INTERPOLATION = re.compile(r"\$\{\s*(" + _IDENTIFIER + r")\s*\}")
-_WHOLE_VARIABLE = re.compile(r"^\$\{\s*(" + _IDENTIFIER + r")\s*\}$")
-_SPLIT_CALL = re.compile(
-    r'^\$\{\s*split\(\s*"((?:[^"\\]|\\.)*)"\s*,\s*(' + _IDENTIFIER + r")\s*\)\s*\}$"
-)
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+_TOKEN = re.compile(r'\s*(?:("(?:[^"\\]|\\.)*")|([A-Za-z_][A-Za-z0-9_-]*)|(\S))')
 _MAP_ATTRIBUTES = frozenset({"args", "labels", "contexts"})
+_BLOCK_KEYS = frozenset({"inherits", "matrix", "name"})
+_TARGET_CONTEXT = "target:"
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
+_ESCAPE = re.compile(r'\\(["\\nrt])')
+_ESCAPED = {'"': '"', "\\": "\\", "n": "\n", "r": "\r", "t": "\t"}
+
+Value = str | bool | list[Any] | dict[str, Any]
 
 
 @dataclass(frozen=True)
 class BakeTarget:
-    """One resolved bake target: everything needed to build it with any builder."""
+    """One resolved bake target: everything needed to build it with any builder.
+
+    `cache_from`, `cache_to` and `attest` hold each entry's key=value pairs, as bake parses
+    them; `contexts` maps a named context to its source (`target:<name>` is another target).
+    """
 
     name: str
     context: Path
@@ -56,14 +67,29 @@ class BakeTarget:
     platforms: list[str]
     labels: dict[str, str]
     description: str
+    contexts: dict[str, str]
+    cache_from: list[dict[str, str]]
+    cache_to: list[dict[str, str]]
+    attest: list[dict[str, str]]
+
+    @property
+    def linked(self) -> list[str]:
+        """The targets this one's named contexts are built from (`target:<name>`)."""
+        return [
+            source.removeprefix(_TARGET_CONTEXT)
+            for source in self.contexts.values()
+            if source.startswith(_TARGET_CONTEXT)
+        ]
 
 
 @dataclass(frozen=True)
 class BakePlan:
-    """The targets a bake group (or a single target) builds, in bake's order."""
+    """The targets a bake group (or a single target) builds, in bake's order, and the
+    `stages`: targets built only as named contexts of those, each before its users."""
 
     group: str
     targets: list[BakeTarget]
+    stages: list[BakeTarget]
 
 
 def load_plan(
@@ -80,8 +106,11 @@ def load_plan(
     document = _parse(bake_file)
     env = os.environ if variables is None else variables
     resolver = _Resolver(document, bake_file, env)
-    names = resolver.expand(group)
-    return BakePlan(group=group, targets=[resolver.target(name) for name in names])
+    targets = [resolver.target(name) for name in resolver.expand(group)]
+    stages: list[BakeTarget] = []
+    for target in targets:
+        resolver.add_stages(target, [t.name for t in targets], stages)
+    return BakePlan(group=group, targets=targets, stages=stages)
 
 
 def resolve_variables(
@@ -106,8 +135,9 @@ def _parse(bake_file: Path) -> dict[str, dict[str, dict[str, Any]]]:
     """Blocks by kind then name: {"variable": {...}, "target": {...}, "group": {...}}."""
     if not bake_file.is_file():
         raise ToolError(f"bake file {bake_file} does not exist", "run from the repository root")
+    # Quotes kept: they tell the string "mode" from the expression `mode`.
     options = SerializationOptions(
-        strip_string_quotes=True, explicit_blocks=False, with_comments=False
+        strip_string_quotes=False, explicit_blocks=False, with_comments=False
     )
     try:
         with bake_file.open(encoding="utf-8") as handle:
@@ -122,13 +152,15 @@ def _parse(bake_file: Path) -> dict[str, dict[str, dict[str, Any]]]:
         blocks: dict[str, dict[str, Any]] = {}
         for block in raw.get(kind, []):
             for name, body in block.items():
-                blocks.setdefault(name, {}).update(body)  # repeated blocks merge, as in bake
+                blocks.setdefault(_unquote(name), {}).update(
+                    body
+                )  # repeated blocks merge, as in bake
         document[kind] = blocks
     return document
 
 
 class _Resolver:
-    """Evaluates variables, expressions, inheritance and groups of one parsed bake file."""
+    """Evaluates variables, expressions, matrices, inheritance and groups of one bake file."""
 
     def __init__(
         self,
@@ -137,13 +169,38 @@ class _Resolver:
         env: Mapping[str, str],
     ) -> None:
         self._variables = document["variable"]
-        self._targets = document["target"]
-        self._groups = document["group"]
         self._bake_file = bake_file
         self._root = bake_file.resolve().parent.parent
         self._env = env
         self._values: dict[str, str] = {}
         self._resolving: list[str] = []
+        self._groups = {
+            name: self._texts(self._value(body.get("targets", []), {}))
+            for name, body in document["group"].items()
+        }
+        # Each target's body with the matrix values it sees; a matrix target becomes one
+        # target per combination, and its own name a group of them (as bake does).
+        self._targets: dict[str, tuple[dict[str, Any], dict[str, Value]]] = {}
+        for name, body in document["target"].items():
+            if "matrix" not in body:
+                self._targets[name] = (body, {})
+                continue
+            self._groups[name] = []
+            for scope in self._combinations(self._value(body["matrix"], {})):
+                expanded = self._string(body.get("name", name), scope)
+                self._targets[expanded] = (body, scope)
+                self._groups[name].append(expanded)
+
+    def _combinations(self, matrix: Value) -> list[dict[str, Value]]:
+        """Every combination of the matrix's values, the last key varying fastest."""
+        if not isinstance(matrix, dict):
+            raise self._unsupported(f"matrix {matrix!r}")
+        combinations: list[dict[str, Value]] = [{}]
+        for key, values in matrix.items():
+            if not isinstance(values, list):
+                raise self._unsupported(f"matrix value {values!r}")
+            combinations = [{**done, key: value} for done in combinations for value in values]
+        return combinations
 
     def expand(self, name: str, seen: tuple[str, ...] = ()) -> list[str]:
         """Target names of a group (recursively) or of a single target, without duplicates."""
@@ -154,7 +211,7 @@ class _Resolver:
             )
         if name in self._groups:
             names: list[str] = []
-            for member in self._groups[name].get("targets", []):
+            for member in self._groups[name]:
                 names += [n for n in self.expand(member, (*seen, name)) if n not in names]
             return names
         if name in self._targets:
@@ -170,23 +227,41 @@ class _Resolver:
             f" (or a target: {', '.join(t for t in sorted(self._targets) if t[0] != '_')})",
         )
 
+    def add_stages(self, user: BakeTarget, planned: list[str], stages: list[BakeTarget]) -> None:
+        """Append the targets `user` links as named contexts (theirs first) to `stages`."""
+        for name in user.linked:
+            if name in planned or name in [stage.name for stage in stages]:
+                continue
+            if name not in self._targets:
+                raise ToolError(
+                    f"bake target {user.name!r} takes a context from unknown target {name!r}",
+                    f"fix `contexts` in {self._bake_file}",
+                )
+            stage = self.target(name)
+            self.add_stages(stage, planned, stages)
+            stages.append(stage)
+
     def target(self, name: str) -> BakeTarget:
         attributes = self._merged(name, ())
-        context = self._root / self._string(attributes.get("context", "."))
+        context = self._root / self._text(attributes.get("context", "."))
         return BakeTarget(
             name=name,
             context=context,
-            dockerfile=context / self._string(attributes.get("dockerfile", "Dockerfile")),
-            target=self._string(attributes["target"]) if "target" in attributes else None,
+            dockerfile=context / self._text(attributes.get("dockerfile", "Dockerfile")),
+            target=self._text(attributes["target"]) if "target" in attributes else None,
             args=self._mapping(attributes.get("args", {})),
-            tags=self._strings(attributes.get("tags", [])),
-            platforms=self._strings(attributes.get("platforms", [])),
+            tags=self._texts(attributes.get("tags", [])),
+            platforms=self._texts(attributes.get("platforms", [])),
             labels=self._mapping(attributes.get("labels", {})),
-            description=self._string(attributes.get("description", "")),
+            description=self._text(attributes.get("description", "")),
+            contexts=self._mapping(attributes.get("contexts", {})),
+            cache_from=self._entries(attributes.get("cache-from", [])),
+            cache_to=self._entries(attributes.get("cache-to", [])),
+            attest=self._entries(attributes.get("attest", [])),
         )
 
-    def _merged(self, name: str, seen: tuple[str, ...]) -> dict[str, Any]:
-        """The target's raw attributes after `inherits`, parents first, the target last."""
+    def _merged(self, name: str, seen: tuple[str, ...]) -> dict[str, Value]:
+        """The target's evaluated attributes after `inherits`, parents first, itself last."""
         if name not in self._targets:
             raise ToolError(
                 f"bake target {seen[-1] if seen else name!r} inherits unknown target {name!r}",
@@ -197,11 +272,12 @@ class _Resolver:
                 f"bake target {name!r} inherits itself ({' -> '.join((*seen, name))})",
                 f"remove the cycle from {self._bake_file}",
             )
-        own = self._targets[name]
-        merged: dict[str, Any] = {}
-        for parent in own.get("inherits", []):
+        body, scope = self._targets[name]
+        merged: dict[str, Value] = {}
+        for parent in self._texts(self._value(body.get("inherits", []), scope)):
             _merge_into(merged, self._merged(parent, (*seen, name)))
-        _merge_into(merged, {key: value for key, value in own.items() if key != "inherits"})
+        own = {key: self._value(raw, scope) for key, raw in body.items() if key not in _BLOCK_KEYS}
+        _merge_into(merged, own)
         return merged
 
     def variable(self, name: str) -> str:
@@ -221,61 +297,266 @@ class _Resolver:
         self._resolving.append(name)
         try:
             default = self._variables[name].get("default", "")
-            value = self._env[name] if name in self._env else self._string(default)
+            value = self._env[name] if name in self._env else self._string(default, {})
         finally:
             self._resolving.pop()
         self._values[name] = value
         return value
 
-    def _evaluate(self, value: Any) -> str | list[str]:
-        if isinstance(value, bool):
-            return "true" if value else "false"
-        if isinstance(value, int | float):
-            return str(value)
-        if isinstance(value, list):
-            return [item for element in value for item in self._as_list(self._evaluate(element))]
-        if not isinstance(value, str):
-            raise self._unsupported(repr(value))
-        if split := _SPLIT_CALL.match(value):
-            separator = split.group(1).encode().decode("unicode_escape")
-            return [part for part in self.variable(split.group(2)).split(separator) if part]
-        if whole := _WHOLE_VARIABLE.match(value):
-            return self.variable(whole.group(1))
-        text = _INTERPOLATION.sub(lambda match: self.variable(match.group(1)), value)
-        if "${" in text.replace("$${", ""):
-            raise self._unsupported(value)
-        return text.replace("$${", "${")
+    # -- values: HCL as python-hcl2 serializes it (expressions stay `${...}` strings) -------
+
+    def _value(self, raw: Any, scope: Mapping[str, Value]) -> Value:
+        if isinstance(raw, bool):
+            return raw
+        if isinstance(raw, int | float):
+            return str(raw)
+        if isinstance(raw, list):
+            return [self._value(item, scope) for item in raw]
+        if isinstance(raw, dict):
+            return {_unquote(k): self._value(v, scope) for k, v in raw.items() if v is not None}
+        if isinstance(raw, str):
+            return self._text_value(raw, scope)
+        raise self._unsupported(repr(raw))
+
+    def _text_value(self, raw: str, scope: Mapping[str, Value]) -> Value:
+        """A "string" (a template) or an expression, as python-hcl2 serialized it."""
+        if _QUOTED.fullmatch(raw):
+            return self._template(_unquote(raw), scope)
+        whole = _template_parts(raw)  # an expression, `${...}`-wrapped unless a bare name
+        if whole is not None and len(whole) == 1 and isinstance(whole[0], _Interpolation):
+            return self._expression(whole[0].source, scope)
+        return self._expression(raw, scope)
+
+    def _template(self, text: str, scope: Mapping[str, Value]) -> Value:
+        """A string with `${expr}` parts; one part spanning the whole string keeps its type."""
+        parts = _template_parts(text)
+        if parts is None:
+            raise self._unsupported(text)
+        if len(parts) == 1 and isinstance(parts[0], _Interpolation):
+            return self._expression(parts[0].source, scope)
+        pieces: list[str] = []
+        for part in parts:
+            value = (
+                self._expression(part.source, scope) if isinstance(part, _Interpolation) else part
+            )
+            if not isinstance(value, str):
+                raise self._unsupported(f"{text!r} (interpolates a non-string)")
+            pieces.append(value)
+        return "".join(pieces)
+
+    def _expression(self, source: str, scope: Mapping[str, Value]) -> Value:
+        return _Expression(source, self, scope).evaluate()
+
+    def _string(self, raw: Any, scope: Mapping[str, Value]) -> str:
+        return self._text(self._value(raw, scope))
+
+    def lookup(self, name: str, scope: Mapping[str, Value]) -> Value:
+        """A name in an expression: a matrix value of this target, else a variable."""
+        return scope[name] if name in scope else self.variable(name)
 
     def _unsupported(self, expression: str) -> ToolError:
         return ToolError(
             f"{self._bake_file} uses {expression}, an expression lightning_devtools.bake "
             "does not evaluate",
-            'use a string with ${VAR} or split(",", VAR), or extend bake.py',
+            "use ${VAR}, split, equal, a condition or a matrix value, or extend bake.py",
         )
 
-    @staticmethod
-    def _as_list(value: str | list[str]) -> list[str]:
-        return value if isinstance(value, list) else [value]
+    def _text(self, value: Value) -> str:
+        if not isinstance(value, str):
+            raise self._unsupported(f"{value!r} where a string is expected")
+        return value
 
-    def _string(self, value: Any) -> str:
-        result = self._evaluate(value)
-        if isinstance(result, list):
-            raise self._unsupported(f"a list where a string is expected ({value!r})")
-        return result
+    def _texts(self, value: Value) -> list[str]:
+        """A list of strings; nested lists (a `split` inside a list) are flattened."""
+        if isinstance(value, str):
+            return [value]
+        if not isinstance(value, list):
+            raise self._unsupported(f"{value!r} where a list is expected")
+        return [text for item in value for text in self._texts(item)]
 
-    def _strings(self, value: Any) -> list[str]:
-        return self._as_list(self._evaluate(value))
-
-    def _mapping(self, value: Any) -> dict[str, str]:
+    def _mapping(self, value: Value) -> dict[str, str]:
         if not isinstance(value, dict):
             raise self._unsupported(f"{value!r} where a map is expected")
-        return {str(key): self._string(item) for key, item in value.items() if item is not None}
+        return {key: self._text(item) for key, item in value.items()}
+
+    def _entries(self, value: Value) -> list[dict[str, str]]:
+        """cache-from/cache-to/attest entries: `key=value,...` CSV, as buildx reads them."""
+        entries: list[dict[str, str]] = []
+        for text in self._texts(value):
+            fields = next(csv.reader([text]), [])
+            if not fields or not all("=" in field for field in fields):
+                raise self._unsupported(f"{text!r} (an entry that is not key=value,...)")
+            entries.append(dict(field.split("=", 1) for field in fields))
+        return entries
 
 
-def _merge_into(merged: dict[str, Any], attributes: Mapping[str, Any]) -> None:
+def _unquote(text: str) -> str:
+    """An HCL string literal's text (`"a\\"b"` -> `a"b`); other text as it is."""
+    if not _QUOTED.fullmatch(text):
+        return text
+    return _ESCAPE.sub(lambda match: _ESCAPED[match.group(1)], text[1:-1])
+
+
+@dataclass(frozen=True)
+class _Interpolation:
+    source: str
+
+
+def _template_parts(text: str) -> list[str | _Interpolation] | None:
+    """`a${x}b` -> ["a", _Interpolation("x"), "b"]; `$${` is a literal `${`. None when a
+    `${` is never closed."""
+    parts: list[str | _Interpolation] = []
+    literal, index = "", 0
+    while index < len(text):
+        if text.startswith("$${", index):
+            literal, index = literal + "${", index + 3
+        elif text.startswith("${", index):
+            end = _closing_brace(text, index + 2)
+            if end is None:
+                return None
+            if literal:
+                parts.append(literal)
+            literal = ""
+            parts.append(_Interpolation(text[index + 2 : end].strip()))
+            index = end + 1
+        else:
+            literal, index = literal + text[index], index + 1
+    if literal or not parts:
+        parts.append(literal)
+    return parts
+
+
+def _closing_brace(text: str, start: int) -> int | None:
+    depth, index = 0, start
+    while index < len(text):
+        char = text[index]
+        if char == '"':
+            match = _QUOTED.match(text, index)
+            if match is None:
+                return None
+            index = match.end()
+            continue
+        if char == "{":
+            depth += 1
+        elif char == "}":
+            if depth == 0:
+                return index
+            depth -= 1
+        index += 1
+    return None
+
+
+class _Expression:
+    """The HCL expressions the bake file uses: names (variables, matrix values), `a.b`,
+    `a[b]`, "strings", [lists], `cond ? x : y`, and the functions split and equal."""
+
+    def __init__(self, source: str, resolver: _Resolver, scope: Mapping[str, Value]) -> None:
+        self._source = source
+        self._resolver = resolver
+        self._scope = scope
+        self._tokens = self._tokenize(source)
+        self._position = 0
+
+    def _tokenize(self, source: str) -> list[str]:
+        tokens: list[str] = []
+        index = 0
+        while source[index:].strip():
+            match = _TOKEN.match(source, index)
+            if match is None:
+                raise self._unsupported()
+            tokens.append(match.group(match.lastindex or 0))
+            index = match.end()
+        return tokens
+
+    def evaluate(self) -> Value:
+        value = self._conditional()
+        if self._position != len(self._tokens):
+            raise self._unsupported()
+        return value
+
+    def _unsupported(self) -> ToolError:
+        return self._resolver._unsupported(f"${{{self._source}}}")
+
+    def _peek(self) -> str | None:
+        return self._tokens[self._position] if self._position < len(self._tokens) else None
+
+    def _take(self, expected: str | None = None) -> str:
+        token = self._peek()
+        if token is None or (expected is not None and token != expected):
+            raise self._unsupported()
+        self._position += 1
+        return token
+
+    def _conditional(self) -> Value:
+        condition = self._postfix()
+        if self._peek() != "?":
+            return condition
+        self._take("?")
+        when_true = self._conditional()
+        self._take(":")
+        when_false = self._conditional()
+        if not isinstance(condition, bool):
+            raise self._unsupported()
+        return when_true if condition else when_false
+
+    def _postfix(self) -> Value:
+        value = self._primary()
+        while self._peek() in (".", "["):
+            if self._take() == ".":
+                key: Value = self._take()
+            else:
+                key = self._conditional()
+                self._take("]")
+            if not isinstance(value, dict) or not isinstance(key, str) or key not in value:
+                raise self._unsupported()
+            value = value[key]
+        return value
+
+    def _primary(self) -> Value:
+        token = self._take()
+        if token.startswith('"'):
+            text = _unquote(token)
+            if "${" in text:
+                raise self._unsupported()
+            return text
+        if token == "[":  # noqa: S105 - a bracket, not a password
+            items: list[Any] = []
+            while self._peek() != "]":
+                items.append(self._conditional())
+                if self._peek() != "]":
+                    self._take(",")
+            self._take("]")
+            return items
+        if not _IDENTIFIER.fullmatch(token):
+            raise self._unsupported()
+        if self._peek() == "(":
+            return self._call(token)
+        return self._resolver.lookup(token, self._scope)
+
+    def _call(self, function: str) -> Value:
+        self._take("(")
+        arguments: list[Value] = []
+        while self._peek() != ")":
+            arguments.append(self._conditional())
+            if self._peek() != ")":
+                self._take(",")
+        self._take(")")
+        texts = [argument for argument in arguments if isinstance(argument, str)]
+        if len(texts) != 2 or len(arguments) != 2:
+            raise self._unsupported()
+        if function == "split":
+            separator, whole = texts
+            return [part for part in whole.split(separator) if part]
+        if function == "equal":
+            return texts[0] == texts[1]
+        raise self._unsupported()
+
+
+def _merge_into(merged: dict[str, Value], attributes: Mapping[str, Value]) -> None:
     """Bake's inheritance: maps merge key by key, every other attribute replaces."""
     for key, value in attributes.items():
-        if key in _MAP_ATTRIBUTES and isinstance(value, dict):
-            merged[key] = {**merged.get(key, {}), **value}
+        previous = merged.get(key)
+        if key in _MAP_ATTRIBUTES and isinstance(value, dict) and isinstance(previous, dict):
+            merged[key] = {**previous, **value}
         else:
             merged[key] = value

@@ -105,10 +105,11 @@ def shell_command(arguments: Mapping[str, Any]) -> str:
 
 
 def plan_table(plan: BakePlan, root: Path) -> Table:
+    """The shared stages, then the images; `attest` shows what a push attaches."""
     table = Table(title=f"bake group [bold]{plan.group}[/]", title_justify="left")
-    for column in ("target", "Dockerfile", "stage", "tags", "platforms"):
+    for column in ("target", "Dockerfile", "stage", "tags", "platforms", "attest"):
         table.add_column(column, overflow="fold")
-    for target in plan.targets:
+    for target in [*plan.stages, *plan.targets]:
         dockerfile = target.dockerfile
         with contextlib.suppress(ValueError):
             dockerfile = dockerfile.relative_to(root)
@@ -116,8 +117,9 @@ def plan_table(plan: BakePlan, root: Path) -> Table:
             target.name,
             str(dockerfile),
             target.target or "(last)",
-            "\n".join(target.tags),
+            "\n".join(target.tags) or "(named context only)",
             ", ".join(target.platforms) or "(host)",
+            ", ".join(entry.get("type", "?") for entry in target.attest) or "-",
         )
     return table
 

@@ -2,7 +2,8 @@
 
 Without a Docker engine: each target of the `local` and `azure` bake groups is built with
 buildah from the plan `lightning_devtools.bake` resolves, then run with podman through the
-`check_*` functions. Containers started here are removed on the way out.
+`check_*` functions. The shared stages the targets take as named contexts are built first.
+Containers started here are removed on the way out.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lightning_core.topology import SERVICES
-from lightning_devtools.bake import BAKE_FILE, BakeTarget, load_plan
+from lightning_devtools.bake import BAKE_FILE, BakePlan, BakeTarget, load_plan
 from lightning_devtools.errors import ToolError
 from lightning_devtools.podman import (
     Engine,
@@ -84,8 +85,23 @@ def bake_variables() -> dict[str, str]:
     return {**os.environ, "PYTHON_IMAGE": base_image()}
 
 
-def bud_command(target: BakeTarget, *, ca_bundle: Path | None) -> list[str]:
-    """The `buildah bud` equivalent of building one bake target (docs/devtools.md: flags)."""
+def image_of(target: BakeTarget) -> str:
+    """The image a build of `target` is tagged as: its first tag, or for a stage (no tags,
+    built only as a named context) a local name of its own."""
+    return (
+        target.tags[0]
+        if target.tags
+        else f"localhost/lightning-stage-{target.name.lstrip('_')}:latest"
+    )
+
+
+def bud_command(
+    target: BakeTarget, *, ca_bundle: Path | None, stage_images: Mapping[str, str]
+) -> list[str]:
+    """The `buildah bud` equivalent of building one bake target (docs/devtools.md: flags);
+    `stage_images` names the built image of each target linked as a named context.
+
+    buildah takes what it can use: cache-from/to (type=gha) and attest are BuildKit's."""
     command = ["buildah", "bud", "--layers", "--format", "docker", "--force-rm"]
     command += ["--file", str(target.dockerfile)]
     if target.target:
@@ -94,7 +110,11 @@ def bud_command(target: BakeTarget, *, ca_bundle: Path | None) -> list[str]:
         command += ["--build-arg", f"{name}={value}"]
     for name, value in sorted(target.labels.items()):
         command += ["--label", f"{name}={value}"]
-    for tag in target.tags:
+    for name, source in sorted(target.contexts.items()):
+        linked = source.removeprefix("target:")
+        value = f"container-image://{stage_images[linked]}" if linked != source else source
+        command += ["--build-context", f"{name}={value}"]
+    for tag in target.tags or [image_of(target)]:
         command += ["--tag", tag]
     if ca_bundle is not None:
         command += ["--secret", f"id=ca,src={ca_bundle}"]
@@ -248,11 +268,22 @@ def wait_for_http(containers: Containers, name: str, url: str) -> None:
     raise CheckFailed(f"healthz: {url} did not answer 200 within {STARTUP_TIMEOUT:.0f} s")
 
 
-def build(engine: Engine, target: BakeTarget, outcome: Outcome, console: Console) -> bool:
+def build(
+    engine: Engine,
+    target: BakeTarget,
+    outcome: Outcome,
+    console: Console,
+    stage_images: Mapping[str, str],
+) -> bool:
     ca_bundle = CA_BUNDLE if CA_BUNDLE.is_file() else None
+    unbuilt = [name for name in target.linked if name not in stage_images]
+    if unbuilt:
+        outcome.failure = f"build: needs stage {unbuilt[0]}, which did not build"
+        return False
     started = time.monotonic()
-    with console.status(f"building {target.name} ({target.description})"):
-        result = engine.run(*bud_command(target, ca_bundle=ca_bundle), check=False, timeout=1800)
+    with console.status(f"building {target.name} ({target.description or 'shared stage'})"):
+        command = bud_command(target, ca_bundle=ca_bundle, stage_images=stage_images)
+        result = engine.run(*command, check=False, timeout=1800)
     outcome.seconds = time.monotonic() - started
     if result.returncode != 0:
         console.print(result.stdout[-4000:], result.stderr[-4000:], markup=False, highlight=False)
@@ -298,12 +329,25 @@ def report(outcomes: Sequence[Outcome]) -> Table:
     return table
 
 
-def targets_of(groups: Sequence[str]) -> list[BakeTarget]:
+def plans_of(groups: Sequence[str]) -> list[BakePlan]:
     variables = bake_variables()
+    return [load_plan(group, variables=variables) for group in groups]
+
+
+def targets_of(groups: Sequence[str]) -> list[BakeTarget]:
+    """The images `groups` build, each once, in bake's order."""
     targets: list[BakeTarget] = []
-    for group in groups:
-        targets += [t for t in load_plan(group, variables=variables).targets if t not in targets]
+    for plan in plans_of(groups):
+        targets += [t for t in plan.targets if t not in targets]
     return targets
+
+
+def stages_of(groups: Sequence[str]) -> list[BakeTarget]:
+    """The shared stages those images take as named contexts, each before its users."""
+    stages: list[BakeTarget] = []
+    for plan in plans_of(groups):
+        stages += [t for t in plan.stages if t not in stages]
+    return stages
 
 
 def run(groups: Sequence[str], console: Console) -> list[Outcome]:
@@ -315,11 +359,17 @@ def run(groups: Sequence[str], console: Console) -> list[Outcome]:
         how = ensure_base_image(engine, image)
     console.log(f"base image {image}: {how} ({time.monotonic() - started:.1f} s)")
     outcomes: list[Outcome] = []
+    stage_images: dict[str, str] = {}
+    for stage in stages_of(groups):
+        outcome = Outcome(stage.name, image_of(stage))
+        outcomes.append(outcome)
+        if build(engine, stage, outcome, console, stage_images):
+            stage_images[stage.name] = outcome.tag
     with Containers(engine) as containers:
         for target in targets_of(groups):
-            outcome = Outcome(target.name, target.tags[0] if target.tags else target.name)
+            outcome = Outcome(target.name, image_of(target))
             outcomes.append(outcome)
-            if build(engine, target, outcome, console):
+            if build(engine, target, outcome, console, stage_images):
                 with console.status(f"checking {outcome.tag}"):
                     check(engine, containers, target, outcome)
                 console.log(f"checked {outcome.tag}: {outcome.failure or 'ok'}")
