@@ -174,18 +174,27 @@ def smoke(
         checks.smoke(base, token=bearer, console=console(), timeout=timeout)
 
 
+MODE_HELP = "the stack: local (docker/compose.yaml, default) or azure (docker/compose.azure.yaml)"
+
+
 @task(
     name="compose-up",
     help={
-        "build": "rebuild images before starting",
-        "timeout": "seconds for the stack to start and be healthy (builds not counted)",
+        "mode": MODE_HELP,
+        "build": "rebuild images (and, in azure mode, the Function package) before starting",
+        "timeout": "seconds for the stack to start and be healthy (builds not counted); "
+        "default 180, 900 in azure mode",
         "ca-cert": BUILD_HELP["ca-cert"],
     },
 )
 def compose_up(
-    c: Context, build: bool = False, timeout: int = 180, ca_cert: str | None = None
+    c: Context,
+    mode: str = "local",
+    build: bool = False,
+    timeout: str | None = None,
+    ca_cert: str | None = None,
 ) -> None:
-    """Start the local stack (docker/compose.yaml), wait until healthy, print the URLs."""
+    """Start a compose stack, wait until healthy, print the URLs."""
     with tool_errors():
         from lightning_devtools import compose
         from lightning_devtools.cli import console
@@ -193,35 +202,46 @@ def compose_up(
         compose.up(
             root=ROOT,
             build=build,
-            timeout=timeout,
+            timeout=compose.seconds(timeout),
             console=console(),
             ca_cert=Path(ca_cert) if ca_cert else None,
+            mode=mode,
         )
 
 
-@task(name="compose-down", help={"volumes": "also delete the named volumes (database data)"})
-def compose_down(c: Context, volumes: bool = False) -> None:
-    """Stop and remove the local stack."""
+@task(
+    name="compose-down",
+    help={"mode": MODE_HELP, "volumes": "also delete the named volumes (database data)"},
+)
+def compose_down(c: Context, mode: str = "local", volumes: bool = False) -> None:
+    """Stop and remove a compose stack."""
     with tool_errors():
         from lightning_devtools import compose
 
-        compose.down(root=ROOT, volumes=volumes)
+        compose.down(root=ROOT, volumes=volumes, mode=mode)
 
 
 @task(
     iterable=["service"],
     help={
+        "mode": MODE_HELP,
         "service": "only this service (repeatable)",
         "follow": "keep streaming",
         "tail": "lines per service",
     },
 )
-def logs(c: Context, service: list[str], follow: bool = False, tail: str | None = None) -> None:
-    """Show the local stack's logs."""
+def logs(
+    c: Context,
+    service: list[str],
+    mode: str = "local",
+    follow: bool = False,
+    tail: str | None = None,
+) -> None:
+    """Show a compose stack's logs."""
     with tool_errors():
         from lightning_devtools import compose
 
-        compose.logs(root=ROOT, services=service, follow=follow, tail=tail)
+        compose.logs(root=ROOT, services=service, follow=follow, tail=tail, mode=mode)
 
 
 @task

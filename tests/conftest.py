@@ -1,5 +1,6 @@
 """The whole system's tests: the shared fixtures, every provider's test backend, the
-storage + bus stacks, a headless Chromium, and the runtime hosting every service."""
+storage + bus stacks, a headless Chromium, docker's plugins, and the runtime hosting
+every service."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ pytest_plugins = [
     *backends.PLUGINS,
     "lightning_core.testing.stacks",
     "lightning_core.testing.browser",
+    "lightning_core.testing.commands",
 ]
 
 

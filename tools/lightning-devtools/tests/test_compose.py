@@ -5,7 +5,7 @@ docker CLI (there is no engine here) that serves containers' inspect JSON."""
 from __future__ import annotations
 
 import json
-import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -69,14 +69,12 @@ def inspect_json(
 
 
 @pytest.fixture
-def fake_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    bin_dir, state = tmp_path / "bin", tmp_path / "state"
-    bin_dir.mkdir()
+def fake_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_command: Callable[[str, str], Path]
+) -> Path:
+    state = tmp_path / "state"
     state.mkdir()
-    docker = bin_dir / "docker"
-    docker.write_text(FAKE_DOCKER)
-    docker.chmod(docker.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    fake_command("docker", FAKE_DOCKER)
     monkeypatch.setenv("FAKE_STATE", str(state))
     monkeypatch.setenv("FAKE_COMPOSE", "2.30.0")
     monkeypatch.delenv("FAKE_UP_FAILS", raising=False)

@@ -503,9 +503,26 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
+def is_emulator(connection_string: str) -> bool:
+    """Whether the connection string is the Service Bus emulator's (`UseDevelopmentEmulator`
+    true, which the SDK reads to speak plain AMQP, without TLS)."""
+    pairs = (part.partition("=") for part in connection_string.split(";"))
+    return any(
+        key.strip().lower() == "usedevelopmentemulator" and value.strip() == "true"
+        for key, _, value in pairs
+    )
+
+
 @asynccontextmanager
 async def connection_string_clients(connection_string: str) -> AsyncIterator[Clients]:
-    """Both clients: the bus provisions its topology."""
+    """Both clients: the bus provisions its topology. The emulator's connection string gets
+    the data-plane client only, so the bus verifies the topology its Config.json declares:
+    the emulator's management API listens on another port than AMQP (5300, not 5672),
+    which one connection string cannot name."""
+    if is_emulator(connection_string):
+        async with ServiceBusClient.from_connection_string(connection_string) as client:
+            yield Clients(client, None)
+        return
     async with (
         ServiceBusClient.from_connection_string(connection_string) as client,
         ServiceBusAdministrationClient.from_connection_string(connection_string) as admin,

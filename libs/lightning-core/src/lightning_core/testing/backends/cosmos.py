@@ -18,11 +18,6 @@ No fault fixture: the server keeps its data in memory, so killing it loses every
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import os
-import shutil
-import subprocess
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -35,7 +30,8 @@ from azure.cosmos.exceptions import CosmosResourceNotFoundError
 
 from lightning_core.storage.cosmos import CosmosStorage
 from lightning_core.testing.backends import ServerProcess
-from lightning_core.testing.machine import free_port, require
+from lightning_core.testing.machine import free_port
+from lightning_core.testing.npm import installed_package, require_node
 from lightning_core.topology import COLLECTIONS, Collection
 
 STORAGE = ["storage_cosmos"]
@@ -56,63 +52,11 @@ ACCOUNT_KEY = (
 )
 
 
-def _node_major() -> int | None:
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        return None
-    version = subprocess.run(["node", "--version"], capture_output=True, text=True, check=False)
-    try:
-        return int(version.stdout.strip().lstrip("v").split(".")[0])
-    except ValueError:
-        return None
-
-
-def _installed_server() -> Path:
-    """The server's directory with its node_modules, installing it on first use."""
-    digest = hashlib.sha256()
-    for name in SOURCES:
-        digest.update((SERVER_FILES / name).read_bytes())
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "lightning-os"
-    target = cache / f"cosmosdb-server-{digest.hexdigest()[:16]}"
-    if (target / "node_modules" / ".package-lock.json").exists():
-        return target
-    cache.mkdir(parents=True, exist_ok=True)
-    # Install beside the target and rename into place: concurrent sessions never see half an
-    # install, and the first to finish wins.
-    staging = Path(tempfile.mkdtemp(prefix="cosmosdb-server-", dir=cache))
-    for name in SOURCES:
-        shutil.copy2(SERVER_FILES / name, staging / name)
-    install = subprocess.run(
-        ["npm", "ci", "--no-audit", "--no-fund", "--ignore-scripts"],
-        cwd=staging,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if install.returncode != 0:
-        shutil.rmtree(staging, ignore_errors=True)
-        last = (install.stderr.strip().splitlines() or ["no output"])[-1]
-        require(
-            False,
-            f"the Cosmos test server (npm ci failed: {last})",
-            "check npm can reach its registry",
-        )
-    try:
-        staging.rename(target)
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)  # another session installed it first
-    return target
-
-
 @pytest.fixture(scope="session")
 def cosmos_connection_string(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A Cosmos REST server of this session's own, on a free port (HTTPS, self-signed)."""
-    major = _node_major()
-    require(
-        major is not None and major >= MIN_NODE,
-        f"Node.js >= {MIN_NODE} with npm (found {major or 'none'})",
-        "install Node.js 20 or newer with npm (e.g. from nodejs.org or NodeSource)",
-    )
-    server_dir = _installed_server()
+    require_node(MIN_NODE)
+    server_dir = installed_package(SERVER_FILES, "cosmosdb-server", SOURCES)
     port = free_port()
     server = ServerProcess(
         ["node", str(server_dir / "serve.js"), str(port)],
