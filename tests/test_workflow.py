@@ -207,7 +207,7 @@ def test_the_tests_job_uses_the_servers_compose_runs(workflow: dict[str, Any]) -
 def test_tests_run_on_the_images_python_and_the_oldest_supported(
     workflow: dict[str, Any],
 ) -> None:
-    dockerfile = (ROOT / "docker" / "api.Dockerfile").read_text()
+    dockerfile = (ROOT / "docker" / "python.Dockerfile").read_text()
     images_python = re.search(r"^ARG PYTHON_IMAGE=python:(\d+\.\d+)-slim$", dockerfile, re.M)
     oldest = re.search(
         r'^requires-python = ">=(\d+\.\d+)"$', (ROOT / "pyproject.toml").read_text(), re.M
@@ -222,7 +222,7 @@ def test_tests_run_on_the_images_python_and_the_oldest_supported(
 def test_the_containers_job_builds_on_the_official_image_the_dockerfiles_name(
     workflow: dict[str, Any],
 ) -> None:
-    dockerfile = (ROOT / "docker" / "api.Dockerfile").read_text()
+    dockerfile = (ROOT / "docker" / "python.Dockerfile").read_text()
     default = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", dockerfile, re.M)
     assert default
     image = workflow["jobs"]["containers"]["env"]["PYTHON_IMAGE"]
