@@ -2,7 +2,9 @@
 # (Cosmos DB/Service Bus SDKs). `builder` and `runtime` are named contexts: the stages of
 # docker/python.Dockerfile. Build from the repository root, e.g.
 #   docker buildx bake -f docker/docker-bake.hcl api-local
-# No `# syntax=` line on purpose (see docker/python.Dockerfile).
+# No `# syntax=` line on purpose (see docker/python.Dockerfile). hadolint reads one file, so
+# it takes the named contexts for untagged images:
+# hadolint global ignore=DL3006
 
 # ---- dependency layers: third-party packages only, exactly as locked ----------------------
 # Two --package flags because the extras belong to lightning-core, not to the service.
@@ -16,12 +18,14 @@ RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=ca,target=/
 
 # ---- code last: the workspace members, installed as wheels (not editable) -----------------
 FROM deps-local AS app-local
+WORKDIR /src
 COPY libs/lightning-core/src libs/lightning-core/src
 COPY services/api/src services/api/src
 RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=ca,target=/run/secrets/ca.crt \
     uv-sync --no-editable --package lightning-core --package lightning-api --extra local
 
 FROM deps-azure AS app-azure
+WORKDIR /src
 COPY libs/lightning-core/src libs/lightning-core/src
 COPY services/api/src services/api/src
 RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=ca,target=/run/secrets/ca.crt \

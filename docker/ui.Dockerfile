@@ -4,7 +4,9 @@
 # `runtime` are named contexts: the stages of docker/python.Dockerfile. Build from the
 # repository root, e.g.
 #   docker buildx bake -f docker/docker-bake.hcl ui-local
-# No `# syntax=` line on purpose (see docker/python.Dockerfile).
+# No `# syntax=` line on purpose (see docker/python.Dockerfile). hadolint reads one file, so
+# it takes the named contexts for untagged images:
+# hadolint global ignore=DL3006
 
 # ---- dependency layer: third-party packages only, exactly as locked -----------------------
 # No --extra: lightning-core's extras are the provider SDKs, which the UI never imports.
@@ -14,6 +16,7 @@ RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=ca,target=/
 
 # ---- code last: the workspace members, installed as wheels (not editable) -----------------
 FROM deps AS app
+WORKDIR /src
 COPY libs/lightning-core/src libs/lightning-core/src
 COPY services/ui/src services/ui/src
 RUN --mount=type=cache,target=/root/.cache/uv --mount=type=secret,id=ca,target=/run/secrets/ca.crt \
