@@ -25,7 +25,7 @@ TYPECHECK_RUNS = [
     ["services/ui"],
     ["tools/lightning-devtools"],
     ["infra"],
-    ["tests", "noxfile.py", "tasks.py"],
+    ["tests", "noxfile.py", "tasks.py", "docker/azure"],
 ]
 
 
@@ -101,7 +101,8 @@ def lowest(session: nox.Session) -> None:
         env={"VIRTUAL_ENV": session.virtualenv.location},
         silent=True,
     )
-    session.run("pytest", *(member.partition("[")[0] for member in MEMBERS_AT_FLOORS))
+    members = [member.partition("[")[0] for member in MEMBERS_AT_FLOORS]
+    session.run("pytest", *(session.posargs or members))
 
 
 @nox.session(default=False)
