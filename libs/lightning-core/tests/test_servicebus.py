@@ -165,7 +165,8 @@ async def service(request: pytest.FixtureRequest) -> AsyncIterator[tuple[Clients
 
 
 async def test_service_semantics_the_bus_relies_on(service: tuple[Clients, str]) -> None:
-    (client, admin), topic = service
+    clients, topic = service
+    client, admin = clients.data, clients.admin
     assert admin is not None
     await admin.create_subscription(topic, "early", max_delivery_count=2)
     async with client.get_topic_sender(topic) as sender:
@@ -201,7 +202,8 @@ async def test_missing_entities_fail_at_the_first_data_plane_call(
     service: tuple[Clients, str],
 ) -> None:
     """What verifying relies on: a link to a missing entity fails, naming it as missing."""
-    (client, _admin), topic = service
+    clients, topic = service
+    client = clients.data
     refusals = (MessagingEntityNotFoundError, ServiceBusAuthenticationError)
     async with client.get_topic_sender(f"{topic}-missing") as sender:
         with pytest.raises(refusals) as no_topic:

@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 
 from lightning_core.bus import servicebus
-from lightning_core.bus.servicebus import connection_string_clients, is_emulator
+from lightning_core.bus.servicebus import ServiceBusBus, connection_string_clients, is_emulator
+from lightning_core.config import ConfigError
 from lightning_core.testing.servicebus_fake import (
     FakeAdministrationClient,
     FakeNamespace,
@@ -81,3 +82,14 @@ async def test_a_namespace_gets_both_clients(opened: tuple[Opened, Opened]) -> N
     async with connection_string_clients(NAMESPACE) as clients:
         assert (clients.data, clients.admin) == (data.made[0], admin.made[0])
     assert (data.opened, admin.opened) == ([NAMESPACE], [NAMESPACE])
+
+
+@pytest.mark.usefixtures("opened")
+async def test_an_emulator_missing_the_topology_says_to_write_its_config() -> None:
+    bus = ServiceBusBus(lambda: connection_string_clients(EMULATOR), "lightning")
+    with pytest.raises(ConfigError) as missing:
+        await bus.connect()
+    message = str(missing.value)
+    assert "topic 'lightning-events'" in message
+    assert "`invoke compose-up --mode azure` writes it" in message
+    assert "invoke deploy" not in message

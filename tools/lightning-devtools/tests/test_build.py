@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import stat
 from pathlib import Path
 from typing import Any
 
 import pytest
 from rich.console import Console
 
+from lightning_core.testing.commands import write_executable
 from lightning_devtools import docker
 from lightning_devtools.bake import resolve_variables
 from lightning_devtools.buildx import (
@@ -66,12 +66,6 @@ image)
 *) echo "fake docker: unexpected $*" >&2; exit 2 ;;
 esac
 """
-
-
-def write_executable(path: Path, text: str) -> Path:
-    path.write_text(text)
-    path.chmod(path.stat().st_mode | stat.S_IEXEC)
-    return path
 
 
 @pytest.fixture

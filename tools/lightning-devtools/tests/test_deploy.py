@@ -5,11 +5,11 @@ installed into Pulumi's environment, and Pulumi runs the right command from the 
 from __future__ import annotations
 
 import json
-import stat
 from pathlib import Path
 
 import pytest
 
+from lightning_core.testing.commands import write_executable
 from lightning_devtools import azure
 from lightning_devtools import deploy as deploy_module
 from lightning_devtools.deploy import (
@@ -54,11 +54,6 @@ exit "${FAKE_UV_EXIT:-0}"
 """
 UP = "up --yes --stack production --cwd infra --non-interactive"
 INSTALL = "sync --locked --inexact --no-default-groups --group infra"
-
-
-def write_executable(path: Path, text: str) -> None:
-    path.write_text(text)
-    path.chmod(path.stat().st_mode | stat.S_IEXEC)
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ every check passes, a token travels as a bearer header, and failures end in one 
 from __future__ import annotations
 
 import json
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import httpx
 import pytest
 from rich.console import Console
 
+from lightning_core.testing.commands import write_executable
 from lightning_core.testing.machine import free_port
 from lightning_devtools.bench.api import embedded_server
 from lightning_devtools.errors import ToolError
@@ -161,12 +161,11 @@ def pulumi_with_outputs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path
     """A fake `pulumi` printing $FAKE_OUTPUTS for `stack output --json`; returns a root."""
     directory = tmp_path / "bin"
     directory.mkdir()
-    pulumi = directory / "pulumi"
-    pulumi.write_text(
+    write_executable(
+        directory / "pulumi",
         '#!/bin/sh\n[ "$1" = version ] && { echo v3.272.0; exit 0; }\n'
-        'printf "%s\\n" "$FAKE_OUTPUTS"\n'
+        'printf "%s\\n" "$FAKE_OUTPUTS"\n',
     )
-    pulumi.chmod(pulumi.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", str(directory))
     outputs = {"frontDoorUrl": "https://lightning.azurefd.net", "apiIdentifierUri": "api://lo"}
     monkeypatch.setenv("FAKE_OUTPUTS", json.dumps(outputs))

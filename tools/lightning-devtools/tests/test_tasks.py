@@ -6,7 +6,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,8 @@ from types import ModuleType
 import pytest
 from invoke.context import Context
 from invoke.exceptions import Exit
+
+from lightning_core.testing.commands import write_executable
 
 ROOT = Path(__file__).resolve().parents[3]
 HEAVY = ("python_on_whales", "rich", "fastapi", "pydantic", "hcl2", "lightning_devtools.bake")
@@ -61,9 +62,7 @@ def fake_path(tmp_path: Path) -> Path:
 
 
 def with_fake_docker(directory: Path) -> str:
-    docker = directory / "docker"
-    docker.write_text(FAKE_DOCKER)
-    docker.chmod(docker.stat().st_mode | stat.S_IEXEC)
+    write_executable(directory / "docker", FAKE_DOCKER)
     return str(directory)
 
 
@@ -155,9 +154,7 @@ def test_deploy_without_pulumi(fake_path: Path) -> None:
 
 
 def test_destroy_without_an_azure_login(fake_path: Path) -> None:
-    pulumi = fake_path / "pulumi"
-    pulumi.write_text("#!/bin/sh\necho v3.272.0\n")
-    pulumi.chmod(pulumi.stat().st_mode | stat.S_IEXEC)
+    write_executable(fake_path / "pulumi", "#!/bin/sh\necho v3.272.0\n")
     environment = {name: "" for name in ("ARM_USE_OIDC", "ARM_CLIENT_SECRET")}
     done = invoke("destroy", "--stack", "production", path=str(fake_path), **environment)
     assert_one_line_failure(done, "Not logged in to Azure (no Azure CLI on PATH")
@@ -215,9 +212,7 @@ def test_test_task_forwards_arguments_to_nox(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     record = tmp_path / "argv"
-    fake_nox = tmp_path / "nox"
-    fake_nox.write_text(f'#!/bin/sh\necho "$PWD $*" > {record}\nexit 3\n')
-    fake_nox.chmod(fake_nox.stat().st_mode | stat.S_IEXEC)
+    fake_nox = write_executable(tmp_path / "nox", f'#!/bin/sh\necho "$PWD $*" > {record}\nexit 3\n')
     monkeypatch.setattr("lightning_devtools.cli.find_tool", lambda _name: str(fake_nox))
     tasks = load_tasks()
     with pytest.raises(Exit) as caught:

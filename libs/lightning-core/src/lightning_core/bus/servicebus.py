@@ -60,11 +60,23 @@ from lightning_core.topology import (
 log = logging.getLogger(__name__)
 
 
+DEPLOY_FIX = (
+    "deploy the infrastructure: `invoke deploy --stack NAME`, or use "
+    "SERVICE_BUS_CONNECTION_STRING with Manage rights to create it"
+)
+EMULATOR_FIX = (
+    "the emulator creates entities only from its Config.json: `invoke compose-up --mode "
+    "azure` writes it from the same settings, then restart the emulator"
+)
+
+
 class Clients(NamedTuple):
     """The SDK clients a bus talks through; `admin` only where the credential may manage."""
 
     data: ServiceBusClient
     admin: ServiceBusAdministrationClient | None
+    #: How to create entities this bus finds missing.
+    missing_fix: str = DEPLOY_FIX
 
 
 #: Opens the clients and closes them on exit.
@@ -78,10 +90,6 @@ MAX_REASON_LENGTH = 4000  # keeps a settlement far below the service's header si
 GROUP_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,48}[A-Za-z0-9])?$")
 SENDER_ROLE = "Azure Service Bus Data Sender"
 RECEIVER_ROLE = "Azure Service Bus Data Receiver"
-DEPLOY_FIX = (
-    "deploy the infrastructure: `invoke deploy --stack NAME`, or use "
-    "SERVICE_BUS_CONNECTION_STRING with Manage rights to create it"
-)
 
 
 class ServiceBusBus(BusBase):
@@ -169,7 +177,7 @@ class ServiceBusBus(BusBase):
         if admin is None:
             missing = await self._missing_subscriptions([subscription])
             if missing:
-                raise _missing_entities(missing)
+                raise _missing_entities(missing, self._connection().missing_fix)
         else:
             await self._provision(admin, [subscription])
 
@@ -226,7 +234,7 @@ class ServiceBusBus(BusBase):
             missing = [f"topic {self.topic!r}"]
             missing += [f"its subscription {s.name!r}" for s in subscriptions]
         if missing:
-            raise _missing_entities(missing)
+            raise _missing_entities(missing, self._connection().missing_fix)
 
     async def _missing_subscriptions(self, subscriptions: Sequence[Subscription]) -> list[str]:
         missing: list[str] = []
@@ -490,11 +498,11 @@ async def _exists(role: str, entity: str, check: Callable[[], Awaitable[object]]
     return True
 
 
-def _missing_entities(missing: Sequence[str]) -> ConfigError:
+def _missing_entities(missing: Sequence[str], fix: str) -> ConfigError:
     return ConfigError(
         [
             f"the Service Bus namespace lacks {', '.join(missing)} (this identity has "
-            f"data-plane rights only, so it may not create them): {DEPLOY_FIX}"
+            f"data-plane rights only, so it may not create them): {fix}"
         ]
     )
 
@@ -521,7 +529,7 @@ async def connection_string_clients(connection_string: str) -> AsyncIterator[Cli
     which one connection string cannot name."""
     if is_emulator(connection_string):
         async with ServiceBusClient.from_connection_string(connection_string) as client:
-            yield Clients(client, None)
+            yield Clients(client, None, EMULATOR_FIX)
         return
     async with (
         ServiceBusClient.from_connection_string(connection_string) as client,

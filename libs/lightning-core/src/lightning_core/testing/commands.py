@@ -52,6 +52,13 @@ def real_compose() -> dict[str, str]:
     return docker_plugin_env("compose")
 
 
+def write_executable(path: Path, script: str) -> Path:
+    """Write `script` to `path` and make it executable: a stand-in for a command."""
+    path.write_text(script)
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return path
+
+
 @pytest.fixture
 def fake_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str], Path]:
     """Install a stand-in: `fake_command(name, script)` writes an executable `name` into a
@@ -61,9 +68,6 @@ def fake_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[[s
     monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
 
     def install(name: str, script: str) -> Path:
-        command = bin_dir / name
-        command.write_text(script)
-        command.chmod(command.stat().st_mode | stat.S_IEXEC)
-        return command
+        return write_executable(bin_dir / name, script)
 
     return install
