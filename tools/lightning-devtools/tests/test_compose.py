@@ -5,7 +5,6 @@ docker CLI (there is no engine here) that serves containers' inspect JSON."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,32 +15,6 @@ from lightning_devtools.compose import ServiceState, diagnose
 from lightning_devtools.errors import ToolError
 
 ROOT = Path(__file__).resolve().parents[3]
-
-# A docker CLI stand-in: engine up, compose v2 when FAKE_COMPOSE is set; `compose up` fails
-# when FAKE_UP_FAILS is set and copies a second compose file to $FAKE_STATE/override.json;
-# `compose config` answers $FAKE_STATE/config.json; `compose ps` lists the ids in
-# $FAKE_STATE/ids; `container inspect ID` answers $FAKE_STATE/ID.json.
-FAKE_DOCKER = r"""#!/bin/sh
-echo "$*" >> "$FAKE_STATE/calls"
-case "$1" in
---version) echo "Docker version 28.2.2, build fake" ;;
-info) echo 28.2.2 ;;
-compose)
-  if [ "$2" = version ]; then
-    [ -n "$FAKE_COMPOSE" ] && { echo "$FAKE_COMPOSE"; exit 0; }
-    echo "docker: unknown command: docker compose" >&2; exit 1
-  fi
-  case " $* " in
-  *" up "*)
-    [ "$4" = --file ] && cp "$5" "$FAKE_STATE/override.json"
-    [ -n "$FAKE_UP_FAILS" ] && { echo "$FAKE_UP_FAILS" >&2; exit 1; }
-    exit 0 ;;
-  *" config "*) cat "$FAKE_STATE/config.json" ;;
-  *" ps "*) cat "$FAKE_STATE/ids" ;;
-  esac ;;
-container) cat "$FAKE_STATE/$3.json" ;;
-esac
-"""
 
 
 def inspect_json(
@@ -69,15 +42,10 @@ def inspect_json(
 
 
 @pytest.fixture
-def fake_state(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_command: Callable[[str, str], Path]
-) -> Path:
-    state = tmp_path / "state"
-    state.mkdir()
-    fake_command("docker", FAKE_DOCKER)
-    monkeypatch.setenv("FAKE_STATE", str(state))
+def fake_state(fake_docker: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The fake docker CLI with compose 2.30 (the minimum), an API and a PostgreSQL up."""
+    state = fake_docker
     monkeypatch.setenv("FAKE_COMPOSE", "2.30.0")
-    monkeypatch.delenv("FAKE_UP_FAILS", raising=False)
     (state / "ids").write_text("c1\nc2\n")
     (state / "c1.json").write_text(
         inspect_json("c1", "api", "running", "healthy", {"8000/tcp": 8000})

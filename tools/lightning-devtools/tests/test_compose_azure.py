@@ -8,7 +8,6 @@ import json
 import subprocess
 import sys
 import zipfile
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -54,38 +53,12 @@ def test_iso_durations(duration: timedelta, iso: str) -> None:
 
 # ---- invoke compose-up / compose-down / logs --mode azure (fake docker CLI) -------------------
 
-FAKE_DOCKER = r"""#!/bin/sh
-echo "$*" >> "$FAKE_STATE/calls"
-case "$1" in
---version) echo "Docker version 28.2.2, build fake" ;;
-info) echo 28.2.2 ;;
-compose)
-  [ "$2" = version ] && { echo 2.40.3; exit 0; }
-  case " $* " in
-  *" config "*)
-    [ -n "$FAKE_CONFIG_FAILS" ] && { echo "$FAKE_CONFIG_FAILS" >&2; exit 15; }
-    cat "$FAKE_STATE/config.json" ;;
-  *" ps "*) ;;
-  esac ;;
-esac
-"""
-
 
 @pytest.fixture
-def fake_docker(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    fake_command: Callable[[str, str], Path],
-) -> Path:
-    """A docker CLI answering `compose config` with the real resolution of the file (or
-    failing with $FAKE_CONFIG_FAILS)."""
-    state = tmp_path / "state"
-    state.mkdir()
-    fake_command("docker", FAKE_DOCKER)
-    monkeypatch.setenv("FAKE_STATE", str(state))
-    monkeypatch.delenv("FAKE_CONFIG_FAILS", raising=False)
-    (state / "config.json").write_text(json.dumps(RESOLVED))
-    return state
+def azure_docker(fake_docker: Path) -> Path:
+    """The fake docker CLI answering `compose config` as compose-up reads it."""
+    (fake_docker / "config.json").write_text(json.dumps(RESOLVED))
+    return fake_docker
 
 
 @pytest.fixture
@@ -101,13 +74,13 @@ def workspace(tmp_path: Path) -> Path:
 
 
 def test_compose_up_azure_writes_what_the_emulators_read_then_waits_longer(
-    fake_docker: Path, workspace: Path
+    azure_docker: Path, workspace: Path
 ) -> None:
     stale = workspace / compose_azure.FUNCTION_ROOT / "gone.py"
     stale.parent.mkdir(parents=True)
     stale.write_text("")
     compose.up(root=workspace, build=False, timeout=None, console=Console(), mode="azure")
-    calls = (fake_docker / "calls").read_text().splitlines()
+    calls = (azure_docker / "calls").read_text().splitlines()
     file = workspace / "docker" / "compose.azure.yaml"
     assert f"compose --file {file} config --format json" in calls
     assert f"compose --file {file} up --detach --wait --wait-timeout 900" in calls
@@ -118,7 +91,7 @@ def test_compose_up_azure_writes_what_the_emulators_read_then_waits_longer(
     assert sorted(p.name for p in unpacked.iterdir()) == ["function_app.py", "host.json"]
 
 
-@pytest.mark.usefixtures("fake_docker")
+@pytest.mark.usefixtures("azure_docker")
 def test_compose_up_azure_builds_the_function_package_when_asked_or_missing(
     workspace: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -144,7 +117,7 @@ def test_compose_up_azure_builds_the_function_package_when_asked_or_missing(
 
 
 def test_compose_up_azure_without_entra_says_what_to_set_before_anything_runs(
-    fake_docker: Path, workspace: Path, monkeypatch: pytest.MonkeyPatch
+    azure_docker: Path, workspace: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     missing = "required variable ENTRA_TENANT_ID is missing a value: set ENTRA_TENANT_ID"
     monkeypatch.setenv("FAKE_CONFIG_FAILS", missing)
@@ -154,14 +127,14 @@ def test_compose_up_azure_without_entra_says_what_to_set_before_anything_runs(
         f"`docker compose -f docker/compose.azure.yaml config` failed ({missing})"
     )
     assert caught.value.fix.startswith("set what it names")
-    assert " up " not in (fake_docker / "calls").read_text()
+    assert " up " not in (azure_docker / "calls").read_text()
     assert not (workspace / compose_azure.STATE).exists()
 
 
-def test_compose_down_and_logs_take_the_mode(fake_docker: Path, workspace: Path) -> None:
+def test_compose_down_and_logs_take_the_mode(azure_docker: Path, workspace: Path) -> None:
     compose.down(root=workspace, volumes=True, mode="azure")
     compose.logs(root=workspace, services=["cosmos"], follow=False, tail="5", mode="azure")
-    calls = (fake_docker / "calls").read_text()
+    calls = (azure_docker / "calls").read_text()
     file = workspace / "docker" / "compose.azure.yaml"
     assert f"compose --file {file} down --volumes" in calls
     assert f"compose --file {file} logs" in calls

@@ -520,27 +520,26 @@ class _Expression:
                 raise self._unsupported()
             return text
         if token == "[":  # noqa: S105 - a bracket, not a password
-            items: list[Any] = []
-            while self._peek() != "]":
-                items.append(self._conditional())
-                if self._peek() != "]":
-                    self._take(",")
-            self._take("]")
-            return items
+            return self._items("]")
         if not _IDENTIFIER.fullmatch(token):
             raise self._unsupported()
         if self._peek() == "(":
             return self._call(token)
         return self._resolver.lookup(token, self._scope)
 
+    def _items(self, close: str) -> list[Value]:
+        """Comma-separated expressions up to and including `close`."""
+        items: list[Value] = []
+        while self._peek() != close:
+            items.append(self._conditional())
+            if self._peek() != close:
+                self._take(",")
+        self._take(close)
+        return items
+
     def _call(self, function: str) -> Value:
         self._take("(")
-        arguments: list[Value] = []
-        while self._peek() != ")":
-            arguments.append(self._conditional())
-            if self._peek() != ")":
-                self._take(",")
-        self._take(")")
+        arguments = self._items(")")
         texts = [argument for argument in arguments if isinstance(argument, str)]
         if len(texts) != 2 or len(arguments) != 2:
             raise self._unsupported()
